@@ -1,0 +1,43 @@
+"""The `ptrag` console script."""
+
+from __future__ import annotations
+
+import typer
+
+from ptrag.core import __version__
+
+from . import plugins_cmd, run_cmd
+
+app = typer.Typer(
+    name="ptrag",
+    help="Predict single-cell perturbation responses with retrieval-augmented generation (PT-RAG).\n\n"
+    "Quick start: `ptrag run` trains and evaluates the default preset on built-in data;"
+    " `ptrag plugins --all` lists every retriever, selector, generator and metric.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+app.command("run")(run_cmd.run)
+app.command("plugins")(plugins_cmd.plugins)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"ptrag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    """Predict single-cell perturbation responses with retrieval-augmented generation (PT-RAG)."""
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

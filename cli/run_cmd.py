@@ -1,0 +1,76 @@
+"""`ptrag run`: resolve a config, run one experiment, print the results, name the run folder."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ptrag.core.config import resolve_config
+from ptrag.core.experiment import RunResult, run_experiment
+from ptrag.core.manager import build_manager
+
+from .common import console, friendly_errors
+
+
+@friendly_errors
+def run(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment YAML."),
+    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset from registry.yaml (see `ptrag plugins --all`)."),
+    data: Optional[Path] = typer.Option(None, "--data", help="An .h5ad screen; default: the built-in dataset."),
+    split: Optional[Path] = typer.Option(None, "--split", help="Split file (STATE TOML or YAML); default: random few-shot."),
+    retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever name (stage 1)."),
+    selector: Optional[str] = typer.Option(None, "--selector", help="Selector name (stage 2)."),
+    generator: Optional[str] = typer.Option(None, "--generator", help="Generator name."),
+    sets: list[str] = typer.Option([], "--set", help="Override any key: --set train.steps=200 (repeatable)."),
+    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data, sampling and model."),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
+) -> None:
+    """Train and evaluate one experiment; write the run folder and print its path last.
+
+    With no arguments: the default preset on the built-in dataset. Precedence: preset < --config
+    YAML < --retriever/--selector/--generator < --steps/--seed/--device/--data/--split/--out < --set.
+    """
+    extra: dict = {}
+    if data is not None:
+        extra.setdefault("data", {})["path"] = str(data)
+    if split is not None:
+        extra.setdefault("data", {})["split"] = str(split)
+    if steps is not None:
+        extra.setdefault("train", {})["steps"] = steps
+    if seed is not None:
+        extra["seed"] = seed
+    if device is not None:
+        extra["device"] = device
+    if out is not None:
+        extra.setdefault("output", {})["dir"] = str(out)
+    manager = build_manager()
+    cfg = resolve_config(
+        config, preset=preset, components={"retriever": retriever, "selector": selector, "generator": generator},
+        sets=sets, extra=extra, manager=manager,
+    )
+    con = console()
+    con.print(f"[bold]ptrag run[/] preset={cfg.preset} retriever={cfg.retriever.name} "
+              f"selector={cfg.selector.name} generator={cfg.generator.name} seed={cfg.seed}")
+    result = run_experiment(cfg, manager, log=lambda message: con.print(f"  {message}", markup=False))
+    con.print(results_table(result))
+    typer.echo(str(result.run_dir))
+
+
+def results_table(result: RunResult) -> Table:
+    table = Table(title=f"{result.config.preset}: {result.metrics.drop_duplicates(['pert', 'context']).shape[0]} held-out perturbations")
+    for column in ("metric", "better", "mean", "95% CI", "median"):
+        table.add_column(column, justify="left" if column in ("metric", "better") else "right")
+    for name, agg in result.summary.items():
+        lo, hi = agg["ci95"]
+        table.add_row(name, agg["direction"], _fmt(agg["mean"]), f"[{_fmt(lo)}, {_fmt(hi)}]", _fmt(agg["median"]))
+    return table
+
+
+def _fmt(x: float) -> str:
+    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"

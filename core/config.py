@@ -1,0 +1,274 @@
+"""Experiment configuration: pydantic models, YAML, presets and command-line overrides.
+
+Resolution order (later wins): built-in defaults, the preset (``--preset``, else the YAML's
+``preset:`` key, else registry.yaml's default), the YAML file, ``--retriever/--selector/
+--generator`` flags, then ``--set dotted.key=value``. Every component's parameters are then
+validated by that component's own pydantic model, so typos fail before any work starts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import ConfigError
+from .registry import Registry, load_registry
+
+COMPONENT_SECTIONS = ("retriever", "selector", "generator")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ComponentChoice(_Strict):
+    """A component by name plus its parameters (validated later by the component's model)."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, raw: Any, where: str) -> "ComponentChoice":
+        if isinstance(raw, ComponentChoice):
+            return raw
+        if isinstance(raw, str):
+            return cls(name=raw)
+        if isinstance(raw, dict):
+            if "name" not in raw:
+                raise ConfigError(f"{where}: a component needs a 'name' key (got {sorted(raw)})")
+            body = dict(raw)
+            name = body.pop("name")
+            params = dict(body.pop("params", {}) or {})
+            params.update(body)  # flat form {name: faiss, k: 32} and nested params both work
+            return cls(name=str(name), params=params)
+        raise ConfigError(f"{where}: expected a component name or mapping, got {type(raw).__name__}")
+
+    def to_yaml(self) -> dict[str, Any]:
+        return {"name": self.name, **self.params}
+
+
+class DataConfig(_Strict):
+    path: Optional[str] = Field(None, description="an .h5ad file; empty = the built-in dataset")
+    synth_preset: Literal["tiny", "demo", "large"] = "demo"
+    pert_col: str = "gene"
+    context_col: str = "cell_line"
+    batch_col: Optional[str] = "gem_group"
+    control_label: str = "non-targeting"
+    embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
+    gene_embeddings: Optional[str] = Field(None, description="gene-embedding table; empty = built-in")
+    missing_embedding: Literal["drop", "zero", "error"] = "drop"
+    split: Optional[str] = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
+    holdout_context: Optional[str] = Field(None, description="cell line held out (random split)")
+    test_fraction: float = Field(0.3, gt=0, lt=1)
+    val_fraction: float = Field(0.1, ge=0, lt=1)
+    min_cells: int = Field(10, ge=1)
+    cell_set_len: int = Field(64, ge=1)
+
+
+class TrainConfig(_Strict):
+    steps: int = Field(1000, ge=0)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    warmup_steps: int = Field(50, ge=0)
+    grad_clip: float = Field(1.0, ge=0)
+    val_every: int = Field(100, ge=1)
+    patience: int = Field(0, ge=0, description="validations without improvement before stopping; 0 = never")
+    loss: Literal["energy", "mse", "energy+mse"] = "energy"
+
+
+class OutputConfig(_Strict):
+    dir: Optional[str] = Field(None, description="run folder; empty = a new folder under root")
+    root: str = "runs"
+
+
+class ExperimentConfig(_Strict):
+    preset: Optional[str] = None
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    data: DataConfig = Field(default_factory=DataConfig)
+    retriever: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="none"))
+    selector: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="none"))
+    generator: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="pert-mean"))
+    metrics: list[ComponentChoice] = Field(
+        default_factory=lambda: [ComponentChoice(name="mse"), ComponentChoice(name="pearson-delta")]
+    )
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @field_validator("retriever", "selector", "generator", mode="before")
+    @classmethod
+    def _component(cls, raw: Any, info: Any) -> ComponentChoice:
+        return ComponentChoice.parse(raw, info.field_name)
+
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _metrics(cls, raw: Any) -> list[ComponentChoice]:
+        if raw is None:
+            return []
+        if isinstance(raw, (str, dict)):
+            raw = [raw]
+        return [ComponentChoice.parse(item, f"metrics[{i}]") for i, item in enumerate(raw)]
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        out = self.model_dump(mode="json", exclude={"retriever", "selector", "generator", "metrics"})
+        for section in COMPONENT_SECTIONS:
+            out[section] = getattr(self, section).to_yaml()
+        out["metrics"] = [m.to_yaml() for m in self.metrics]
+        return out
+
+    def dump_yaml(self) -> str:
+        return yaml.safe_dump(self.to_yaml_dict(), sort_keys=False)
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """Deep merge; a component section whose name changes is replaced, not merged."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if key in COMPONENT_SECTIONS:
+            new = _as_mapping(value)
+            old = _as_mapping(out.get(key))
+            out[key] = {**old, **new} if old and new.get("name", old.get("name")) == old.get("name") else new
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _as_mapping(raw: Any) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    if isinstance(raw, str):
+        return {"name": raw}
+    if isinstance(raw, dict):
+        body = dict(raw)
+        body.update(body.pop("params", {}) or {})
+        return body
+    return dict(raw)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_set(expr: str) -> tuple[list[str], Any]:
+    """``train.steps=200`` -> (["train", "steps"], 200); values are parsed as YAML scalars."""
+    if "=" not in expr:
+        raise ConfigError(f"--set {expr!r}: expected dotted.key=value, e.g. train.steps=200")
+    key, _, raw = expr.partition("=")
+    parts = [p for p in key.strip().split(".") if p]
+    if not parts:
+        raise ConfigError(f"--set {expr!r}: empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _apply_set(raw: dict[str, Any], parts: list[str], value: Any) -> None:
+    node = raw
+    for i, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if part in COMPONENT_SECTIONS and i == 0:
+            child = _as_mapping(child)
+        elif child is None:
+            child = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(parts)}: {'.'.join(parts[: i + 1])} is not a section")
+        node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def format_validation_error(exc: ValidationError, where: str) -> str:
+    first = exc.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    more = f" (+{len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    given = first.get("input")
+    shown = "" if isinstance(given, dict) or first["type"] == "missing" else f" (got {given!r})"
+    return f"{where}: {loc}: {first['msg']}{shown}{more}"
+
+
+def resolve_config(
+    config_path: str | Path | None = None,
+    *,
+    preset: str | None = None,
+    components: dict[str, str | None] | None = None,
+    sets: list[str] | tuple[str, ...] = (),
+    extra: dict[str, Any] | None = None,
+    manager: Any | None = None,
+    registry: Registry | None = None,
+) -> ExperimentConfig:
+    """Build the experiment config from a preset, a YAML file and overrides, then validate it.
+
+    ``extra`` holds direct overrides (e.g. from ``--steps``/``--seed`` flags) as a nested dict.
+    With a ``manager``, component names and parameters are checked against the plugins.
+    """
+    registry = registry or load_registry()
+    user = read_yaml(config_path) if config_path else {}
+    preset_name = preset or user.get("preset") or registry.default_preset
+    raw = _merge({}, registry.preset(preset_name).config)
+    raw = _merge(raw, {k: v for k, v in user.items() if k != "preset"})
+    raw["preset"] = preset_name
+    for section, name in (components or {}).items():
+        if name:
+            raw = _merge(raw, {section: {"name": name}})
+    raw = _merge(raw, extra or {})
+    for expr in sets:
+        parts, value = parse_set(expr)
+        _apply_set(raw, parts, value)
+    where = str(config_path) if config_path else "config"
+    try:
+        config = ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, where)) from None
+    if manager is not None:
+        config = validate_components(config, manager)
+    return config
+
+
+def validate_components(config: ExperimentConfig, manager: Any) -> ExperimentConfig:
+    """Check names against the plugins and fill each component's params with its defaults."""
+    updates: dict[str, Any] = {}
+    for section in COMPONENT_SECTIONS:
+        updates[section] = _validated(getattr(config, section), section, manager, section)
+    updates["metrics"] = [
+        _validated(choice, "metric", manager, f"metrics[{i}]") for i, choice in enumerate(config.metrics)
+    ]
+    return config.model_copy(update=updates)
+
+
+def _validated(choice: ComponentChoice, kind: str, manager: Any, where: str) -> ComponentChoice:
+    spec = manager.get(kind, choice.name)
+    try:
+        params = spec.params_model.model_validate(choice.params)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, f"{where} ({choice.name})")) from None
+    return ComponentChoice(name=choice.name, params=params.model_dump(mode="json"))
+
+
+def component_params(choice: ComponentChoice, kind: str, manager: Any) -> BaseModel:
+    """The component's validated parameter model instance."""
+    return manager.get(kind, choice.name).params_model.model_validate(choice.params)

@@ -1,0 +1,1 @@
+"""Data layer: AnnData loading, gene embeddings, splits, the retrieval database, synthesis."""

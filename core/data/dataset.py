@@ -1,0 +1,76 @@
+"""A perturbation screen in memory: expression, per-cell labels, and group lookups."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+PERT, CONTEXT, BATCH = "pert", "context", "batch"
+
+
+@dataclass
+class PerturbationData:
+    """Expression [n_cells, n_features] with normalised labels in ``obs`` (pert, context, batch).
+
+    ``columns`` maps the normalised names back to the user's column names so outputs carry the
+    input's schema.
+    """
+
+    X: np.ndarray
+    obs: pd.DataFrame
+    features: list[str]
+    control_label: str
+    source: str = "<memory>"
+    columns: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    @cached_property
+    def is_control(self) -> np.ndarray:
+        return (self.obs[PERT] == self.control_label).to_numpy()
+
+    @cached_property
+    def _group_index(self) -> dict[tuple[str, str], np.ndarray]:
+        perturbed = self.obs.loc[~self.is_control, [PERT, CONTEXT]]
+        return {
+            (str(p), str(c)): np.asarray(idx, dtype=np.int64)
+            for (p, c), idx in perturbed.groupby([PERT, CONTEXT], observed=True, sort=True).indices.items()
+        }
+
+    @cached_property
+    def _control_index(self) -> dict[str, np.ndarray]:
+        controls = self.obs.loc[self.is_control, [CONTEXT]]
+        positions = np.flatnonzero(self.is_control)
+        return {
+            str(c): positions[np.asarray(idx)]
+            for c, idx in controls.groupby(CONTEXT, observed=True, sort=True).indices.items()
+        }
+
+    @property
+    def groups(self) -> list[tuple[str, str]]:
+        """All (perturbation, context) groups of perturbed cells, sorted."""
+        return list(self._group_index)
+
+    @property
+    def contexts(self) -> list[str]:
+        return sorted(self.obs[CONTEXT].astype(str).unique())
+
+    @property
+    def perturbations(self) -> list[str]:
+        return sorted({p for p, _ in self._group_index})
+
+    def group_indices(self, pert: str, context: str) -> np.ndarray:
+        return self._group_index[(pert, context)]
+
+    def control_indices(self, context: str) -> np.ndarray:
+        return self._control_index.get(context, np.empty(0, dtype=np.int64))
+
+    def batches_of(self, indices: np.ndarray) -> np.ndarray | None:
+        if BATCH not in self.obs:
+            return None
+        return self.obs[BATCH].to_numpy()[indices]

@@ -1,0 +1,174 @@
+"""The four component interfaces and the tensors that flow between them.
+
+Shapes: B cell sets per batch, S cells per set, G genes (expression features), E gene-embedding
+dim, H hidden dim, K retrieved candidates, Q queries, N database entries.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, ClassVar, Literal, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+@dataclass
+class CellSetBatch:
+    """B cell sets: matched control cells, the perturbation, and (in training) the real cells."""
+
+    ctrl: torch.Tensor  # [B,S,G] control cells of the same cell line (and batch where possible)
+    pert_emb: torch.Tensor  # [B,E] gene embedding of the perturbed gene
+    pert_index: torch.Tensor  # [B] long: index in the perturbation vocabulary (one-hot option)
+    context_index: torch.Tensor  # [B] long: cell line index
+    target: torch.Tensor | None = None  # [B,S,G] real perturbed cells (training only)
+    batch_index: torch.Tensor | None = None  # [B,S] long: batch (gem_group) of each control cell
+    query_entry: torch.Tensor | None = None  # [B] long: the query's own database entry, or -1
+    perts: list[str] = field(default_factory=list)  # B perturbation names, for diagnostics
+    contexts: list[str] = field(default_factory=list)  # B cell line names
+
+    def to(self, device: torch.device | str) -> "CellSetBatch":
+        moved = {
+            name: value.to(device)
+            for name, value in self.__dict__.items()
+            if isinstance(value, torch.Tensor)
+        }
+        return replace(self, **moved)
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        b, s, g = self.ctrl.shape
+        return b, s, g
+
+
+# --------------------------------------------------------------------------- stage 1: retrieval
+
+
+@dataclass
+class RetrievalResult:
+    """Top-K candidates per query. Where fewer than K entries remain after exclusion the row is
+    padded with id -1 and score -inf; consumers mask on ``ids >= 0``."""
+
+    scores: torch.Tensor  # [Q,K] float32, cosine similarity (higher is closer)
+    ids: torch.Tensor  # [Q,K] int64, database row ids, -1 for padding
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.ids >= 0
+
+
+class Retriever(abc.ABC):
+    """Stage 1: nearest-neighbour search over the retrieval database's gene embeddings.
+
+    Not differentiable. ``build`` indexes N keys; ``search`` returns the K most cosine-similar
+    keys for each query, never returning an id listed in that query's ``exclude``.
+    """
+
+    name: ClassVar[str] = ""
+    #: True when results are exact and identical across calls (contract-tested).
+    exact: ClassVar[bool] = True
+
+    @abc.abstractmethod
+    def build(self, keys: np.ndarray | torch.Tensor, meta: Any | None = None) -> None:
+        """Index ``keys`` [N,E]; ``meta`` is optional per-entry information (a DataFrame)."""
+
+    @abc.abstractmethod
+    def search(
+        self,
+        queries: np.ndarray | torch.Tensor,
+        k: int,
+        exclude: Sequence[Sequence[int]] | None = None,
+    ) -> RetrievalResult:
+        """Top-``k`` entries for each of the Q ``queries`` [Q,E]; ``exclude[q]`` lists ids to skip."""
+
+    @abc.abstractmethod
+    def save(self, directory: str | Path) -> None:
+        """Persist the index so prediction reuses exactly the index training used."""
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, directory: str | Path) -> "Retriever":
+        """Inverse of :meth:`save`."""
+
+    def __len__(self) -> int:  # number of indexed entries
+        return 0
+
+
+# --------------------------------------------------------------------------- stage 2: selection
+
+
+@dataclass
+class SelectorOutput:
+    """What a selector hands the generator."""
+
+    context: torch.Tensor | None  # [B,S,H] summed contribution of the selected candidates
+    weights: torch.Tensor | None  # [B,S,K] keep-weights (hard 0/1 for gumbel) or attention
+    aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)  # already weighted
+    stats: dict[str, float] = field(default_factory=dict)  # e.g. keep_ratio, for logging
+
+
+class Selector(nn.Module, abc.ABC):
+    """Stage 2: scores candidates from (cell state, query, candidate) and aggregates them.
+
+    forward(cell_state [B,S,H], query [B,H], candidates [B,K,H], scores [B,K] | None,
+    mask [B,K] bool | None) -> SelectorOutput.
+    """
+
+    name: ClassVar[str] = ""
+
+    @abc.abstractmethod
+    def forward(
+        self,
+        cell_state: torch.Tensor,
+        query: torch.Tensor,
+        candidates: torch.Tensor,
+        scores: torch.Tensor | None = None,
+        mask: torch.Tensor | None = None,
+    ) -> SelectorOutput: ...
+
+
+# --------------------------------------------------------------------------- generation
+
+
+class Generator(nn.Module, abc.ABC):
+    """Control cell set + perturbation (+ retrieved context) -> predicted perturbed cell set.
+
+    forward(batch: CellSetBatch, context [B,S,H] | None) -> predicted cells [B,S,G].
+    Baselines set ``trainable = False`` and learn what they need in :meth:`fit`.
+    """
+
+    name: ClassVar[str] = ""
+    trainable: ClassVar[bool] = True
+    #: whether this generator consumes a retrieved context (else the selector is skipped)
+    uses_context: ClassVar[bool] = False
+
+    def fit(self, database: Any) -> None:
+        """See the training data's per-(perturbation, cell line) summary before training."""
+
+    @abc.abstractmethod
+    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor: ...
+
+
+# --------------------------------------------------------------------------- evaluation
+
+Direction = Literal["lower", "higher"]
+Space = Literal["genes", "pca50", "de"]
+
+
+class Metric(abc.ABC):
+    """A score for one (perturbation, cell line): predicted vs real cells, given control cells.
+
+    ``space`` says where the evaluator computes it: ``genes`` (expression space), ``pca50``
+    (50 PCs fitted on the real cells of the cell line) or ``de`` (differentially expressed genes).
+    """
+
+    name: ClassVar[str] = ""
+    direction: ClassVar[Direction] = "lower"
+    space: ClassVar[Space] = "genes"
+
+    @abc.abstractmethod
+    def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
+        """pred [n,F], real [m,F], ctrl [c,F] in this metric's space -> one number."""

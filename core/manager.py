@@ -1,0 +1,238 @@
+"""The plugin manager: built-ins from registry.yaml, third-party packages from entry points.
+
+Built fresh on demand (:func:`build_manager`), never at import time. A plugin that fails to
+import is recorded and skipped so the rest keep working; ``PTRAG_STRICT_PLUGINS=1`` makes
+every such problem fatal. Two plugins offering the same (kind, name) is always an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Iterable
+
+import pluggy
+
+from .errors import PluginConflictError, PluginError, UnknownComponentError
+from .hookspecs import (
+    ENTRY_POINT_GROUP,
+    HOOK_FOR_KIND,
+    KINDS,
+    PROJECT,
+    SPEC_TYPES,
+    ComponentSpec,
+    PtragHookSpecs,
+)
+from .registry import load_registry
+
+STRICT_ENV = "PTRAG_STRICT_PLUGINS"
+
+
+def strict_from_env() -> bool:
+    return os.environ.get(STRICT_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass
+class PluginRecord:
+    """One plugin as ``ptrag plugins`` shows it."""
+
+    name: str  # plugin name (entry point name, or module path for built-ins)
+    package: str  # distribution that ships it
+    version: str
+    builtin: bool
+    status: str = "ok"  # ok | failed | warning
+    error: str = ""
+    components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "plugin": self.name,
+            "package": self.package,
+            "version": self.version,
+            "builtin": self.builtin,
+            "status": self.status,
+            "error": self.error,
+            "components": [{"kind": k, "name": n} for k, n in self.components],
+        }
+
+
+@dataclass(frozen=True)
+class Provided:
+    spec: ComponentSpec
+    plugin: PluginRecord
+
+
+class PluginManager:
+    """All components available in this environment, by kind and name."""
+
+    def __init__(self, pm: pluggy.PluginManager, records: list[PluginRecord],
+                 components: dict[str, dict[str, Provided]]):
+        self.pm = pm
+        self.records = records
+        self._components = components
+
+    def names(self, kind: str) -> list[str]:
+        return sorted(self._components[kind])
+
+    def provided(self, kind: str) -> list[Provided]:
+        return [self._components[kind][n] for n in self.names(kind)]
+
+    def get(self, kind: str, name: str) -> ComponentSpec:
+        if kind not in KINDS:
+            raise UnknownComponentError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        try:
+            return self._components[kind][name].spec
+        except KeyError:
+            available = ", ".join(self.names(kind)) or "none installed"
+            raise UnknownComponentError(
+                f"unknown {kind} {name!r}; available {kind}s: {available}"
+            ) from None
+
+    def provider(self, kind: str, name: str) -> PluginRecord:
+        self.get(kind, name)
+        return self._components[kind][name].plugin
+
+    @property
+    def failed(self) -> list[PluginRecord]:
+        return [r for r in self.records if r.status == "failed"]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+def _builtin_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _load_builtins(modules: Iterable[str]) -> list[tuple[PluginRecord, Any]]:
+    loaded = []
+    for module_path in modules:
+        short = module_path.removeprefix("ptrag.plugins.")
+        record = PluginRecord(f"ptrag:{short}", "ptrag", _builtin_version(), builtin=True)
+        try:
+            loaded.append((record, importlib.import_module(module_path)))
+        except Exception as exc:  # a built-in whose optional dependency is broken
+            record.status, record.error = "failed", _describe(exc)
+            loaded.append((record, None))
+    return loaded
+
+
+def _load_entry_points(group: str) -> list[tuple[PluginRecord, Any]]:
+    loaded = []
+    seen: set[tuple[str, str]] = set()
+    for ep in metadata.entry_points(group=group):
+        dist = getattr(ep, "dist", None)
+        package = dist.metadata["Name"] if dist is not None else "?"
+        version = dist.version if dist is not None else "?"
+        if (ep.name, ep.value) in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add((ep.name, ep.value))
+        record = PluginRecord(ep.name, package, version, builtin=False)
+        try:
+            loaded.append((record, ep.load()))
+        except Exception as exc:
+            record.status, record.error = "failed", _describe(exc)
+            loaded.append((record, None))
+    return loaded
+
+
+def build_manager(
+    *,
+    entry_points: bool = True,
+    extra_plugins: Iterable[tuple[str, Any]] = (),
+    strict: bool | None = None,
+) -> PluginManager:
+    """Load built-ins, entry points of group ``ptrag`` and ``extra_plugins`` (name, object)."""
+    strict = strict_from_env() if strict is None else strict
+    pm = pluggy.PluginManager(PROJECT)
+    pm.add_hookspecs(PtragHookSpecs)
+
+    candidates = _load_builtins(load_registry().plugin_modules)
+    if entry_points:
+        candidates += _load_entry_points(ENTRY_POINT_GROUP)
+    for name, obj in extra_plugins:
+        candidates.append((PluginRecord(name, "(in-process)", "", builtin=False), obj))
+
+    records: list[PluginRecord] = []
+    for record, obj in candidates:
+        records.append(record)
+        if obj is None:
+            continue
+        try:
+            pm.register(obj, name=f"{record.package}:{record.name}")
+        except Exception as exc:  # pluggy rejects malformed hook implementations here
+            record.status, record.error = "failed", _describe(exc)
+            continue
+        unknown = [
+            name for name in _hookimpl_names(pm, obj) if not hasattr(PtragHookSpecs, name)
+        ]
+        if unknown:
+            record.status = "warning"
+            record.error = f"hook implementation(s) matching no ptrag hook: {', '.join(unknown)}"
+
+    problems = [r for r in records if r.status != "ok"]
+    if strict and problems:
+        first = problems[0]
+        raise PluginError(
+            f"plugin {first.name!r} ({first.package}) {first.status}: {first.error} "
+            f"[{STRICT_ENV}=1 makes plugin problems fatal]"
+        )
+
+    by_obj = {id(obj): record for record, obj in candidates if obj is not None}
+    components: dict[str, dict[str, Provided]] = {kind: {} for kind in KINDS}
+    for kind in KINDS:
+        hook = getattr(pm.hook, HOOK_FOR_KIND[kind])
+        for impl in reversed(hook.get_hookimpls()):  # registration order
+            record = by_obj[id(impl.plugin)]
+            if record.status == "failed":
+                continue
+            try:
+                specs = list(impl.function() or [])
+                _check_specs(specs, kind)
+            except Exception as exc:
+                if strict:
+                    raise PluginError(f"plugin {record.name!r} ({record.package}): {_describe(exc)}") from exc
+                record.status, record.error = "failed", _describe(exc)
+                continue
+            for spec in specs:
+                if spec.name in components[kind]:
+                    other = components[kind][spec.name].plugin
+                    raise PluginConflictError(
+                        f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
+                        "uninstall one of them or rename the component"
+                    )
+                components[kind][spec.name] = Provided(spec, record)
+                record.components.append((kind, spec.name))
+    # a plugin whose hook raised for one kind must not keep components of another kind
+    for record in records:
+        if record.status == "failed" and record.components:
+            for kind, name in record.components:
+                components[kind].pop(name, None)
+            record.components = []
+    return PluginManager(pm, records, components)
+
+
+def _who(record: PluginRecord) -> str:
+    return f"plugin {record.name!r} (package {record.package} {record.version})".replace(" )", ")")
+
+
+def _hookimpl_names(pm: pluggy.PluginManager, obj: Any) -> list[str]:
+    return [name for name in dir(obj) if pm.parse_hookimpl_opts(obj, name) is not None]
+
+
+def _check_specs(specs: list[Any], kind: str) -> None:
+    expected = SPEC_TYPES[kind]
+    for spec in specs:
+        if not isinstance(spec, ComponentSpec):
+            raise TypeError(f"hook {HOOK_FOR_KIND[kind]} returned {type(spec).__name__}, not a component spec")
+        if spec.kind != kind:
+            raise TypeError(
+                f"hook {HOOK_FOR_KIND[kind]} returned a {spec.kind or 'kind-less'} spec {spec.name!r}; "
+                f"use {expected.__name__}"
+            )

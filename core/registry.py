@@ -1,0 +1,78 @@
+"""registry.yaml: the built-in components (kind, name, plugin module, summary) and presets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError
+from .hookspecs import KINDS
+
+REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    kind: str
+    name: str
+    plugin: str  # import path of the module holding the hook implementations
+    summary: str
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    summary: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Registry:
+    components: tuple[RegistryEntry, ...]
+    presets: dict[str, Preset]
+    default_preset: str
+
+    @property
+    def plugin_modules(self) -> tuple[str, ...]:
+        """Distinct plugin modules, in registry order."""
+        return tuple(dict.fromkeys(entry.plugin for entry in self.components))
+
+    def preset(self, name: str) -> Preset:
+        try:
+            return self.presets[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown preset {name!r}; available presets: {', '.join(sorted(self.presets))}"
+            ) from None
+
+
+def parse_registry(data: dict[str, Any], source: str = "registry.yaml") -> Registry:
+    entries = []
+    for i, raw in enumerate(data.get("components") or []):
+        missing = {"kind", "name", "plugin", "summary"} - set(raw)
+        if missing:
+            raise ConfigError(f"{source}: component #{i} lacks {', '.join(sorted(missing))}")
+        if raw["kind"] not in KINDS:
+            raise ConfigError(f"{source}: component {raw['name']!r} has unknown kind {raw['kind']!r}")
+        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"]))
+    presets = {
+        name: Preset(name, body.get("summary", ""), dict(body.get("config") or {}))
+        for name, body in (data.get("presets") or {}).items()
+    }
+    default = data.get("default_preset", "")
+    if default not in presets:
+        raise ConfigError(f"{source}: default_preset {default!r} is not a defined preset")
+    return Registry(tuple(entries), presets, default)
+
+
+@lru_cache(maxsize=None)
+def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: registry file not found; reinstall ptrag")
+    with path.open() as fh:
+        return parse_registry(yaml.safe_load(fh) or {}, source=str(path))

@@ -1,0 +1,52 @@
+"""`none`: no retrieval (the STATE baseline). Every search returns zero candidates."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
+from ptrag.core.interfaces import RetrievalResult, Retriever
+
+
+class NoRetrieval(Retriever):
+    name = "none"
+    exact = True
+
+    def __init__(self) -> None:
+        self._n = 0
+
+    def build(self, keys: np.ndarray | torch.Tensor, meta: Any | None = None) -> None:
+        self._n = int(len(keys))
+
+    def search(self, queries: np.ndarray | torch.Tensor, k: int,
+               exclude: Sequence[Sequence[int]] | None = None) -> RetrievalResult:
+        q = len(queries)
+        return RetrievalResult(torch.empty(q, 0), torch.empty(q, 0, dtype=torch.long))
+
+    def save(self, directory: str | Path) -> None:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / "retriever.json").write_text(json.dumps({"name": self.name, "n": self._n}))
+
+    @classmethod
+    def load(cls, directory: str | Path) -> "NoRetrieval":
+        out = cls()
+        out._n = json.loads((Path(directory) / "retriever.json").read_text())["n"]
+        return out
+
+    def __len__(self) -> int:
+        return self._n
+
+
+class NoRetrievalParams(ComponentParams):
+    k: int = 0
+
+
+@hookimpl
+def ptrag_retrievers() -> list[RetrieverSpec]:
+    return [RetrieverSpec("none", lambda params, ctx: NoRetrieval(), NoRetrievalParams,
+                          "No retrieval: the STATE baseline")]

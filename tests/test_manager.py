@@ -1,0 +1,95 @@
+import pytest
+
+from ptrag.core.errors import PluginConflictError, PluginError, UnknownComponentError
+from ptrag.core.hookspecs import ComponentParams, MetricSpec, RetrieverSpec, hookimpl
+from ptrag.core.manager import build_manager
+from ptrag.core.registry import load_registry
+
+
+def test_builtins_are_registered_through_hooks():
+    manager = build_manager(entry_points=False)
+    listed = {(e.kind, e.name) for e in load_registry().components}
+    provided = {(k, n) for r in manager.records for k, n in r.components}
+    assert listed == provided
+    assert all(r.builtin and r.status == "ok" for r in manager.records)
+
+
+def test_fake_plugin_is_discovered_and_broken_one_listed_as_failed(fake_plugins):
+    manager = build_manager()
+    assert "fake-dot" in manager.names("retriever")
+    assert "mean-abs" in manager.names("metric")
+    assert manager.provider("retriever", "fake-dot").package == "ptrag-fake-plugin"
+    assert manager.provider("retriever", "fake-dot").version == "0.1.0"
+    broken = [r for r in manager.failed if r.package == "ptrag-broken-plugin"]
+    assert len(broken) == 1
+    assert "ModuleNotFoundError" in broken[0].error
+    assert "ptrag_dependency_that_does_not_exist" in broken[0].error
+    # the rest keep working
+    assert "pert-mean" in manager.names("generator")
+
+
+def test_strict_mode_makes_a_failed_import_fatal(fake_plugins, monkeypatch):
+    monkeypatch.setenv("PTRAG_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="ptrag-broken-plugin"):
+        build_manager()
+
+
+def test_name_clash_names_both_providers(clash_plugin):
+    with pytest.raises(PluginConflictError) as info:
+        build_manager()
+    message = str(info.value)
+    assert "'pert-mean'" in message
+    assert "ptrag-clash-plugin" in message and "ptrag:generators.baselines" in message
+
+
+def test_unknown_hook_is_a_warning_then_an_error_in_strict_mode(odd_plugin, monkeypatch):
+    manager = build_manager()
+    odd = [r for r in manager.records if r.package == "ptrag-odd-plugin"][0]
+    assert odd.status == "warning" and "ptrag_retreivers" in odd.error
+    monkeypatch.setenv("PTRAG_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginError, match="ptrag_retreivers"):
+        build_manager()
+
+
+def test_unknown_component_lists_available_names():
+    manager = build_manager(entry_points=False)
+    with pytest.raises(UnknownComponentError) as info:
+        manager.get("generator", "nosuch")
+    assert str(info.value) == (
+        "unknown generator 'nosuch'; available generators: " + ", ".join(manager.names("generator"))
+    )
+
+
+class _WrongKind:
+    @hookimpl
+    def ptrag_retrievers(self):
+        return [MetricSpec("oops", lambda p, c: None, ComponentParams, "a metric in the retriever hook")]
+
+
+class _Raising:
+    @hookimpl
+    def ptrag_metrics(self):
+        raise RuntimeError("boom")
+
+    @hookimpl
+    def ptrag_retrievers(self):
+        return [RetrieverSpec("half", lambda p, c: None, ComponentParams, "should be withdrawn")]
+
+
+def test_bad_hook_results_fail_that_plugin_only():
+    manager = build_manager(entry_points=False, extra_plugins=[("wrong", _WrongKind()), ("raising", _Raising())])
+    status = {r.name: (r.status, r.error) for r in manager.records if not r.builtin}
+    assert status["wrong"][0] == "failed"
+    assert "returned a metric spec 'oops'; use RetrieverSpec" in status["wrong"][1]
+    assert status["raising"] == ("failed", "RuntimeError: boom")
+    assert "oops" not in manager.names("retriever") and "half" not in manager.names("retriever")
+    assert "pert-mean" in manager.names("generator")
+
+
+def test_spec_validation():
+    with pytest.raises(TypeError):
+        RetrieverSpec("x", factory="not callable")  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        RetrieverSpec("", lambda p, c: None)
+    with pytest.raises(TypeError):
+        RetrieverSpec("x", lambda p, c: None, params_model=dict)  # type: ignore[arg-type]

@@ -1,0 +1,36 @@
+"""ptrag installs under one import name; no bare `core`/`cli`/`plugins` in site-packages."""
+
+import tomllib
+from importlib import metadata
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_installed_files_live_under_ptrag():
+    files = metadata.files("ptrag") or []
+    tops = {
+        f.parts[0]
+        for f in files
+        if not f.parts[0].endswith((".dist-info", ".egg-info"))
+        and not f.name.startswith("__editable__")  # an editable install's finder and .pth
+        and f.parts[0] != ".."  # the console script in bin/
+    }
+    assert tops <= {"ptrag"}, f"files outside ptrag/: {sorted(tops)}"
+    assert "core" not in tops and "cli" not in tops and "plugins" not in tops
+
+
+def test_every_package_directory_is_declared():
+    declared = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {
+        "ptrag." + ".".join(p.parent.relative_to(ROOT).parts)
+        for top in ("core", "plugins", "cli")
+        for p in (ROOT / top).rglob("__init__.py")
+    }
+    assert found <= declared, f"add to pyproject [tool.setuptools] packages: {sorted(found - declared)}"
+
+
+def test_registry_ships_with_the_package():
+    from ptrag.core.registry import REGISTRY_PATH
+
+    assert REGISTRY_PATH.is_file()
