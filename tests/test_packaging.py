@@ -7,8 +7,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def _installed_distribution() -> metadata.Distribution:
+    # a source checkout can hold a ptrag.egg-info from the build; the installed one has a RECORD
+    for dist in metadata.distributions(name="ptrag"):
+        if dist.read_text("RECORD") is not None:
+            return dist
+    raise AssertionError("ptrag is not installed (no .dist-info with a RECORD)")
+
+
 def test_installed_files_live_under_ptrag():
-    files = metadata.files("ptrag") or []
+    files = _installed_distribution().files or []
     tops = {
         f.parts[0]
         for f in files

@@ -1,0 +1,89 @@
+"""Cell sets: S perturbed cells of one (perturbation, context) paired with S matched controls."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..interfaces import CellSetBatch
+from .dataset import PerturbationData
+from .split import Group
+
+
+@dataclass
+class Vocab:
+    """Index maps shared by training and prediction (perturbations, contexts, batches)."""
+
+    perts: list[str]
+    contexts: list[str]
+    pert_embedding: dict[str, np.ndarray]  # gene -> [E]
+
+    def __post_init__(self) -> None:
+        self.pert_index = {p: i for i, p in enumerate(self.perts)}
+        self.context_index = {c: i for i, c in enumerate(self.contexts)}
+
+
+class CellSetSampler:
+    """Draws training batches of cell sets.
+
+    A group smaller than S is sampled with replacement. Controls come from the same context and,
+    where the context has controls in the perturbed cells' batch, from that batch.
+    """
+
+    def __init__(self, data: PerturbationData, groups: list[Group], vocab: Vocab, *,
+                 cell_set_len: int, query_entry: dict[Group, int] | None = None):
+        if not groups:
+            raise ValueError("CellSetSampler needs at least one group")
+        self.data, self.groups, self.vocab = data, list(groups), vocab
+        self.cell_set_len = cell_set_len
+        self.query_entry = query_entry or {}
+        self._ctrl_by_batch: dict[tuple[str, str], np.ndarray] = {}
+        batches = data.obs["batch"].to_numpy() if "batch" in data.obs else None
+        for context in data.contexts:
+            ctrl = data.control_indices(context)
+            if batches is not None:
+                for b in np.unique(batches[ctrl]):
+                    self._ctrl_by_batch[(context, str(b))] = ctrl[batches[ctrl] == b]
+        self._batches = batches
+
+    def matched_controls(self, context: str, cells: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One control per cell in ``cells``: same context, same batch where that batch has controls."""
+        pool = self.data.control_indices(context)
+        if len(pool) == 0:
+            raise ValueError(f"context {context!r} has no control cells")
+        if self._batches is None:
+            return rng.choice(pool, size=len(cells), replace=len(pool) < len(cells))
+        out = np.empty(len(cells), dtype=np.int64)
+        cell_batches = self._batches[cells].astype(str)
+        for b in np.unique(cell_batches):
+            where = np.flatnonzero(cell_batches == b)
+            same = self._ctrl_by_batch.get((context, b), pool)
+            out[where] = rng.choice(same, size=len(where), replace=len(same) < len(where))
+        return out
+
+    def make_batch(self, groups: list[Group], rng: np.random.Generator, *, with_target: bool = True) -> CellSetBatch:
+        s = self.cell_set_len
+        ctrl, target = [], []
+        for pert, context in groups:
+            idx = self.data.group_indices(pert, context)
+            cells = rng.choice(idx, size=s, replace=len(idx) < s)
+            ctrl.append(self.matched_controls(context, cells, rng))
+            target.append(cells)
+        X = self.data.X
+        return CellSetBatch(
+            ctrl=torch.from_numpy(np.stack([X[i] for i in ctrl])),
+            pert_emb=torch.from_numpy(np.stack([self.vocab.pert_embedding[p] for p, _ in groups])),
+            pert_index=torch.tensor([self.vocab.pert_index[p] for p, _ in groups]),
+            context_index=torch.tensor([self.vocab.context_index[c] for _, c in groups]),
+            target=torch.from_numpy(np.stack([X[i] for i in target])) if with_target else None,
+            query_entry=torch.tensor([self.query_entry.get(g, -1) for g in groups]),
+            perts=[p for p, _ in groups],
+            contexts=[c for _, c in groups],
+        )
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> CellSetBatch:
+        """``batch_size`` groups drawn uniformly (with replacement) from the training groups."""
+        picks = rng.integers(0, len(self.groups), size=batch_size)
+        return self.make_batch([self.groups[i] for i in picks], rng)
