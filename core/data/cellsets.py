@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -19,10 +19,12 @@ class Vocab:
     perts: list[str]
     contexts: list[str]
     pert_embedding: dict[str, np.ndarray]  # gene -> [E]
+    batches: list[str] = field(default_factory=list)  # empty: no batch_index in batches
 
     def __post_init__(self) -> None:
         self.pert_index = {p: i for i, p in enumerate(self.perts)}
         self.context_index = {c: i for i, c in enumerate(self.contexts)}
+        self.batch_index = {b: i for i, b in enumerate(self.batches)}
 
 
 class CellSetSampler:
@@ -40,7 +42,7 @@ class CellSetSampler:
         self.cell_set_len = cell_set_len
         self.query_entry = query_entry or {}
         self._ctrl_by_batch: dict[tuple[str, str], np.ndarray] = {}
-        batches = data.obs["batch"].to_numpy() if "batch" in data.obs else None
+        batches = data.obs["batch"].astype(str).to_numpy() if "batch" in data.obs else None
         for context in data.contexts:
             ctrl = data.control_indices(context)
             if batches is not None:
@@ -56,7 +58,7 @@ class CellSetSampler:
         if self._batches is None:
             return rng.choice(pool, size=len(cells), replace=len(pool) < len(cells))
         out = np.empty(len(cells), dtype=np.int64)
-        cell_batches = self._batches[cells].astype(str)
+        cell_batches = self._batches[cells]
         for b in np.unique(cell_batches):
             where = np.flatnonzero(cell_batches == b)
             same = self._ctrl_by_batch.get((context, b), pool)
@@ -78,10 +80,28 @@ class CellSetSampler:
             pert_index=torch.tensor([self.vocab.pert_index[p] for p, _ in groups]),
             context_index=torch.tensor([self.vocab.context_index[c] for _, c in groups]),
             target=torch.from_numpy(np.stack([X[i] for i in target])) if with_target else None,
+            batch_index=self._batch_index(ctrl),
             query_entry=torch.tensor([self.query_entry.get(g, -1) for g in groups]),
             perts=[p for p, _ in groups],
             contexts=[c for _, c in groups],
         )
+
+    def _batch_index(self, ctrl: list[np.ndarray]) -> torch.Tensor | None:
+        if self._batches is None or not self.vocab.batch_index:
+            return None
+        lookup = self.vocab.batch_index
+        return torch.tensor([[lookup.get(b, -1) for b in self._batches[i]] for i in ctrl], dtype=torch.long)
+
+    def eval_cells(self, pert: str, context: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """For evaluation: all real cells of a held-out group and one matched control per cell."""
+        real = self.data.group_indices(pert, context)
+        return real, self.matched_controls(context, real, rng)
+
+    def control_pool(self, context: str, batch: str | None = None) -> np.ndarray:
+        """All control cells of a context (of one batch when given and present)."""
+        if batch is not None and (context, str(batch)) in self._ctrl_by_batch:
+            return self._ctrl_by_batch[(context, str(batch))]
+        return self.data.control_indices(context)
 
     def sample(self, batch_size: int, rng: np.random.Generator) -> CellSetBatch:
         """``batch_size`` groups drawn uniformly (with replacement) from the training groups."""

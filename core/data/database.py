@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from .dataset import PerturbationData
+from .dataset import BATCH, PerturbationData
 from .split import Group
 
 
@@ -15,7 +15,9 @@ from .split import Group
 class ResponseDatabase:
     """Entries with their gene embedding, context, cell count and pseudobulk response.
 
-    ``response`` is mean perturbed minus mean control of the same context, in expression space.
+    ``response`` is mean perturbed minus mean *matched* control: controls of the same context,
+    weighted by batch as the group's cells are (a batch without controls falls back to the
+    context's mean), so batch effects do not leak into the response.
     """
 
     perts: list[str]
@@ -24,6 +26,11 @@ class ResponseDatabase:
     embeddings: np.ndarray  # [N,E] float32
     response: np.ndarray  # [N,G] float32
     control_mean: dict[str, np.ndarray]  # context -> [G]
+    _by_pert: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        for i, p in enumerate(self.perts):
+            self._by_pert.setdefault(p, []).append(i)
 
     def __len__(self) -> int:
         return len(self.perts)
@@ -38,9 +45,12 @@ class ResponseDatabase:
     ) -> "ResponseDatabase":
         control_mean = {c: data.X[data.control_indices(c)].mean(axis=0) for c in data.contexts
                         if len(data.control_indices(c))}
-        response = np.stack(
-            [data.X[data.group_indices(p, c)].mean(axis=0) - control_mean[c] for p, c in groups]
-        ).astype(np.float32) if groups else np.zeros((0, data.n_features), np.float32)
+        batch_mean = _batch_control_means(data)
+        rows = []
+        for p, c in groups:
+            idx = data.group_indices(p, c)
+            rows.append(data.X[idx].mean(axis=0) - _matched_mean(data, idx, c, control_mean, batch_mean))
+        response = np.stack(rows).astype(np.float32) if rows else np.zeros((0, data.n_features), np.float32)
         return cls(
             perts=[p for p, _ in groups],
             contexts=[c for _, c in groups],
@@ -51,5 +61,29 @@ class ResponseDatabase:
         )
 
     def entries_of(self, pert: str, context: str | None = None) -> list[int]:
-        return [i for i, (p, c) in enumerate(zip(self.perts, self.contexts))
-                if p == pert and (context is None or c == context)]
+        return [i for i in self._by_pert.get(pert, []) if context is None or self.contexts[i] == context]
+
+    def exclusion_ids(self, pert: str, context: str, exclude_same_gene: bool) -> list[int]:
+        """Entries a query (pert, context) must not retrieve: its own entry always, and the same
+        gene's entries in other contexts when ``exclude_same_gene`` (the paper's setting)."""
+        return self.entries_of(pert, None if exclude_same_gene else context)
+
+
+def _batch_control_means(data: PerturbationData) -> dict[tuple[str, str], np.ndarray]:
+    if BATCH not in data.obs:
+        return {}
+    out = {}
+    for c in data.contexts:
+        ctrl = data.control_indices(c)
+        batches = data.batches_of(ctrl)
+        for b in np.unique(batches):
+            out[(c, str(b))] = data.X[ctrl[batches == b]].mean(axis=0)
+    return out
+
+
+def _matched_mean(data, idx, context, control_mean, batch_mean) -> np.ndarray:
+    if not batch_mean:
+        return control_mean[context]
+    batches, counts = np.unique(data.batches_of(idx), return_counts=True)
+    parts = [batch_mean.get((context, str(b)), control_mean[context]) * n for b, n in zip(batches, counts)]
+    return np.sum(parts, axis=0) / counts.sum()

@@ -25,6 +25,12 @@ class PerturbationData:
     control_label: str
     source: str = "<memory>"
     columns: dict[str, str | None] = field(default_factory=dict)
+    #: what loading reported (dropped groups, warnings); the run log shows these lines
+    notes: list[str] = field(default_factory=list)
+    #: facts about the input for summaries: expression source, storage, dropped counts
+    info: dict = field(default_factory=dict)
+    #: ground truth of the built-in dataset (``uns['ptrag_synth']``), else None
+    truth: dict | None = None
 
     @property
     def n_features(self) -> int:
@@ -37,8 +43,9 @@ class PerturbationData:
     @cached_property
     def _group_index(self) -> dict[tuple[str, str], np.ndarray]:
         perturbed = self.obs.loc[~self.is_control, [PERT, CONTEXT]]
+        positions = np.flatnonzero(~self.is_control)  # groupby gives positions within `perturbed`
         return {
-            (str(p), str(c)): np.asarray(idx, dtype=np.int64)
+            (str(p), str(c)): positions[np.asarray(idx, dtype=np.int64)]
             for (p, c), idx in perturbed.groupby([PERT, CONTEXT], observed=True, sort=True).indices.items()
         }
 
@@ -73,4 +80,22 @@ class PerturbationData:
     def batches_of(self, indices: np.ndarray) -> np.ndarray | None:
         if BATCH not in self.obs:
             return None
-        return self.obs[BATCH].to_numpy()[indices]
+        return self.obs[BATCH].astype(str).to_numpy()[indices]
+
+    def n_cells_of(self, pert: str, context: str) -> int:
+        idx = self._group_index.get((pert, context))
+        return 0 if idx is None else len(idx)
+
+    def summary(self) -> pd.DataFrame:
+        """Per context: cells, controls, perturbations, batches (for `ptrag data inspect`)."""
+        rows = []
+        for c in self.contexts:
+            in_c = (self.obs[CONTEXT] == c).to_numpy()
+            rows.append({
+                "context": c,
+                "cells": int(in_c.sum()),
+                "controls": len(self.control_indices(c)),
+                "perturbations": sum(1 for _, gc in self._group_index if gc == c),
+                "batches": int(self.obs.loc[in_c, BATCH].nunique()) if BATCH in self.obs else 0,
+            })
+        return pd.DataFrame(rows, columns=["context", "cells", "controls", "perturbations", "batches"])

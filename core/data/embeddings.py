@@ -1,12 +1,37 @@
-"""Gene-embedding tables: symbol -> vector, and the policy for genes without one."""
+"""Gene-embedding tables: symbol -> vector, their file readers, and the policy for missing genes.
+
+Formats (chosen by suffix): GenePT's own pickle (dict symbol -> list of floats), ``.npz``
+(``names`` [V] str, ``embeddings`` [V,E], optional ``provenance`` JSON string, as written by
+``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header) and
+``.parquet`` (symbols in the index or the first column). Symbols match case-insensitively, then
+through a small table of renamed HGNC symbols (e.g. an old embedding keyed by ``SEPT7`` serves
+``SEPTIN7``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ..errors import DataError
+
+BUILTIN_EMBEDDINGS = Path(__file__).parent / "resources" / "builtin_gene_embeddings.npz"
+
+#: previous HGNC symbol -> current symbol, for genes renamed after GenePT's tables were made
+ALIASES: dict[str, str] = {
+    "SEPT2": "SEPTIN2", "SEPT7": "SEPTIN7", "SEPT9": "SEPTIN9", "MARCH5": "MARCHF5",
+    "MARCH6": "MARCHF6", "C7ORF26": "INTS15", "H2AFZ": "H2AZ1", "H2AFX": "H2AX", "H3F3A": "H3-3A",
+    "H3F3B": "H3-3B", "HIST1H1C": "H1-2", "CTGF": "CCN2", "CYR61": "CCN1", "ATP5A1": "ATP5F1A",
+    "ATP5B": "ATP5F1B", "ATP5C1": "ATP5F1C", "ATP5O": "ATP5PO", "FAM96B": "CIAO2B", "KIAA0100": "BLTP2",
+    "C11ORF98": "ERCC6L2-AS1", "WDR61": "SKIC8", "SKIV2L": "SKIC2", "TTC37": "SKIC3", "NOP53": "NOP53",
+    "GLTSCR2": "NOP53", "SHFM1": "SEM1", "ADRBK1": "GRK2", "MKL1": "MRTFA", "TCEB1": "ELOC",
+    "TCEB2": "ELOB", "KIAA1429": "VIRMA", "C9ORF114": "SPOUT1", "FAM58A": "CCNQ", "ZNF259": "ZPR1",
+}
 
 
 @dataclass
@@ -14,17 +39,39 @@ class GeneEmbeddings:
     names: list[str]
     matrix: np.ndarray  # [V,E] float32
     source: str = "<memory>"
+    provenance: dict | None = field(default=None)
 
     def __post_init__(self) -> None:
+        self.names = [str(n) for n in self.names]
         self.matrix = np.asarray(self.matrix, dtype=np.float32)
-        self._index = {name.upper(): i for i, name in enumerate(self.names)}
+        if self.matrix.ndim != 2 or len(self.names) != self.matrix.shape[0]:
+            raise DataError(f"{self.source}: {len(self.names)} names but a matrix of shape {self.matrix.shape}")
+        self._index: dict[str, int] = {}
+        for i, name in enumerate(self.names):
+            self._index.setdefault(name.upper(), i)  # first wins on case-insensitive duplicates
+        self.duplicates = len(self.names) - len(self._index)
 
     @property
     def dim(self) -> int:
         return int(self.matrix.shape[1])
 
+    def _row(self, gene: str) -> int | None:
+        key = gene.upper()
+        j = self._index.get(key)
+        if j is None and key in ALIASES:  # old symbol asked, table has the new one
+            j = self._index.get(ALIASES[key])
+        if j is None:  # new symbol asked, table has an old one
+            for old, new in ALIASES.items():
+                if new == key and old in self._index:
+                    return self._index[old]
+        return j
+
     def has(self, gene: str) -> bool:
-        return gene.upper() in self._index
+        return self._row(gene) is not None
+
+    def aliased(self, genes: list[str]) -> list[str]:
+        """Genes found only through the alias table (worth reporting)."""
+        return [g for g in genes if g.upper() not in self._index and self._row(g) is not None]
 
     def lookup(self, genes: list[str], policy: str = "error") -> tuple[np.ndarray, list[str]]:
         """Vectors for ``genes`` [len(genes),E] and the names that had none.
@@ -32,18 +79,30 @@ class GeneEmbeddings:
         ``zero`` fills missing rows with zeros; ``drop`` fills them with zeros too and leaves it to
         the caller to remove the reported names; ``error`` raises naming the first ones.
         """
-        missing = [g for g in genes if not self.has(g)]
+        rows = [self._row(g) for g in genes]
+        missing = [g for g, j in zip(genes, rows) if j is None]
         if missing and policy == "error":
             raise DataError(
                 f"{self.source}: {len(missing)} perturbed gene(s) have no embedding "
                 f"(first: {', '.join(missing[:5])}); set data.missing_embedding to drop or zero"
             )
         out = np.zeros((len(genes), self.dim), dtype=np.float32)
-        for i, gene in enumerate(genes):
-            j = self._index.get(gene.upper())
+        for i, j in enumerate(rows):
             if j is not None:
                 out[i] = self.matrix[j]
         return out, missing
+
+    def coverage_message(self, genes: list[str], policy: str) -> str | None:
+        """One line on missing and aliased genes, or None when every gene matched directly."""
+        missing = [g for g in genes if not self.has(g)]
+        aliased = self.aliased(genes)
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} of {len(genes)} perturbed gene(s) have no embedding "
+                         f"(first: {', '.join(missing[:5])}); policy {policy}")
+        if aliased:
+            parts.append(f"{len(aliased)} matched through renamed symbols (first: {', '.join(aliased[:5])})")
+        return f"gene embeddings {self.source}: " + "; ".join(parts) if parts else None
 
 
 def random_embeddings(genes: list[str], dim: int = 64, seed: int = 0) -> GeneEmbeddings:
@@ -51,3 +110,112 @@ def random_embeddings(genes: list[str], dim: int = 64, seed: int = 0) -> GeneEmb
     rng = np.random.default_rng(seed)
     return GeneEmbeddings(list(genes), rng.standard_normal((len(genes), dim)).astype(np.float32),
                           source="random stand-in embedding (no gene semantics)")
+
+
+def read_gene_embeddings(path: str | Path) -> GeneEmbeddings:
+    """Read a table in any supported format; one clear error for a bad file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: gene-embedding file not found")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
+    readers = {".pkl": _read_pickle, ".pickle": _read_pickle, ".npz": _read_npz, ".csv": _read_table,
+               ".tsv": _read_table, ".csv.gz": _read_table, ".tsv.gz": _read_table, ".parquet": _read_parquet,
+               ".pq": _read_parquet}
+    if suffix not in readers:
+        raise DataError(f"{path}: unknown gene-embedding format {suffix or '(no suffix)'!r}; use "
+                        ".pkl (GenePT), .npz, .csv/.tsv or .parquet")
+    try:
+        names, matrix, provenance = readers[suffix](path)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise DataError(f"{path}: cannot read gene embeddings ({type(exc).__name__}: {exc})") from None
+    matrix = np.asarray(matrix, dtype=np.float32)
+    if len(names) == 0:
+        raise DataError(f"{path}: the gene-embedding table is empty")
+    bad = ~np.isfinite(matrix).all(axis=1)
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} embedding(s) contain NaN/inf "
+                        f"(first: {', '.join(np.asarray(names)[bad][:5])}); fix or remove them")
+    return GeneEmbeddings(list(map(str, names)), matrix, source=str(path), provenance=provenance)
+
+
+def _read_pickle(path: Path):
+    # GenePT ships its embeddings as a pickled dict; pickle runs code, so only open trusted files
+    with open(path, "rb") as fh:
+        table = pickle.load(fh)
+    if isinstance(table, pd.DataFrame):
+        return list(table.index), table.to_numpy(), None
+    if not isinstance(table, dict):
+        raise DataError(f"{path}: expected a dict of gene symbol -> vector, got {type(table).__name__}")
+    lengths = {len(v) for v in table.values()}
+    if len(lengths) > 1:
+        raise DataError(f"{path}: vectors have different lengths ({sorted(lengths)[:5]})")
+    sidecar = Path(str(path) + ".provenance.json")  # written beside a pickle by `ptrag genes build`
+    provenance = json.loads(sidecar.read_text()) if sidecar.is_file() else None
+    return list(table), np.array([np.asarray(v, dtype=np.float32) for v in table.values()]), provenance
+
+
+def _read_npz(path: Path):
+    with np.load(path, allow_pickle=False) as z:
+        missing = [k for k in ("names", "embeddings") if k not in z.files]
+        if missing:
+            raise DataError(f"{path}: .npz needs arrays 'names' and 'embeddings'; it has {', '.join(z.files)}")
+        names = [str(n) for n in z["names"]]
+        matrix = z["embeddings"]
+        provenance = None
+        if "provenance" in z.files:
+            try:
+                provenance = json.loads(str(z["provenance"]))
+            except json.JSONDecodeError:
+                provenance = {"text": str(z["provenance"])}
+    return names, matrix, provenance
+
+
+def _read_table(path: Path):
+    sep = "\t" if ".tsv" in path.name.lower() else ","
+    df = pd.read_csv(path, sep=sep, header=None, low_memory=False)
+    first = pd.to_numeric(df.iloc[0, 1:], errors="coerce")
+    if first.isna().any():  # a header row
+        df = df.iloc[1:]
+    values = df.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
+    bad = values.isna().any(axis=1).to_numpy()
+    if bad.any():
+        raise DataError(f"{path}: {int(bad.sum())} row(s) have non-numeric values "
+                        f"(first: {', '.join(df.iloc[:, 0].astype(str)[bad][:5])})")
+    return df.iloc[:, 0].astype(str).tolist(), values.to_numpy(np.float32), None
+
+
+def _read_parquet(path: Path):
+    df = pd.read_parquet(path)
+    if not isinstance(df.index, pd.RangeIndex) and df.index.dtype == object:
+        return list(map(str, df.index)), df.to_numpy(np.float32), None
+    return df.iloc[:, 0].astype(str).tolist(), df.iloc[:, 1:].to_numpy(np.float32), None
+
+
+def default_embeddings(genes: list[str]) -> GeneEmbeddings:
+    """The packaged GenePT-style table when it ships, else the labelled random stand-in."""
+    if BUILTIN_EMBEDDINGS.is_file():
+        return read_gene_embeddings(BUILTIN_EMBEDDINGS)
+    return random_embeddings(genes, seed=0)
+
+
+_CACHE: dict[tuple, GeneEmbeddings] = {}
+
+
+def load_gene_embeddings(path: str | None, genes: list[str]) -> GeneEmbeddings:
+    """``data.gene_embeddings`` resolved: a file, or the built-in default when empty.
+
+    The last table read is kept (keyed by path, size and mtime): a run asks twice, once to drop
+    groups without an embedding and once for the vectors, and GenePT's pickle is 1.5 GB.
+    """
+    if not path:
+        return default_embeddings(genes)
+    p = Path(path)
+    key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    table = read_gene_embeddings(p)
+    _CACHE.clear()
+    _CACHE[key] = table
+    return table

@@ -1,14 +1,44 @@
-"""Train / validation / test splits over (perturbation, context) groups."""
+"""Train / validation / test splits over (perturbation, context) groups.
+
+Split files follow STATE's TOML layout so Arc's and PT-RAG's files work unchanged::
+
+    [datasets]
+    replogle = "/data/replogle/"
+    [training]
+    replogle = "train"
+    [zeroshot]
+    "replogle.jurkat" = "test"        # the whole cell line is held out (as "val" or "test")
+    [fewshot."replogle.k562"]
+    val = ["AARS"]
+    test = ["AARS", "NUP107"]         # these perturbations of k562 are held out
+
+Everything not held out trains. YAML files with the same keys work too, and a cell line may be
+named without the ``dataset.`` prefix. Names that the data lacks are reported, never skipped
+silently; a perturbation listed under both val and test is in both (as in STATE's files).
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import yaml
 
+from ..errors import DataError
 from .dataset import PerturbationData
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
 Group = tuple[str, str]
+log = logging.getLogger("ptrag.data")
 
 
 @dataclass
@@ -17,6 +47,22 @@ class Split:
     val: list[Group] = field(default_factory=list)
     test: list[Group] = field(default_factory=list)
     description: str = ""
+    #: what resolving the split reported (unknown names, dropped groups); for the run log
+    notes: list[str] = field(default_factory=list)
+
+    def without_perts(self, perts: set[str], reason: str) -> "Split":
+        """The same split minus every group of ``perts``, with a note saying why."""
+        if not perts:
+            return self
+        keep = lambda groups: [g for g in groups if g[0] not in perts]
+        removed = sum(len(gs) - len(keep(gs)) for gs in (self.train, self.val, self.test))
+        note = f"dropped {removed} group(s) of {len(perts)} perturbation(s) {reason} (first: {_first(sorted(perts))})"
+        return Split(keep(self.train), keep(self.val), keep(self.test), self.description, [*self.notes, note])
+
+
+def _first(names, k: int = 5) -> str:
+    names = list(names)
+    return ", ".join(map(str, names[:k])) + (", ..." if len(names) > k else "")
 
 
 def random_fewshot_split(
@@ -32,6 +78,9 @@ def random_fewshot_split(
     if holdout_context is None:
         counts = {c: sum(1 for _, gc in data.groups if gc == c) for c in contexts}
         holdout_context = max(contexts, key=lambda c: (counts[c], c))
+    elif holdout_context not in contexts:
+        raise DataError(f"{data.source}: no cell line {holdout_context!r} to hold out; cell lines: "
+                        f"{', '.join(contexts)} (set data.holdout_context)")
     perts = sorted(p for p, c in data.groups if c == holdout_context)
     rng = np.random.default_rng(seed)
     order = [perts[i] for i in rng.permutation(len(perts))]
@@ -46,3 +95,148 @@ def random_fewshot_split(
         test=sorted(test),
         description=f"random few-shot: {len(test)} test / {len(val)} val perturbations of {holdout_context} (seed {seed})",
     )
+
+
+# --------------------------------------------------------------------------- split files
+
+
+def read_split_spec(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a TOML or YAML split file (one clear error when it cannot be parsed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: split file not found")
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".toml":
+            spec = tomllib.loads(text)
+        elif path.suffix.lower() in (".yaml", ".yml"):
+            spec = yaml.safe_load(text) or {}
+        else:
+            raise DataError(f"{path}: unknown split format {path.suffix or '(no suffix)'!r}; use .toml (STATE) or .yaml")
+    except tomllib.TOMLDecodeError as exc:
+        raise DataError(f"{path}: not valid TOML: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise DataError(f"{path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(spec, dict):
+        raise DataError(f"{path}: expected a mapping at the top level, got {type(spec).__name__}")
+    unknown = sorted(set(spec) - {"datasets", "training", "zeroshot", "fewshot"})
+    if unknown:
+        raise DataError(f"{path}: unknown section(s) {', '.join(unknown)}; a split has "
+                        "[datasets], [training], [zeroshot] and [fewshot.\"dataset.cell_line\"]")
+    return spec
+
+
+def read_split(path: str | Path, data: PerturbationData, dataset: str | None = None) -> Split:
+    """Resolve a STATE TOML / YAML split against the data; unknown names become notes."""
+    path = Path(path)
+    spec = read_split_spec(path)
+    names = _dataset_names(spec)
+    dataset = _pick_dataset(names, dataset, data, path)
+    contexts = {c.lower(): c for c in data.contexts}
+    notes: list[str] = []
+
+    def context_of(key: str, section: str) -> str | None:
+        if key.lower() in contexts:  # a bare cell line name (YAML convenience)
+            return contexts[key.lower()]
+        ds, _, line = key.partition(".")
+        if not line:
+            ds, line = "", key
+        if ds and dataset and ds != dataset:
+            return None  # another dataset's entry
+        hit = contexts.get(line.lower())
+        if hit is None:
+            notes.append(f"{path}: [{section}] names cell line {line!r}, which the data lacks "
+                         f"(cell lines: {', '.join(data.contexts)})")
+        return hit
+
+    held_val: set[Group] = set()
+    held_test: set[Group] = set()
+    zeroshot = spec.get("zeroshot") or {}
+    for key, role in zeroshot.items():
+        context = context_of(str(key), "zeroshot")
+        if context is None:
+            continue
+        if role not in ("val", "test"):
+            raise DataError(f"{path}: [zeroshot] {key!r} = {role!r}; expected \"val\" or \"test\"")
+        groups = {g for g in data.groups if g[1] == context}
+        (held_val if role == "val" else held_test).update(groups)
+
+    fewshot = spec.get("fewshot") or {}
+    for key, roles in fewshot.items():
+        context = context_of(str(key), f"fewshot.{key}")
+        if context is None:
+            continue
+        if not isinstance(roles, dict):
+            raise DataError(f"{path}: [fewshot.{key!r}] must hold val = [...] and/or test = [...]")
+        available = {p.upper(): p for p, c in data.groups if c == context}
+        for role, perts in roles.items():
+            if role not in ("val", "test"):
+                raise DataError(f"{path}: [fewshot.{key!r}] has {role!r}; expected val and/or test")
+            perts = [perts] if isinstance(perts, str) else list(perts or [])
+            absent = [p for p in perts if str(p).upper() not in available]
+            if absent:
+                notes.append(f"{path}: {len(absent)} of {len(perts)} {role} perturbation(s) of {context} are not in "
+                             f"the data (first: {_first(absent)})")
+            groups = {(available[str(p).upper()], context) for p in perts if str(p).upper() not in
+                      {a.upper() for a in absent}}
+            (held_val if role == "val" else held_test).update(groups)
+
+    training = spec.get("training")
+    trains = training is None or dataset is None or dataset in training
+    if training is not None and dataset is not None and dataset not in training:
+        notes.append(f"{path}: [training] does not list dataset {dataset!r}; nothing trains")
+    held = held_val | held_test
+    train = [g for g in data.groups if g not in held] if trains else []
+    both = held_val & held_test
+    if both:
+        notes.append(f"{path}: {len(both)} group(s) are in both val and test (first: "
+                     f"{_first(f'{p}/{c}' for p, c in sorted(both))})")
+    for line in notes:
+        log.warning(line)
+    description = (f"{path.name}: {len(train)} train / {len(held_val)} val / {len(held_test)} test groups"
+                   + (f" (dataset {dataset})" if dataset else ""))
+    return Split(train=train, val=sorted(held_val), test=sorted(held_test), description=description, notes=notes)
+
+
+def _dataset_names(spec: dict[str, Any]) -> list[str]:
+    names = list((spec.get("datasets") or {}).keys()) + list((spec.get("training") or {}).keys())
+    for section in ("zeroshot", "fewshot"):
+        names += [str(k).partition(".")[0] for k in (spec.get(section) or {}) if "." in str(k)]
+    return list(dict.fromkeys(names))
+
+
+def _pick_dataset(names: list[str], wanted: str | None, data: PerturbationData, path: Path) -> str | None:
+    if wanted:
+        if names and wanted not in names:
+            raise DataError(f"{path}: no dataset {wanted!r}; the file names {', '.join(names)}")
+        return wanted
+    if len(names) <= 1:
+        return names[0] if names else None
+    stem = Path(data.source).stem.lower()
+    match = [n for n in names if n.lower() == stem]
+    if len(match) == 1:
+        return match[0]
+    raise DataError(f"{path}: the file names several datasets ({', '.join(names)}); "
+                    f"say which one this data is with data.split_dataset")
+
+
+def split_to_toml(split: Split, dataset: str, data_path: str) -> str:
+    """A STATE-format TOML for a few-shot/zero-shot split (what `ptrag data split` writes)."""
+    q = json.dumps  # TOML basic strings accept JSON's escapes for these names
+    lines = [f"# {split.description}", "[datasets]", f"{dataset} = {q(str(data_path))}", "",
+             "[training]", f"{dataset} = \"train\"", "", "[zeroshot]", "", "[fewshot]"]
+    contexts = sorted({c for _, c in split.val + split.test})
+    for context in contexts:
+        val = sorted(p for p, c in split.val if c == context)
+        test = sorted(p for p, c in split.test if c == context)
+        lines += ["", f"[fewshot.{q(f'{dataset}.{context}')}]",
+                  f"val = [{', '.join(map(q, val))}]", f"test = [{', '.join(map(q, test))}]"]
+    return "\n".join(lines) + "\n"
+
+
+def resolve_split(cfg: Any, data: PerturbationData, seed: int) -> Split:
+    """``data.split`` read against the data, or a random few-shot split when it is empty."""
+    if cfg.split:
+        return read_split(cfg.split, data, getattr(cfg, "split_dataset", None))
+    return random_fewshot_split(data, seed=seed, holdout_context=cfg.holdout_context,
+                                test_fraction=cfg.test_fraction, val_fraction=cfg.val_fraction)

@@ -1,55 +1,236 @@
 """The built-in Replogle-like screen, generated from a seed in the real release's schema.
 
-Skeleton version: module-structured effects on two cell lines with Poisson counts. The data-layer
-issue replaces it with the full generative model documented in docs/data.md.
+The generative model (documented in docs/data.md) is built so that retrieval has something real
+to find and cannot win by construction:
+
+- cell lines differ in size, baseline expression (line markers) and batches (gem groups);
+- knock-down effects are organised by real complexes (``gene_modules.GENE_MODULES``): genes of a
+  module share a response program, scaled by a per-gene loading, plus gene-specific effects and
+  a generic response shared by all effective knock-downs (growth/stress, as in essential screens);
+- a sizeable fraction of knock-downs has no transcriptional effect (``NULL_GENES`` and weak
+  module members);
+- some modules act in one cell line only and some flip sign in one line, and every module has a
+  line-specific component, so the same gene's response in another line is informative but not a
+  copy;
+- the perturbed gene itself is knocked down when it is a measured feature; a fraction of cells
+  escape the knock-down and the response magnitude varies per cell;
+- counts are negative binomial (gamma-Poisson), library-size normalised to 1e4 and log1p'd.
+
+The ground truth is stored in ``uns['ptrag_synth']`` for retrieval diagnostics.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import anndata as ad
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
+from ..errors import ConfigError
 from .gene_modules import GENE_MODULES, NULL_GENES
+from .readout_genes import LINE_MARKERS, readout_genes
 
-PRESETS = {
-    "tiny": dict(n_features=64, cells_per_pert=12, n_control=120, perts_per_module=3, modules=6),
-    "demo": dict(n_features=200, cells_per_pert=40, n_control=600, perts_per_module=6, modules=20),
-    "large": dict(n_features=2000, cells_per_pert=120, n_control=20000, perts_per_module=10, modules=20),
+VERSION = "2"
+CONTROL_LABEL = "non-targeting"
+
+
+@dataclass(frozen=True)
+class Preset:
+    lines: tuple[str, ...]  # cell lines, largest first
+    line_scale: tuple[float, ...]  # relative size of each line (cells per group and controls)
+    n_modules: int
+    perts_per_module: int  # 0 = every gene of the module
+    n_null: int
+    n_features: int
+    frac_pert_features: float  # share of perturbed genes that are also measured features
+    cells_per_group: float  # mean for the largest line
+    controls: int  # control cells in the largest line
+    batches: int  # gem groups per line
+    coverage: float  # share of the perturbed genes screened in each non-first line
+    store_x: bool  # also write .X (sparse); off for `large` to keep one matrix
+
+
+PRESETS: dict[str, Preset] = {
+    "tiny": Preset(("k562", "rpe1"), (1.0, 0.8), 6, 4, 6, 64, 0.3, 30, 250, 2, 1.0, True),
+    "demo": Preset(("k562", "rpe1", "jurkat", "hepg2"), (1.0, 0.8, 0.7, 0.6), 20, 7, 16, 800, 0.3,
+                   40, 800, 3, 0.9, True),
+    "large": Preset(("k562", "rpe1", "jurkat", "hepg2"), (1.0, 0.8, 0.7, 0.6), 20, 0, 16, 2000, 0.5,
+                    270, 4000, 4, 0.95, False),
 }
+
+_MIN_CELLS = 15  # floor on group size, above the default data.min_cells
+_CHUNK = 16384  # cells generated at once (bounds the temporary memory of `large`)
 
 
 def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
+    """A Replogle-Nadig-shaped AnnData: obs gene/cell_line/gem_group, log-normalised obsm['X_hvg']."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
-    rng = np.random.default_rng(seed)
-    g = p["n_features"]
-    modules = list(GENE_MODULES)[: p["modules"]]
-    perts = [gene for m in modules for gene in GENE_MODULES[m][: p["perts_per_module"]]]
-    perts += list(NULL_GENES[: max(2, len(perts) // 8)])
-    contexts = {"k562": 1.0, "rpe1": 0.8}
-    module_effect = {m: rng.normal(0, 0.6, g) * (rng.random(g) < 0.15) for m in modules}
-    rows, blocks = [], []
-    for ci, (context, scale) in enumerate(contexts.items()):
-        base = rng.gamma(2.0, 1.0, g) * scale + 0.2
-        def cells(n, shift):
-            rate = np.exp(np.log(base) + shift)[None, :] * rng.gamma(5, 0.2, (n, 1))
-            return np.log1p(rng.poisson(rate)).astype(np.float32)
-        blocks.append(cells(p["n_control"], 0.0))
-        rows += [("non-targeting", context)] * p["n_control"]
-        for pert in perts:
-            module = next((m for m in modules if pert in GENE_MODULES[m]), None)
-            shift = module_effect[module] if module else np.zeros(g)
-            shift = shift + rng.normal(0, 0.1, g) * (module is not None)
-            blocks.append(cells(p["cells_per_pert"], shift))
-            rows += [(pert, context)] * p["cells_per_pert"]
-    X = np.concatenate(blocks)
-    obs = pd.DataFrame(rows, columns=["gene", "cell_line"])
-    obs["gem_group"] = rng.integers(1, 4, len(obs)).astype(str)
-    obs.index = [f"cell{i}" for i in range(len(obs))]
-    for col in obs:
-        obs[col] = obs[col].astype("category")
-    var = pd.DataFrame(index=[f"HVG{i}" for i in range(g)])
-    adata = ad.AnnData(X=X, obs=obs, var=var)
+    rng = np.random.default_rng([seed, 20240611])
+
+    # ---- genes: perturbations (real complexes + null genes) and measured features
+    modules = _pick_modules(p.n_modules)
+    perts: list[str] = []
+    gene_module: dict[str, str] = {}
+    for m in modules:
+        members = list(GENE_MODULES[m])
+        chosen = members if p.perts_per_module == 0 else [members[i] for i in sorted(
+            rng.choice(len(members), size=min(p.perts_per_module, len(members)), replace=False))]
+        for gene in chosen:
+            if gene not in gene_module:
+                perts.append(gene)
+                gene_module[gene] = m
+    nulls = list(NULL_GENES[: p.n_null])
+    perts += nulls
+    gene_module.update({g: "null" for g in nulls})
+    features = _pick_features(p, perts, rng)
+    G = len(features)
+    feat_index = {f: i for i, f in enumerate(features)}
+
+    # ---- biology: module programs, loadings, gene-specific and line-specific effects
+    L = len(p.lines)
+    programs = {m: _sparse_effects(rng, G, 0.12, 0.8, strong=3) for m in modules}
+    strength = {m: rng.uniform(0.6, 1.4) for m in modules}
+    line_factor = {m: rng.normal(1.0, 0.1, L) for m in modules}
+    order = [modules[i] for i in rng.permutation(len(modules))]
+    n_specific = max(1, round(0.15 * len(modules)))
+    n_flip = max(1, round(0.10 * len(modules)))
+    line_specific, opposite = {}, {}
+    for m in order[:n_specific]:  # active in one line only
+        j = int(rng.integers(L))
+        line_factor[m] = np.where(np.arange(L) == j, line_factor[m], 0.0)
+        line_specific[m] = p.lines[j]
+    for m in order[n_specific : n_specific + n_flip]:  # opposite sign in one line
+        j = int(rng.integers(1, L))
+        line_factor[m][j] *= -1.0
+        opposite[m] = p.lines[j]
+    line_program = {(m, j): _sparse_effects(rng, G, 0.05, 0.4) for m in modules for j in range(L)}
+    fitness = _sparse_effects(rng, G, 0.15, 0.4)  # generic response shared by effective knock-downs
+
+    weak = []
+    delta = np.zeros((len(perts), L, G), dtype=np.float32)
+    for i, gene in enumerate(perts):
+        m = gene_module[gene]
+        if m != "null":
+            loading = strength[m] * rng.uniform(0.5, 1.2)
+            if rng.random() < 0.15:  # a module member without transcriptional effect
+                loading = rng.uniform(0.0, 0.08)
+                weak.append(gene)
+            own = _sparse_effects(rng, G, 0.06, 0.4) * (gene not in weak)
+            generic = rng.uniform(0.3, 1.0) * fitness * (gene not in weak)
+            for j in range(L):
+                delta[i, j] = line_factor[m][j] * loading * (programs[m] + line_program[(m, j)]) + own + generic
+        if gene in feat_index:  # on-target knock-down of a measured gene (~85% less mRNA)
+            delta[i, :, feat_index[gene]] += np.log(0.15)
+    escape = rng.uniform(0.05, 0.3, (len(perts), L))
+
+    # ---- baselines: shared level, line deviations, line markers, batch shifts, dispersion
+    level = rng.normal(0.0, 1.0, G)
+    base = level[None, :] + rng.normal(0.0, 0.35, (L, G)) * (rng.random((L, G)) < 0.3)
+    for j, line in enumerate(p.lines):
+        for gene in LINE_MARKERS.get(line, ()):
+            if gene in feat_index:
+                base[:, feat_index[gene]] -= 1.5
+                base[j, feat_index[gene]] += 4.0
+    theta = rng.uniform(2.0, 10.0, G).astype(np.float32)  # NB inverse dispersion
+    mean_count = 6.0 * G  # library size over the measured genes
+
+    # ---- cells: labels first (shuffled within each line), then expression in chunks
+    labels, lines_col, batch_col = [], [], []
+    for j, line in enumerate(p.lines):
+        screened = perts if j == 0 else [g for g in perts if rng.random() < p.coverage]
+        sizes = np.maximum(_MIN_CELLS, np.round(
+            p.cells_per_group * p.line_scale[j] * rng.lognormal(0.0, 0.35, len(screened)))).astype(int)
+        n_ctrl = int(round(p.controls * p.line_scale[j]))
+        cell_pert = np.concatenate([np.repeat(np.array(screened, dtype=object), sizes),
+                                    np.full(n_ctrl, CONTROL_LABEL, dtype=object)])
+        cell_pert = cell_pert[rng.permutation(len(cell_pert))]
+        labels.append(cell_pert)
+        lines_col.append(np.full(len(cell_pert), j))
+        batch_col.append(rng.integers(0, p.batches, len(cell_pert)) + j * p.batches)
+    cell_pert = np.concatenate(labels)
+    cell_line = np.concatenate(lines_col)
+    cell_batch = np.concatenate(batch_col)
+    n = len(cell_pert)
+    batch_shift = rng.normal(0.0, 0.08, (L * p.batches, G)).astype(np.float32)
+    pert_index = {g: i for i, g in enumerate(perts)}
+    pidx = np.array([pert_index.get(g, -1) for g in cell_pert])
+
+    X = np.empty((n, G), dtype=np.float32)
+    for start in range(0, n, _CHUNK):
+        sl = slice(start, min(n, start + _CHUNK))
+        pi, li, bi = pidx[sl], cell_line[sl], cell_batch[sl]
+        m = len(pi)
+        knocked = (pi >= 0) & (rng.random(m) >= escape[np.maximum(pi, 0), li])
+        magnitude = rng.gamma(6.0, 1.0 / 6.0, m).astype(np.float32) * knocked
+        log_rate = base[li].astype(np.float32) + batch_shift[bi]
+        log_rate += magnitude[:, None] * delta[np.maximum(pi, 0), li]
+        log_rate -= log_rate.max(axis=1, keepdims=True)
+        prop = np.exp(log_rate)
+        prop /= prop.sum(axis=1, keepdims=True)
+        lib = (mean_count * rng.lognormal(0.0, 0.35, m)).astype(np.float32)
+        mu = prop * lib[:, None]
+        counts = rng.poisson(rng.gamma(theta, 1.0, (m, G)).astype(np.float32) * mu / theta)
+        total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
+        X[sl] = np.log1p(counts * (1e4 / total)).astype(np.float32)
+
+    obs = pd.DataFrame({
+        "gene": pd.Categorical(cell_pert.astype(str)),
+        "cell_line": pd.Categorical.from_codes(cell_line, categories=list(p.lines)),
+        "gem_group": pd.Categorical((cell_batch + 1).astype(str)),
+    }, index=[f"{p.lines[j]}_{i:07d}" for i, j in enumerate(cell_line)])
+    var = pd.DataFrame({"highly_variable": np.ones(G, dtype=bool)}, index=pd.Index(features))
+    adata = ad.AnnData(X=sp.csr_matrix(X) if p.store_x else None, obs=obs, var=var)
     adata.obsm["X_hvg"] = X
-    adata.uns["ptrag_synth"] = {"preset": preset, "seed": seed, "version": "skeleton"}
+    groups = [(g, line) for g in perts for line in p.lines]
+    adata.uns["ptrag_synth"] = {
+        "preset": preset,
+        "seed": int(seed),
+        "version": VERSION,
+        "control_label": CONTROL_LABEL,
+        "cell_lines": list(p.lines),
+        "gene_module": gene_module,
+        "null_genes": nulls + weak,
+        "weak_module_genes": weak or ["<none>"],
+        "line_specific_modules": line_specific,
+        "opposite_sign_modules": opposite,
+        "effect_groups": [f"{g}|{line}" for g, line in groups],
+        "effect": delta.reshape(len(perts) * L, G),
+    }
     return adata
+
+
+def _pick_modules(k: int) -> list[str]:
+    names = list(GENE_MODULES)
+    if k >= len(names):
+        return names
+    step = len(names) / k  # spread over the list: diverse biology even for `tiny`
+    return [names[int(i * step)] for i in range(k)]
+
+
+def _pick_features(p: Preset, perts: list[str], rng: np.random.Generator) -> list[str]:
+    measured = [g for g in perts if rng.random() < p.frac_pert_features]
+    pool = [g for g in readout_genes() if g not in set(perts)]
+    markers = [g for line in p.lines for g in LINE_MARKERS.get(line, ())]
+    n_rest = p.n_features - len(measured)
+    head = [g for g in markers if g in pool][: max(0, n_rest // 4)]
+    rest = [g for g in pool if g not in set(head)]
+    need = n_rest - len(head)
+    if need > len(rest):  # not enough read-outs: measure more perturbed genes
+        extra = [g for g in perts if g not in set(measured)][: need - len(rest)]
+        measured += extra
+        need = len(rest)
+    picked = head + [rest[i] for i in sorted(rng.choice(len(rest), size=need, replace=False))]
+    features = measured + picked
+    return [features[i] for i in rng.permutation(len(features))]
+
+
+def _sparse_effects(rng: np.random.Generator, G: int, density: float, sd: float, strong: int = 0) -> np.ndarray:
+    out = (rng.normal(0.0, sd, G) * (rng.random(G) < density)).astype(np.float32)
+    if strong:
+        idx = rng.choice(G, size=strong, replace=False)
+        out[idx] = rng.choice([-1.0, 1.0], size=strong) * rng.uniform(0.8, 1.4, strong)
+    return out
