@@ -10,10 +10,11 @@ import typer
 from rich.table import Table
 
 from ptrag.core.config import resolve_config
-from ptrag.core.experiment import RunResult, run_experiment
+from ptrag.core.errors import ConfigError
+from ptrag.core.experiment import RunResult, new_run_dir, run_comparisons, run_experiment
 from ptrag.core.manager import build_manager
 
-from .common import console, friendly_errors
+from .common import console, fail, friendly_errors
 
 
 @friendly_errors
@@ -30,6 +31,7 @@ def run(
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data, sampling and model."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder from its checkpoint.pt (same result on CPU)."),
 ) -> None:
     """Train and evaluate one experiment; write the run folder and print its path last.
 
@@ -50,6 +52,10 @@ def run(
     if out is not None:
         extra.setdefault("output", {})["dir"] = str(out)
     manager = build_manager()
+    if resume is not None:
+        if not (resume / "config.yaml").is_file():
+            raise ConfigError(f"{resume}: not a run folder (no config.yaml); give the folder `ptrag run` printed last")
+        config, extra = resume / "config.yaml", {**extra, "output": {"dir": str(resume)}}
     cfg = resolve_config(
         config, preset=preset, components={"retriever": retriever, "selector": selector, "generator": generator},
         sets=sets, extra=extra, manager=manager,
@@ -57,9 +63,33 @@ def run(
     con = console()
     con.print(f"[bold]ptrag run[/] preset={cfg.preset} retriever={cfg.retriever.name} "
               f"selector={cfg.selector.name} generator={cfg.generator.name} seed={cfg.seed}")
-    result = run_experiment(cfg, manager, log=lambda message: con.print(f"  {message}", markup=False))
+    log = lambda message: con.print(f"  {message}", markup=False)
+    if not cfg.output.dir:  # fixed now so an interrupted run can name its folder
+        cfg.output.dir = str(new_run_dir(cfg))
+    try:
+        result = run_experiment(cfg, manager, log=log, resume=resume is not None)
+    except KeyboardInterrupt:
+        raise fail(f"interrupted; continue from the last checkpoint with: ptrag run --resume {cfg.output.dir}", 130) from None
     con.print(results_table(result))
+    if cfg.compare:
+        run_comparisons(result, manager, log=log)
+        con.print(comparison_table(result))
     typer.echo(str(result.run_dir))
+
+
+def comparison_table(result: RunResult) -> Table:
+    """Metric x preset means (this run first, then its `compare:` presets); CIs are in compare.csv."""
+    runs = [result, *(result.comparisons or [])]
+    table = Table(title=f"{result.config.preset} vs {', '.join(result.config.compare)}: same split and seed "
+                        f"(mean over held-out perturbations; 95% CIs in compare.csv)")
+    table.add_column("metric")
+    table.add_column("better")
+    for run in runs:
+        table.add_column(run.config.preset or "custom", justify="right")
+    for name, agg in result.summary.items():
+        means = [run.summary.get(name, {}).get("mean", float("nan")) for run in runs]
+        table.add_row(name, agg["direction"], *(_fmt(m) for m in means))
+    return table
 
 
 def results_table(result: RunResult) -> Table:

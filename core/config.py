@@ -19,6 +19,9 @@ from .errors import ConfigError
 from .registry import Registry, load_registry
 
 COMPONENT_SECTIONS = ("retriever", "selector", "generator")
+#: a run's metrics unless configured: distributional (50 PCs) and expression/DE kinds (docs/metrics.md)
+DEFAULT_METRICS = ("w1", "w2", "energy", "mmd", "mse", "pearson-delta", "pearson-delta-de",
+                   "de-overlap", "de-direction", "discrimination")
 
 
 class _Strict(BaseModel):
@@ -62,6 +65,7 @@ class DataConfig(_Strict):
     gene_embeddings: Optional[str] = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
     split: Optional[str] = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
+    split_dataset: Optional[str] = Field(None, description="dataset name in a split file naming several")
     holdout_context: Optional[str] = Field(None, description="cell line held out (random split)")
     test_fraction: float = Field(0.3, gt=0, lt=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
@@ -79,6 +83,19 @@ class TrainConfig(_Strict):
     val_every: int = Field(100, ge=1)
     patience: int = Field(0, ge=0, description="validations without improvement before stopping; 0 = never")
     loss: Literal["energy", "mse", "energy+mse"] = "energy"
+    log_every: int = Field(10, ge=1, description="steps between log.jsonl records / progress updates")
+    val_sets: int = Field(2, ge=1, description="cell sets drawn per validation group")
+    eval_batch_size: int = Field(32, ge=1, description="cell sets per forward pass in validation/prediction")
+    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default (all cores)")
+
+
+class ModelConfig(_Strict):
+    """How the PT-RAG composition is wired (sizes shared by selector, generator and candidates)."""
+
+    hidden_dim: int = Field(128, ge=1, description="H: cell states, query, candidates")
+    context: Literal["embedding", "response", "both"] = Field(
+        "embedding", description="candidate features: gene embedding (paper), observed response + cell line, or both")
+    exclude_same_gene: bool = Field(True, description="never retrieve the query gene in any cell line (paper: true)")
 
 
 class OutputConfig(_Strict):
@@ -95,10 +112,12 @@ class ExperimentConfig(_Strict):
     selector: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="none"))
     generator: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="pert-mean"))
     metrics: list[ComponentChoice] = Field(
-        default_factory=lambda: [ComponentChoice(name="mse"), ComponentChoice(name="pearson-delta")]
+        default_factory=lambda: [ComponentChoice(name=n) for n in DEFAULT_METRICS]
     )
+    model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+    compare: list[str] = Field(default_factory=list, description="presets also run on the same split and seed")
 
     @field_validator("retriever", "selector", "generator", mode="before")
     @classmethod

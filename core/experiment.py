@@ -17,9 +17,12 @@ from .data.database import ResponseDatabase
 from .data.embeddings import GeneEmbeddings, random_embeddings
 from .data.loading import load_screen
 from .data.split import Split, random_fewshot_split
-from .engine import resolve_device, seed_everything
+from .data.cellsets import CellSetSampler, Vocab
+from .engine import Trainer, resolve_device, save_checkpoint, seed_everything
 from .errors import ConfigError, DataError
-from .evaluate import aggregate, predict_groups, score
+from .evaluate import aggregate, score
+from .model import NeighbourTable, PtragModel
+from .predict import predict
 from .hookspecs import BuildContext
 from .manager import PluginManager
 
@@ -30,6 +33,9 @@ class RunResult:
     config: ExperimentConfig
     metrics: pd.DataFrame  # long table (pert, context, metric, value)
     summary: dict[str, Any]  # metric -> aggregates
+    retrieval: pd.DataFrame | None = None  # retrieval trace of the test groups (core/predict.py)
+    training: dict[str, Any] | None = None  # steps, best step, best validation energy, seconds
+    comparisons: list["RunResult"] | None = None  # runs of the `compare:` presets, same split/seed
 
 
 def new_run_dir(config: ExperimentConfig) -> Path:
@@ -44,18 +50,22 @@ def new_run_dir(config: ExperimentConfig) -> Path:
 
 
 def load_split(config: ExperimentConfig, data) -> Split:
-    if config.data.split:
-        raise ConfigError(f"{config.data.split}: split files are not supported yet; omit --split for a random few-shot split")
-    return random_fewshot_split(
-        data, seed=config.seed, holdout_context=config.data.holdout_context,
-        test_fraction=config.data.test_fraction, val_fraction=config.data.val_fraction,
-    )
+    """The split file (or a random few-shot split); with missing_embedding=drop, groups whose gene
+    has no embedding are removed here and reported in ``split.notes``."""
+    from .data.split import resolve_split
+
+    split = resolve_split(config.data, data, config.seed)
+    if config.data.missing_embedding == "drop":
+        table = load_embeddings(config, data.perturbations)
+        split = split.without_perts({p for p in data.perturbations if not table.has(p)}, "without a gene embedding")
+    return split
 
 
 def load_embeddings(config: ExperimentConfig, perts: list[str]) -> GeneEmbeddings:
-    if config.data.gene_embeddings:
-        raise ConfigError(f"{config.data.gene_embeddings}: gene-embedding files are not supported yet")
-    return random_embeddings(perts, seed=0)
+    """``data.gene_embeddings`` (pickle/npz/csv/parquet), else the packaged table or a stand-in."""
+    from .data.embeddings import load_gene_embeddings
+
+    return load_gene_embeddings(config.data.gene_embeddings, perts)
 
 
 def run_experiment(
@@ -63,10 +73,18 @@ def run_experiment(
     manager: PluginManager,
     *,
     log: Callable[[str], None] = lambda message: None,
+    resume: bool = False,
+    stop_at: int | None = None,
 ) -> RunResult:
+    """Train (if the generator is trainable) and evaluate one config; ``resume`` continues the
+    run folder's ``checkpoint.pt``; ``stop_at`` interrupts training after that step (tests)."""
     started = time.perf_counter()
     rng = seed_everything(config.seed)
     device = resolve_device(config.device)
+    if config.train.threads:  # one thread is far faster than two on an oversubscribed CPU
+        import torch
+
+        torch.set_num_threads(config.train.threads)
 
     data = load_screen(config.data, config.seed)
     split = load_split(config, data)
@@ -85,8 +103,13 @@ def run_experiment(
     database = ResponseDatabase.from_data(data, split.train, np.stack([pert_embedding[p] for p, _ in split.train]))
 
     contexts = data.contexts
+    run_dir = new_run_dir(config)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(config.dump_yaml())  # first, so --resume finds it
+    batches = sorted(data.obs["batch"].astype(str).unique()) if "batch" in data.obs else []
     ctx = BuildContext(
-        n_genes=data.n_features, embed_dim=table.dim, n_contexts=len(contexts), n_perts=len(perts),
+        n_genes=data.n_features, embed_dim=table.dim, hidden_dim=config.model.hidden_dim,
+        n_contexts=len(contexts), n_perts=len(perts), n_batches=len(batches),
         gene_names=tuple(data.features), context_names=tuple(contexts), seed=config.seed,
         device=str(device),
     )
@@ -94,24 +117,30 @@ def run_experiment(
     retriever = build("retriever", config.retriever)
     retriever.build(database.embeddings, database.meta)
     selector = build("selector", config.selector)
-    generator = build("generator", config.generator).to(device)
+    generator = build("generator", config.generator)
     metrics = {choice.name: build("metric", choice) for choice in config.metrics}
-
     generator.fit(database)
-    if generator.trainable:
-        raise ConfigError(f"generator {config.generator.name!r} needs training, which this version cannot do yet")
+    model = PtragModel(generator, selector, database, hidden_dim=config.model.hidden_dim,
+                       context=config.model.context, context_names=contexts).to(device)
 
-    predictions = predict_groups(
-        generator, data, split.test, pert_embedding=pert_embedding,
-        context_index={c: i for i, c in enumerate(contexts)},
-        pert_index={p: i for i, p in enumerate(perts)}, rng=rng, device=device,
-    )
+    k = int(config.retriever.params.get("k", 0) or 0)
+    neighbours = NeighbourTable(retriever, database, pert_embedding, k, config.model.exclude_same_gene)
+    vocab = Vocab(perts, contexts, pert_embedding)
+    own_entry = {(p, c): i for i, (p, c) in enumerate(zip(database.perts, database.contexts))}
+    sampler = CellSetSampler(data, split.train, vocab, cell_set_len=config.data.cell_set_len, query_entry=own_entry)
+    meta = run_meta(config, vocab, database, batches, list(data.features))
+    training = None
+    if model.trainable:
+        training = train_model(config, model, sampler, neighbours, split, rng, device, run_dir, meta,
+                               log=log, resume=resume, stop_at=stop_at)
+    else:
+        save_checkpoint(run_dir / "checkpoint.pt", {"model": model.state_dict(), "best_model": None, "step": 0,
+                                                    "meta": meta})
+    predictions, trace = predict(model, sampler, split.test, neighbours,
+                                 rng=np.random.default_rng([config.seed, 2]), device=device)
     long = score(predictions, metrics)
     summary = aggregate(long, metrics, seed=config.seed)
 
-    run_dir = new_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.dump_yaml())
     long.to_csv(run_dir / "metrics.csv", index=False)
     retriever.save(run_dir / "retriever")
     info = {
@@ -123,9 +152,86 @@ def run_experiment(
         "split": split.description,
         "n_test_groups": len(split.test),
         "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
+        "training": training,
     }
+    from .outputs import describe_cell_eval_files, write_cell_eval_files, write_retrieval  # issue 7
+
+    info["outputs"] = write_cell_eval_files(run_dir, predictions, data)  # predictions.h5ad, real.h5ad
+    log(describe_cell_eval_files(info["outputs"]))
+    if trace is not None and len(trace):
+        write_retrieval(run_dir, trace, data)  # retrieval.csv + retrieval_summary.json
     (run_dir / "metrics.json").write_text(json.dumps({"run": info, "metrics": summary}, indent=2))
-    return RunResult(run_dir, config, long, summary)
+    return RunResult(run_dir, config, long, summary, retrieval=trace, training=training)
+
+
+def run_meta(config: ExperimentConfig, vocab: Vocab, database: ResponseDatabase, batches: list[str],
+             features: list[str]) -> dict[str, Any]:
+    """What `ptrag predict` needs besides the weights: vocabularies and the retrieval database."""
+    return {
+        "features": list(features),
+        "perts": list(vocab.perts), "contexts": list(vocab.contexts), "batches": list(batches),
+        "pert_embedding": np.stack([vocab.pert_embedding[p] for p in vocab.perts]) if vocab.perts else None,
+        "database": {
+            "perts": list(database.perts), "contexts": list(database.contexts),
+            "n_cells": np.asarray(database.n_cells), "embeddings": np.asarray(database.embeddings),
+            "response": np.asarray(database.response),
+            "control_mean": {c: np.asarray(v) for c, v in database.control_mean.items()},
+        },
+    }
+
+
+def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSampler,
+                neighbours: NeighbourTable, split: Split, rng: np.random.Generator, device,
+                run_dir: Path, meta: dict[str, Any], *, log: Callable[[str], None], resume: bool,
+                stop_at: int | None) -> dict[str, Any]:
+    """Precompute stage-1 neighbours, draw fixed validation sets, and run the engine."""
+    neighbours.add(list(split.train) + list(split.val))
+    val_rng = np.random.default_rng([config.seed, 1])  # fixed sets, independent of training draws
+    val_groups = [g for g in split.val for _ in range(config.train.val_sets)]
+    size = config.train.eval_batch_size
+    val_batches = [neighbours.attach(sampler.make_batch(val_groups[i:i + size], val_rng))
+                   for i in range(0, len(val_groups), size)]
+    exact = getattr(neighbours.retriever, "exact", True)
+    trainer = Trainer(
+        model, sample=lambda n, r: neighbours.attach(sampler.sample(n, r)), val_batches=val_batches,
+        train_cfg=config.train, loss=config.train.loss, device=device, rng=rng, run_dir=run_dir, meta=meta,
+        on_epoch=None if exact else neighbours.refresh,
+        epoch_steps=max(1, len(split.train) // config.train.batch_size), log=log,
+    )
+    n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    log(f"training {config.generator.name} + {config.selector.name} ({n_params:,} parameters) for "
+        f"{config.train.steps} steps on {device}; validation on {len(split.val)} groups every {config.train.val_every}")
+    result = trainer.fit(resume=resume, stop_at=stop_at)
+    log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
+        f"{result.best_val:.4g} at step {result.best_step}")
+    return {"steps": result.steps, "best_step": result.best_step,
+            "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
+            "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early}
+
+
+def run_comparisons(result: RunResult, manager: PluginManager, *,
+                    log: Callable[[str], None] = lambda message: None) -> list[RunResult]:
+    """Run each ``compare:`` preset on the main run's data, split, seed, device and training
+    budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)."""
+    from .config import resolve_config
+
+    config = result.config
+    out = []
+    for name in config.compare:
+        extra = {"seed": config.seed, "device": config.device, "data": config.data.model_dump(mode="json"),
+                 "train": config.train.model_dump(mode="json"), "compare": [],
+                 "output": {"dir": str(result.run_dir / "compare" / name)}}
+        cfg = resolve_config(None, preset=name, extra=extra, manager=manager)
+        if config.metrics:
+            cfg = cfg.model_copy(update={"metrics": config.metrics})
+        log(f"compare: {name}")
+        out.append(run_experiment(cfg, manager, log=log))
+    rows = [{"preset": r.config.preset, "metric": m, "mean": agg["mean"], "ci95_lo": agg["ci95"][0],
+             "ci95_hi": agg["ci95"][1], "direction": agg["direction"]}
+            for r in [result, *out] for m, agg in r.summary.items()]
+    pd.DataFrame(rows).to_csv(result.run_dir / "compare.csv", index=False)
+    result.comparisons = out
+    return out
 
 
 def _version() -> str:

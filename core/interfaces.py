@@ -27,6 +27,8 @@ class CellSetBatch:
     target: torch.Tensor | None = None  # [B,S,G] real perturbed cells (training only)
     batch_index: torch.Tensor | None = None  # [B,S] long: batch (gem_group) of each control cell
     query_entry: torch.Tensor | None = None  # [B] long: the query's own database entry, or -1
+    neighbour_ids: torch.Tensor | None = None  # [B,K] long: stage-1 database ids, -1 = padding
+    neighbour_scores: torch.Tensor | None = None  # [B,K] float: stage-1 cosine scores
     perts: list[str] = field(default_factory=list)  # B perturbation names, for diagnostics
     contexts: list[str] = field(default_factory=list)  # B cell line names
 
@@ -49,8 +51,10 @@ class CellSetBatch:
 
 @dataclass
 class RetrievalResult:
-    """Top-K candidates per query. Where fewer than K entries remain after exclusion the row is
-    padded with id -1 and score -inf; consumers mask on ``ids >= 0``."""
+    """Top-K candidates per query, each row ordered by score (highest first, lower id first on
+    ties). Always exactly K columns: when K exceeds the entries left after exclusion (K > N
+    included) the row is clamped and padded with id -1 and score -inf; consumers mask on
+    ``ids >= 0``. Cosine with a zero vector is 0."""
 
     scores: torch.Tensor  # [Q,K] float32, cosine similarity (higher is closer)
     ids: torch.Tensor  # [Q,K] int64, database row ids, -1 for padding
@@ -63,13 +67,25 @@ class RetrievalResult:
 class Retriever(abc.ABC):
     """Stage 1: nearest-neighbour search over the retrieval database's gene embeddings.
 
-    Not differentiable. ``build`` indexes N keys; ``search`` returns the K most cosine-similar
-    keys for each query, never returning an id listed in that query's ``exclude``.
+    Not differentiable. ``build`` indexes N keys (an empty database raises a one-line error);
+    ``search`` returns the K most cosine-similar keys for each query (inputs need not be
+    normalised), never returning an id listed in that query's ``exclude`` (negative ids are
+    ignored). The contract is ``ptrag.core.testing.check_retriever``; see docs/retrievers.md.
     """
 
     name: ClassVar[str] = ""
     #: True when results are exact and identical across calls (contract-tested).
     exact: ClassVar[bool] = True
+
+    @staticmethod
+    def similarity_features(x: np.ndarray) -> np.ndarray:
+        """Features whose cosine is this retriever's similarity; the identity for plain cosine.
+
+        A retriever that ranks by another cosine-family similarity overrides it (Pearson
+        correlation is the cosine of row-centred vectors), and the contract checks in
+        ``ptrag.core.testing`` then compare it with brute-force cosine of these features.
+        """
+        return x
 
     @abc.abstractmethod
     def build(self, keys: np.ndarray | torch.Tensor, meta: Any | None = None) -> None:
@@ -148,6 +164,13 @@ class Generator(nn.Module, abc.ABC):
     def fit(self, database: Any) -> None:
         """See the training data's per-(perturbation, cell line) summary before training."""
 
+    def encode(self, batch: CellSetBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Optional: cell states [B,S,H] and the query [B,H] a selector scores candidates from.
+
+        Generators that consume a context implement it; ``None`` means no selector input.
+        """
+        return None
+
     @abc.abstractmethod
     def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor: ...
 
@@ -172,3 +195,18 @@ class Metric(abc.ABC):
     @abc.abstractmethod
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
         """pred [n,F], real [m,F], ctrl [c,F] in this metric's space -> one number."""
+
+
+class SetMetric(Metric):
+    """A metric that needs every held-out perturbation of a cell line at once (e.g. discrimination).
+
+    The evaluator calls :meth:`compute_set` once per cell line with the groups in a fixed order
+    and gets one value per group back; :meth:`compute` on a single group is undefined (NaN).
+    """
+
+    def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
+        return float("nan")
+
+    @abc.abstractmethod
+    def compute_set(self, preds: Sequence[np.ndarray], reals: Sequence[np.ndarray], ctrl: np.ndarray) -> np.ndarray:
+        """preds[i] [n_i,F], reals[i] [m_i,F] of the line's groups, ctrl [c,F] -> values [len(preds)]."""

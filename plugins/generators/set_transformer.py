@@ -1,0 +1,103 @@
+"""`set_transformer`: a STATE-style state-transition model, written from the papers' description.
+
+control cells [B,S,G] -> MLP -> [B,S,H]; perturbation (gene embedding [B,E] or one-hot index)
+-> MLP -> [B,H], added to every cell; optional batch embedding per cell; the retrieved context
+[B,S,H] (PT-RAG) added; a bidirectional transformer encoder over the S cells of each set
+(torch's own layers, scaled-dot-product attention); a decoder to expression space whose output is
+added to the control cells (residual), so predicted cells keep the controls' real cell-to-cell
+variability instead of collapsing to a decoded mean.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from ptrag.core.hookspecs import BuildContext, ComponentParams, GeneratorSpec, hookimpl
+from ptrag.core.interfaces import CellSetBatch, Generator
+
+
+def mlp(n_in: int, n_hidden: int, n_out: int, dropout: float = 0.0) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(n_hidden, n_out))
+
+
+class SetTransformerParams(ComponentParams):
+    n_layers: int = Field(2, ge=1, description="transformer encoder layers")
+    n_heads: int = Field(4, ge=1, description="attention heads (must divide model.hidden_dim)")
+    ff_mult: int = Field(4, ge=1, description="feed-forward width as a multiple of hidden_dim")
+    dropout: float = Field(0.1, ge=0, lt=1)
+    pert_encoding: Literal["embedding", "onehot"] = "embedding"
+    batch_encoder: bool = Field(False, description="add a learned embedding of each control cell's batch")
+
+
+class SetTransformerGenerator(Generator):
+    """See the module docstring. ``hidden_dim`` comes from ``model.hidden_dim`` (BuildContext)."""
+
+    name = "set_transformer"
+    trainable = True
+    uses_context = True
+
+    def __init__(self, params: SetTransformerParams, ctx: BuildContext):
+        super().__init__()
+        h, g = ctx.hidden_dim, ctx.n_genes
+        if h % params.n_heads:
+            from ptrag.core.errors import ConfigError
+
+            raise ConfigError(f"generator.n_heads {params.n_heads} must divide model.hidden_dim {h}")
+        self.params = params
+        self.cell_encoder = mlp(g, h, h, params.dropout)
+        if params.pert_encoding == "onehot":
+            # one-hot times a linear layer == an embedding table; the last row is "unknown gene"
+            self.n_perts = max(ctx.n_perts, 1)
+            self.pert_table = nn.Embedding(self.n_perts + 1, h)
+            self.pert_encoder = mlp(h, h, h)
+        else:
+            self.pert_encoder = mlp(max(ctx.embed_dim, 1), h, h)
+        self.batch_embedding = nn.Embedding(max(ctx.n_batches, 1) + 1, h) if params.batch_encoder else None
+        layer = nn.TransformerEncoderLayer(
+            d_model=h, nhead=params.n_heads, dim_feedforward=params.ff_mult * h, dropout=params.dropout,
+            activation="gelu", batch_first=True, norm_first=True,
+        )
+        self.transformer = nn.TransformerEncoder(layer, num_layers=params.n_layers, enable_nested_tensor=False)
+        self.norm = nn.LayerNorm(h)
+        self.decoder = mlp(h, h, g)
+        nn.init.zeros_(self.decoder[-1].weight)  # start as "no effect": predicted = control cells
+        nn.init.zeros_(self.decoder[-1].bias)
+
+    def _query(self, batch: CellSetBatch) -> torch.Tensor:
+        if self.params.pert_encoding == "onehot":
+            index = batch.pert_index.clone()
+            index[(index < 0) | (index >= self.n_perts)] = self.n_perts
+            return self.pert_encoder(self.pert_table(index))
+        return self.pert_encoder(batch.pert_emb.to(batch.ctrl.dtype))
+
+    def encode(self, batch: CellSetBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell states [B,S,H] (control encoding + perturbation encoding) and the query [B,H]."""
+        query = self._query(batch)
+        states = self.cell_encoder(batch.ctrl) + query.unsqueeze(1)
+        if self.batch_embedding is not None and batch.batch_index is not None:
+            unknown = self.batch_embedding.num_embeddings - 1  # last row: unseen or missing batch
+            index = batch.batch_index
+            index = torch.where((index < 0) | (index >= unknown), torch.full_like(index, unknown), index)
+            states = states + self.batch_embedding(index)
+        return states, query
+
+    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None,
+                encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        states, _ = encoded if encoded is not None else self.encode(batch)
+        if context is not None:
+            states = states + context
+        h = self.norm(self.transformer(states))
+        return batch.ctrl + self.decoder(h).to(batch.ctrl.dtype)
+
+
+@hookimpl
+def ptrag_generators() -> list[GeneratorSpec]:
+    return [
+        GeneratorSpec("set_transformer", lambda params, ctx: SetTransformerGenerator(params, ctx),
+                      SetTransformerParams,
+                      "STATE-like set transformer over control-cell sets, residual on the controls"),
+    ]

@@ -1,0 +1,103 @@
+"""`gumbel`: PT-RAG's stage-2 selector, a hard keep/drop decision per (cell, candidate).
+
+For each cell s and candidate k the features [cell state_s, query, candidate_k] go through
+LayerNorm -> MLP -> 2 logits (keep, drop). Training samples a hard straight-through
+Gumbel-Softmax (forward 0/1, backward the soft sample's gradient, temperature ``tau``); evaluation
+takes the argmax unless ``sample_at_eval``. Kept candidates are projected and summed into the
+generator input. The auxiliary loss ``sparsity_weight * mean keep-weight`` pushes towards
+keeping few candidates. Padding candidates (id -1, ``mask`` False) are never kept.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from ptrag.core.hookspecs import BuildContext, ComponentParams, SelectorSpec, hookimpl
+from ptrag.core.interfaces import Selector, SelectorOutput
+
+
+class GumbelParams(ComponentParams):
+    tau: float = Field(0.5, gt=0, description="Gumbel-Softmax temperature")
+    sparsity_weight: float = Field(0.1, ge=0, description="weight of the mean keep-weight penalty")
+    sample_at_eval: bool = Field(False, description="sample at evaluation instead of the argmax")
+    scorer_hidden: int = Field(128, ge=1, description="hidden width of the keep/drop scorer MLP")
+
+
+class GumbelSelector(Selector):
+    name = "gumbel"
+
+    def __init__(self, params: GumbelParams, ctx: BuildContext):
+        super().__init__()
+        h = ctx.hidden_dim
+        self.params = params
+        self.scorer = nn.Sequential(
+            nn.LayerNorm(3 * h), nn.Linear(3 * h, params.scorer_hidden), nn.GELU(),
+            nn.Linear(params.scorer_hidden, 2),
+        )
+        self.project = nn.Linear(h, h)
+
+    def logits(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """[B,S,K,2] keep/drop logits: scorer(LayerNorm([cell state, query, candidate])).
+
+        Computed exactly without building the [B,S,K,3H] concatenation: LayerNorm followed by a
+        linear layer splits into per-part products ([B,S,H'], [B,H'], [B,K,H']) plus per-(s,k)
+        mean and variance from per-part sums, so the cost is O(B*S*K*H') instead of
+        O(B*S*K*3H*H'). :meth:`logits_reference` is the literal formula (tests compare them).
+        """
+        ln, lin = self.scorer[0], self.scorer[1]
+        h = cell_state.shape[-1]
+        n = 3 * h
+        wg = lin.weight * ln.weight  # [H',3H]: gamma folded into the weight
+        a = cell_state @ wg[:, :h].T  # [B,S,H']
+        q = query @ wg[:, h:2 * h].T  # [B,H']
+        c = candidates @ wg[:, 2 * h:].T  # [B,K,H']
+        mu = (cell_state.sum(-1)[:, :, None] + query.sum(-1)[:, None, None] + candidates.sum(-1)[:, None, :]) / n
+        ex2 = (cell_state.pow(2).sum(-1)[:, :, None] + query.pow(2).sum(-1)[:, None, None]
+               + candidates.pow(2).sum(-1)[:, None, :]) / n
+        rstd = torch.rsqrt((ex2 - mu.pow(2)).clamp(min=0) + ln.eps)  # [B,S,K], biased variance as LayerNorm
+        pre = a[:, :, None, :] + q[:, None, None, :] + c[:, None, :, :] - mu[..., None] * wg.sum(1)
+        hidden = pre * rstd[..., None] + (ln.bias @ lin.weight.T + lin.bias)
+        return self.scorer[3](self.scorer[2](hidden))
+
+    def logits_reference(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
+        """The literal [cell, query, candidate] -> LayerNorm -> MLP (memory O(B*S*K*3H))."""
+        b, s, h = cell_state.shape
+        k = candidates.shape[1]
+        features = torch.cat([
+            cell_state.unsqueeze(2).expand(b, s, k, h),
+            query[:, None, None, :].expand(b, s, k, h),
+            candidates.unsqueeze(1).expand(b, s, k, h),
+        ], dim=-1)
+        return self.scorer(features)
+
+    def forward(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor,
+                scores: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> SelectorOutput:
+        if candidates.shape[1] == 0:
+            return SelectorOutput(context=None, weights=None, stats={"keep_ratio": 0.0})
+        logits = self.logits(cell_state, query, candidates).float()
+        if self.training or self.params.sample_at_eval:
+            sample = F.gumbel_softmax(logits, tau=self.params.tau, hard=True, dim=-1)
+        else:
+            sample = F.one_hot(logits.argmax(-1), 2).to(logits.dtype)
+        keep = sample[..., 0]  # [B,S,K]; 0/1 forward, straight-through gradient backward
+        if mask is not None:
+            keep = keep * mask[:, None, :].to(keep.dtype)
+        keep = keep.to(cell_state.dtype)
+        context = torch.einsum("bsk,bkh->bsh", keep, self.project(candidates))
+        if mask is not None:
+            n_valid = mask.sum().clamp(min=1) * cell_state.shape[1]
+            mean_keep = keep.sum() / n_valid
+        else:
+            mean_keep = keep.mean()
+        aux = {"sparsity": self.params.sparsity_weight * mean_keep.float()} if self.params.sparsity_weight else {}
+        return SelectorOutput(context=context, weights=keep, aux_losses=aux,
+                              stats={"keep_ratio": float(mean_keep.detach())})
+
+
+@hookimpl
+def ptrag_selectors() -> list[SelectorSpec]:
+    return [SelectorSpec("gumbel", lambda params, ctx: GumbelSelector(params, ctx), GumbelParams,
+                         "PT-RAG: hard Gumbel-Softmax keep/drop per candidate, sparsity-penalised")]

@@ -1,0 +1,96 @@
+"""Training engine: schedule, checkpoints, resume to the same result, `ptrag predict`."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ptrag.cli.app import app
+from ptrag.core.config import resolve_config
+from ptrag.core.engine import autocast, load_checkpoint, lr_lambda
+from ptrag.core.experiment import run_experiment
+from ptrag.core.manager import build_manager
+
+SMALL = ["data.synth_preset=tiny", "model.hidden_dim=16", "generator.n_layers=1", "generator.n_heads=2",
+         "data.cell_set_len=8", "train.batch_size=2", "train.warmup_steps=2", "compare=[]",
+         "retriever.k=4"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def config(tmp_path, name, *sets, preset="ptrag"):
+    return resolve_config(None, preset=preset, sets=[*SMALL, f"output.dir={tmp_path / name}", "device=cpu", *sets],
+                          manager=build_manager(entry_points=False))
+
+
+def test_warmup_then_cosine_and_no_autocast_on_cpu():
+    f = lr_lambda(4, 20)
+    assert [round(f(s), 3) for s in (0, 3)] == [0.25, 1.0]
+    assert f(4) == pytest.approx(1.0) and f(12) == pytest.approx(0.5) and f(20) == pytest.approx(0.0)
+    with autocast(torch.device("cpu")):
+        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    manager = build_manager(entry_points=False)
+    sets = ("train.steps=12", "train.val_every=4", "train.log_every=2")
+    full = run_experiment(config(tmp_path, "full", *sets), manager)
+    cfg = config(tmp_path, "cut", *sets)
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, manager, stop_at=6)  # dies after step 6; last checkpoint at step 4
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 4
+    resumed = run_experiment(cfg, manager, resume=True)
+    pd.testing.assert_frame_equal(full.metrics, resumed.metrics)
+    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "cells_per_s"}
+                          for line in path.read_text().splitlines()]
+    assert strip(tmp_path / "full" / "log.jsonl") == strip(tmp_path / "cut" / "log.jsonl")
+    assert resumed.training["steps"] == 12 and full.training == {**resumed.training, "seconds": full.training["seconds"]}
+    records = strip(tmp_path / "full" / "log.jsonl")
+    assert any("keep_ratio" in r for r in records) and sum("val_energy" in r for r in records) == 3
+
+
+def test_training_lowers_the_validation_energy(tmp_path):
+    result = run_experiment(config(tmp_path, "t", "train.steps=40", "train.val_every=20", "train.lr=0.003",
+                                   preset="state"), build_manager(entry_points=False))
+    history = [r["val_energy"] for r in load_checkpoint(result.run_dir / "checkpoint.pt")["history"]]
+    assert len(history) == 2 and history[1] < history[0]
+    assert result.training["best_val_energy"] == pytest.approx(min(history), rel=1e-5)
+    assert result.retrieval is not None and result.retrieval.empty  # no retrieval in `state`
+
+
+def test_retrieval_trace_and_predict_on_a_saved_run(tmp_path):
+    from ptrag.core.data.synth import synth_screen
+
+    run_dir = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(app, ["run", *sum((["--set", s] for s in SMALL), []), "--steps", "4",
+                                 "--set", "train.val_every=2", "--device", "cpu", "--out", str(run_dir)],
+                           catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(run_dir)
+    trace = pd.read_csv(run_dir / "retrieval.csv")
+    assert set(trace["rank"]) == {0, 1, 2, 3} and trace.keep_weight.between(0, 1).all()
+    assert not (trace.pert == trace.candidate_pert).any()  # exclude_same_gene (paper)
+    path = tmp_path / "new.h5ad"
+    adata = synth_screen("tiny", 0)
+    adata.write_h5ad(path)
+    obs = adata.obs[adata.obs.gene != "non-targeting"]
+    n_groups = obs[["gene", "cell_line"]].drop_duplicates().shape[0]
+    out = tmp_path / "pred"
+    result = runner.invoke(app, ["predict", "--run", str(run_dir), "--data", str(path), "--out", str(out),
+                                 "--device", "cpu"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().splitlines()[-1] == str(out)
+    metrics = pd.read_csv(out / "metrics.csv")
+    assert metrics[["pert", "context"]].drop_duplicates().shape[0] == n_groups  # every group
+    assert (out / "predictions.h5ad").is_file() and (out / "retrieval.csv").is_file()
+    bad = runner.invoke(app, ["predict", "--run", str(tmp_path), "--data", str(path)])
+    assert bad.exit_code == 1 and "not a run folder" in bad.output

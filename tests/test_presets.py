@@ -1,0 +1,71 @@
+"""Presets: the paper's models and every baseline run end to end on the tiny data."""
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from ptrag.cli.app import app
+from ptrag.core.config import resolve_config
+from ptrag.core.experiment import run_experiment
+from ptrag.core.manager import build_manager
+from ptrag.core.registry import load_registry
+
+FAST = ["data.synth_preset=tiny", "model.hidden_dim=16", "data.cell_set_len=8", "train.batch_size=2",
+        "train.steps=3", "train.val_every=3", "device=cpu", "compare=[]"]
+PAPER = {"ptrag", "vanilla-rag", "state", "state-genept", "ptrag-response"}
+BASELINES = {"control", "pert-mean", "context-mean", "linear", "neighbour-mean", "gene-other-lines"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_registry_has_the_paper_presets_and_ptrag_is_the_default():
+    registry = load_registry()
+    assert PAPER | BASELINES <= set(registry.presets) and registry.default_preset == "ptrag"
+    manager = build_manager(entry_points=False)
+    cfg = resolve_config(None, manager=manager)
+    assert (cfg.retriever.name, cfg.retriever.params["k"], cfg.selector.name, cfg.generator.name) == \
+        ("exact", 32, "gumbel", "set_transformer")
+    assert cfg.selector.params["sparsity_weight"] == 0.1 and cfg.selector.params["tau"] == 0.5
+    assert cfg.model.hidden_dim == 128 and cfg.data.cell_set_len == 64 and cfg.model.exclude_same_gene
+    assert cfg.compare == ["state", "pert-mean"]
+    state = resolve_config(None, preset="state", manager=manager)
+    assert state.retriever.name == "none" and state.generator.params["pert_encoding"] == "onehot"
+    response = resolve_config(None, preset="ptrag-response", manager=manager)
+    assert response.model.context == "both" and not response.model.exclude_same_gene
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER | BASELINES))
+def test_every_preset_runs_on_tiny(tmp_path, preset):
+    manager = build_manager(entry_points=False)
+    sets = [*FAST, f"output.dir={tmp_path / preset}"]
+    if resolve_config(None, preset=preset, manager=manager).generator.name == "set_transformer":
+        sets += ["generator.n_layers=1", "generator.n_heads=2"]
+    result = run_experiment(resolve_config(None, preset=preset, sets=sets, manager=manager), manager)
+    assert len(result.metrics) and result.metrics.value.notna().any()
+    assert (result.training is not None) == (preset in PAPER)
+    if preset in ("ptrag", "vanilla-rag", "ptrag-response", "neighbour-mean"):
+        assert len(result.retrieval) > 0
+        same_gene = (result.retrieval.pert == result.retrieval.candidate_pert).any()
+        assert same_gene == (preset == "ptrag-response")  # only it may retrieve the gene in other lines
+
+
+def test_default_run_prints_a_table_against_state_and_pert_mean(tmp_path):
+    out = tmp_path / "run"
+    sets = [*FAST[:-1], "generator.n_layers=1", "generator.n_heads=2"]
+    result = CliRunner().invoke(app, ["run", *sum((["--set", s] for s in sets), []), "--out", str(out)],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "ptrag vs state, pert-mean" in result.output
+    assert result.output.strip().splitlines()[-1] == str(out)
+    for name in ("state", "pert-mean"):
+        compared = json.loads((out / "compare" / name / "metrics.json").read_text())
+        assert compared["run"]["split"] == json.loads((out / "metrics.json").read_text())["run"]["split"]
+    assert (out / "compare.csv").is_file()
