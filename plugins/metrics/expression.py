@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from ptrag.core.hookspecs import BuildContext, ComponentParams, MetricSpec, hookimpl
+from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl
 from ptrag.core.interfaces import Metric
 
 
 def mean_delta(cells: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
     return cells.mean(axis=0) - ctrl.mean(axis=0)
+
+
+def top_de(delta: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` genes with the largest |mean change| (ties broken by gene order)."""
+    k = min(k, len(delta))
+    return np.argsort(-np.abs(delta), kind="stable")[:k]
+
+
+def pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson correlation; 0 when either side is constant (no defined correlation)."""
+    a, b = a - a.mean(), b - b.mean()
+    denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else 0.0
 
 
 class MeanSquaredError(Metric):
@@ -34,10 +48,28 @@ class PearsonDelta(Metric):
     space = "genes"
 
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
-        a, b = mean_delta(pred, ctrl), mean_delta(real, ctrl)
-        a, b = a - a.mean(), b - b.mean()
-        denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
-        return float((a * b).sum() / denom) if denom > 0 else 0.0
+        return pearson(mean_delta(pred, ctrl), mean_delta(real, ctrl))
+
+
+class TopKParams(ComponentParams):
+    k: int = Field(20, ge=1, description="number of top differentially expressed genes (by real |mean change|)")
+
+
+class PearsonDeltaDE(Metric):
+    """Pearson of predicted vs real mean change on the real top-k DE genes only."""
+
+    name = "pearson-delta-de"
+    direction = "higher"
+    space = "de"
+
+    def __init__(self, k: int = 20):
+        self.k = k
+        self.label = f"pearson-delta-de@{k}"
+
+    def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
+        real_delta = mean_delta(real, ctrl)
+        genes = top_de(real_delta, self.k)
+        return pearson(mean_delta(pred, ctrl)[genes], real_delta[genes])
 
 
 @hookimpl
@@ -47,4 +79,6 @@ def ptrag_metrics() -> list[MetricSpec]:
                    "MSE of predicted vs real mean expression (genes)"),
         MetricSpec("pearson-delta", lambda params, ctx: PearsonDelta(), ComponentParams,
                    "Pearson of predicted vs real mean change from control (genes)"),
+        MetricSpec("pearson-delta-de", lambda params, ctx: PearsonDeltaDE(params.k), TopKParams,
+                   "Pearson of predicted vs real mean change on the real top-k DE genes"),
     ]

@@ -1,0 +1,186 @@
+"""Ablation grids: several configurations x seeds, one folder each, one comparison table.
+
+Grid YAML (documented in docs/metrics.md and docs/examples/ablation.yaml)::
+
+    base: {data: {synth_preset: demo}}      # overrides applied to every run (optional)
+    seeds: [0, 1, 2]                        # default [0]
+    runs:                                   # each: a preset and/or component overrides
+      - preset: ptrag
+      - {name: ptrag-hnsw, preset: ptrag, retriever: {name: hnsw, k: 32}}
+      - {preset: state, set: ["train.steps=200"]}
+
+A run's folder is ``<out>/<name>-s<seed>``; a folder that already holds ``metrics.json`` is
+skipped, so an interrupted grid resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from .config import ExperimentConfig, read_yaml, resolve_config
+from .errors import ConfigError
+
+RUN_KEYS = {"name", "preset", "set"}
+
+
+@dataclass
+class GridRun:
+    name: str
+    preset: str | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    runs: list[GridRun]
+    seeds: list[int]
+    base: dict[str, Any]
+    source: str = "<grid>"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "run"
+
+
+def parse_grid(raw: dict[str, Any], source: str = "<grid>") -> Grid:
+    unknown = set(raw) - {"runs", "seeds", "base"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; a grid has runs, seeds, base")
+    runs_raw = raw.get("runs")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise ConfigError(f"{source}: 'runs' must be a non-empty list, e.g. runs: [{{preset: ptrag}}, {{preset: state}}]")
+    seeds = raw.get("seeds", [0])
+    seeds = [seeds] if isinstance(seeds, int) else seeds
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{source}: 'seeds' must be a list of integers, e.g. seeds: [0, 1, 2]")
+    base = raw.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{source}: 'base' must be a mapping of config overrides")
+    runs, names = [], set()
+    for i, item in enumerate(runs_raw):
+        if isinstance(item, str):
+            item = {"preset": item}
+        if not isinstance(item, dict):
+            raise ConfigError(f"{source}: runs[{i}] must be a preset name or a mapping")
+        body = dict(item)
+        preset = body.pop("preset", None)
+        sets = body.pop("set", []) or []
+        sets = [sets] if isinstance(sets, str) else list(sets)
+        overrides = {k: v for k, v in body.items() if k != "name"}
+        name = str(body.get("name") or preset or "")
+        if not name:
+            raise ConfigError(f"{source}: runs[{i}] needs a 'name' when it has no 'preset'")
+        name = _slug(name)
+        if name in names:
+            raise ConfigError(f"{source}: two runs are named {name!r}; give one a distinct 'name'")
+        names.add(name)
+        runs.append(GridRun(name, preset, overrides, [str(s) for s in sets]))
+    return Grid(runs, [int(s) for s in seeds], base, source)
+
+
+def load_grid(path: str | Path) -> Grid:
+    return parse_grid(read_yaml(path), str(path))
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def run_dir_for(out: Path, run: GridRun, seed: int) -> Path:
+    return out / f"{run.name}-s{seed}"
+
+
+def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridRun, int, ExperimentConfig]]:
+    """Resolve and validate every (run, seed) config before any work starts."""
+    configs = []
+    for seed in grid.seeds:  # seed-major: an interrupted grid has every configuration's first seeds
+        for run in grid.runs:
+            extra = _merge(grid.base, run.overrides)
+            extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed))}})
+            try:
+                cfg = resolve_config(None, preset=run.preset, sets=run.sets, extra=extra, manager=manager)
+            except ConfigError as exc:
+                raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
+            configs.append((run, seed, cfg.model_copy(update={"compare": []})))
+    return configs
+
+
+def run_grid(grid: Grid, out: str | Path, manager: Any, *,
+             log: Callable[[str], None] = lambda message: None,
+             runner: Callable[..., Any] | None = None) -> pd.DataFrame:
+    """Run every missing (run, seed); return and write the comparison table."""
+    from .experiment import run_experiment
+
+    runner = runner or run_experiment
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    configs = grid_configs(grid, out, manager)
+    for i, (run, seed, cfg) in enumerate(configs, 1):
+        folder = run_dir_for(out, run, seed)
+        if (folder / "metrics.json").is_file():
+            log(f"[{i}/{len(configs)}] {folder.name}: done already, skipped")
+            continue
+        log(f"[{i}/{len(configs)}] {folder.name}: preset={cfg.preset} generator={cfg.generator.name} "
+            f"retriever={cfg.retriever.name} selector={cfg.selector.name}")
+        runner(cfg, manager, log=lambda message: log(f"    {message}"))
+    (out / "ablation.json").write_text(json.dumps({
+        "runs": [{"name": r.name, "folders": [run_dir_for(out, r, s).name for s in grid.seeds]} for r in grid.runs],
+        "seeds": grid.seeds,
+    }, indent=2))
+    table = comparison_table([run_dir_for(out, r, s) for r in grid.runs for s in grid.seeds])
+    table.to_csv(out / "comparison.csv", index=False)
+    return table
+
+
+def read_run(folder: str | Path) -> dict[str, Any]:
+    path = Path(folder) / "metrics.json"
+    if not path.is_file():
+        raise ConfigError(f"{folder}: not a finished run (no metrics.json)")
+    return json.loads(path.read_text())
+
+
+def run_label(folder: Path) -> tuple[str, int | None]:
+    """``name-s3`` -> (name, 3): seeds of one configuration are aggregated together."""
+    m = re.fullmatch(r"(.+)-s(\d+)", folder.name)
+    return (m.group(1), int(m.group(2))) if m else (folder.name, None)
+
+
+def comparison_table(folders: list[Path]) -> pd.DataFrame:
+    """One row per configuration x metric: mean over seeds of the run means, their sd, and the
+    per-run 95% bootstrap intervals' mean ends (a single run: its own interval)."""
+    rows = []
+    for folder in folders:
+        folder = Path(folder)
+        if not (folder / "metrics.json").is_file():
+            continue
+        body = read_run(folder)
+        name, seed = run_label(folder)
+        for metric, agg in body["metrics"].items():
+            rows.append({"run": name, "seed": seed, "metric": metric, "mean": agg["mean"],
+                         "ci95_lo": agg["ci95"][0], "ci95_hi": agg["ci95"][1],
+                         "direction": agg["direction"], "n": agg.get("n")})
+    if not rows:
+        return pd.DataFrame(columns=["run", "metric", "direction", "mean", "sd", "seeds", "ci95_lo", "ci95_hi"])
+    long = pd.DataFrame(rows)
+    order = list(dict.fromkeys(long.run))
+    metric_order = list(dict.fromkeys(long.metric))
+    table = (long.groupby(["run", "metric"], sort=False)
+             .agg(direction=("direction", "first"), mean=("mean", "mean"),
+                  sd=("mean", lambda v: float(np.std(v, ddof=1)) if len(v) > 1 else float("nan")),
+                  seeds=("mean", "size"), ci95_lo=("ci95_lo", "mean"), ci95_hi=("ci95_hi", "mean"))
+             .reset_index())
+    table["run"] = pd.Categorical(table["run"], order)
+    table["metric"] = pd.Categorical(table["metric"], metric_order)
+    return table.sort_values(["metric", "run"]).reset_index(drop=True).astype({"run": str, "metric": str})

@@ -1,0 +1,182 @@
+"""A run folder's result files: metrics, cell-eval-compatible AnnData files, retrieval traces.
+
+``predictions.h5ad`` (predicted cells + the real control cells) and ``real.h5ad`` (held-out real
+cells + the same control cells) are written so that Arc Institute's cell-eval accepts them as they
+are: identical ``var_names`` in the same order, the same perturbation labels (control included),
+the input's obs column names, and non-negative values below 15 (predictions are clipped only when
+needed, and the number of clipped values is reported).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from .data.dataset import BATCH, CONTEXT, PERT, PerturbationData
+from .data.gene_modules import module_of
+from .errors import DataError
+
+CLIP_MAX = float(np.nextafter(np.float32(15.0), np.float32(0.0)))  # cell-eval wants values < 15
+TRACE_COLUMNS = ["pert", "context", "rank", "candidate_pert", "candidate_context", "stage1_score", "keep_weight"]
+KEEP_THRESHOLD = 0.5  # a candidate counts as kept when its keep-weight exceeds this
+
+
+def write_metrics(run_dir: str | Path, table: pd.DataFrame, summary: Mapping[str, Any],
+                  run_info: Mapping[str, Any]) -> None:
+    """metrics.csv (perturbation x cell line x metric) and metrics.json ({run, metrics})."""
+    run_dir = Path(run_dir)
+    table.to_csv(run_dir / "metrics.csv", index=False)
+    (run_dir / "metrics.json").write_text(json.dumps({"run": dict(run_info), "metrics": dict(summary)}, indent=2))
+
+
+def _column_names(data: PerturbationData) -> dict[str, str]:
+    names = {PERT: data.columns.get(PERT) or "gene", CONTEXT: data.columns.get(CONTEXT) or "cell_line"}
+    if BATCH in data.obs and data.columns.get(BATCH):
+        names[BATCH] = str(data.columns[BATCH])
+    return names
+
+
+def _categorical(obs: pd.DataFrame) -> pd.DataFrame:
+    for col in obs:
+        obs[col] = pd.Categorical(obs[col].astype(object))
+    return obs
+
+
+def _control_block(data: PerturbationData, contexts: Sequence[str], names: dict[str, str]) -> tuple[np.ndarray, pd.DataFrame]:
+    idx = np.concatenate([data.control_indices(c) for c in contexts]) if contexts else np.empty(0, int)
+    obs = pd.DataFrame({names[k]: data.obs[k].to_numpy()[idx] for k in names}, index=data.obs.index[idx].astype(str))
+    return data.X[idx], obs
+
+
+def write_cell_eval_files(run_dir: str | Path, predictions: Sequence[Any], data: PerturbationData) -> dict[str, Any]:
+    """Write predictions.h5ad and real.h5ad; return what was done (cells, clipped values)."""
+    run_dir = Path(run_dir)
+    if not predictions:
+        raise DataError(f"{run_dir}: no predictions to write (the split has no test groups)")
+    names = _column_names(data)
+    contexts = list(dict.fromkeys(p.context for p in predictions))
+    ctrl_x, ctrl_obs = _control_block(data, contexts, names)
+    batches = data.obs[BATCH].to_numpy() if BATCH in names else None
+
+    # rows of each group in the full data (positions in data.obs, looked up once)
+    rows_of = data.obs.groupby([PERT, CONTEXT], observed=True, sort=False).indices
+    pred_blocks, pred_obs, real_blocks, real_obs = [], [], [], []
+    for p in predictions:
+        n = len(p.pred)
+        rows = {names[PERT]: [p.pert] * n, names[CONTEXT]: [p.context] * n}
+        if batches is not None:
+            index = getattr(p, "ctrl_index", None)
+            rows[names[BATCH]] = batches[index] if index is not None and len(index) == n else [None] * n
+        pred_obs.append(pd.DataFrame(rows, index=[f"pred:{p.pert}:{p.context}:{i}" for i in range(n)]))
+        pred_blocks.append(np.asarray(p.pred, dtype=np.float32))
+        real_idx = np.asarray(rows_of[(p.pert, p.context)])
+        real_obs.append(pd.DataFrame({names[k]: data.obs[k].to_numpy()[real_idx] for k in names},
+                                     index=data.obs.index[real_idx].astype(str)))
+        real_blocks.append(data.X[real_idx])
+
+    pred_x = np.concatenate(pred_blocks)
+    outside = int(((pred_x < 0) | (pred_x > CLIP_MAX)).sum())
+    if outside:
+        pred_x = np.clip(pred_x, 0.0, CLIP_MAX)
+    real_x = np.concatenate([*real_blocks, ctrl_x])
+    real_outside = int(((real_x < 0) | (real_x > CLIP_MAX)).sum())
+    var = pd.DataFrame(index=pd.Index([str(f) for f in data.features]))
+    info = {
+        "predicted_cells": int(len(pred_x)), "real_cells": int(sum(len(b) for b in real_blocks)),
+        "control_cells": int(len(ctrl_x)), "clipped_values": outside,
+        "clipped_fraction": outside / max(pred_x.size, 1), "real_values_outside_0_15": real_outside,
+    }
+    uns = {"ptrag": {"clip_range": [0.0, 15.0], **{k: v for k, v in info.items()}}}
+    pred = ad.AnnData(X=np.concatenate([pred_x, ctrl_x]).astype(np.float32),
+                      obs=_categorical(pd.concat([*pred_obs, ctrl_obs])), var=var.copy(), uns=uns)
+    real = ad.AnnData(X=real_x.astype(np.float32), obs=_categorical(pd.concat([*real_obs, ctrl_obs])),
+                      var=var.copy(), uns={"ptrag": {"real_values_outside_0_15": real_outside}})
+    pred.write_h5ad(run_dir / "predictions.h5ad")
+    real.write_h5ad(run_dir / "real.h5ad")
+    return info
+
+
+def describe_cell_eval_files(info: Mapping[str, Any]) -> str:
+    """One log line about the written files."""
+    text = (f"wrote predictions.h5ad ({info['predicted_cells']:,} predicted + {info['control_cells']:,} control cells) "
+            f"and real.h5ad ({info['real_cells']:,} held-out cells)")
+    if info["clipped_values"]:
+        text += f"; clipped {info['clipped_values']:,} predicted values ({info['clipped_fraction']:.2%}) to [0, 15)"
+    if info["real_values_outside_0_15"]:
+        text += (f"; note: {info['real_values_outside_0_15']:,} real values lie outside [0, 15), "
+                 "so cell-eval may reject real.h5ad (is the data log1p-normalised?)")
+    return text
+
+
+# --------------------------------------------------------------------------- retrieval diagnostics
+
+
+def gene_modules_for(data: Any = None) -> Callable[[str], str | None]:
+    """gene -> module from the built-in data's ground truth (``uns['ptrag_synth']``), else the
+    curated complexes in core.data.gene_modules. Real data: co-annotation is not implemented."""
+    truth = getattr(data, "uns", None) or {}
+    synth = truth.get("ptrag_synth", {}) if isinstance(truth, Mapping) else {}
+    for key in ("gene_module", "gene_modules", "modules", "module_of"):
+        table = synth.get(key) if isinstance(synth, Mapping) else None
+        if isinstance(table, Mapping) and table:
+            first = next(iter(table.values()))
+            if isinstance(first, str):
+                mapping = {str(g): str(m) for g, m in table.items()}
+            else:  # module -> genes
+                mapping = {str(g): str(m) for m, genes in table.items() for g in np.atleast_1d(genes)}
+            return lambda gene: mapping.get(gene)
+    return module_of
+
+
+def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] = module_of) -> dict[str, Any]:
+    """Per cell line: keep ratio, most often kept neighbours, and how often kept neighbours share
+    the query's module (vs all stage-1 candidates, the chance level for the selector)."""
+    t = trace.copy()
+    t["kept"] = t["keep_weight"].astype(float) > KEEP_THRESHOLD
+    qm = t["pert"].astype(str).map(module)
+    cm = t["candidate_pert"].astype(str).map(module)
+    t["same_module"] = qm.notna() & (qm == cm)
+    t["same_gene"] = t["pert"].astype(str) == t["candidate_pert"].astype(str)
+    out: dict[str, Any] = {}
+    for context, g in t.groupby("context", sort=True):
+        kept = g[g.kept]
+        annotated = g[qm.loc[g.index].notna()]
+        kept_annotated = annotated[annotated.kept]
+        weight = g["keep_weight"].astype(float)
+        out[str(context)] = {
+            "queries": int(g["pert"].nunique()),
+            "candidates": int(len(g)),
+            "keep_ratio": float(g.kept.mean()) if len(g) else float("nan"),
+            "kept_same_module": float(kept_annotated.same_module.mean()) if len(kept_annotated) else float("nan"),
+            "candidates_same_module": float(annotated.same_module.mean()) if len(annotated) else float("nan"),
+            "weighted_same_module": (float((weight * g.same_module).sum() / weight.sum())
+                                     if weight.sum() > 0 else float("nan")),
+            "kept_same_gene": float(kept.same_gene.mean()) if len(kept) else float("nan"),
+            "top_kept": [
+                {"candidate": f"{p}|{c}", "times_kept": int(n)}
+                for (p, c), n in kept.groupby(["candidate_pert", "candidate_context"]).size()
+                .sort_values(ascending=False, kind="stable").head(10).items()
+            ],
+        }
+    return out
+
+
+def write_retrieval(run_dir: str | Path, trace: pd.DataFrame, data: Any = None) -> dict[str, Any]:
+    """retrieval.csv (one row per query x candidate) and retrieval_summary.json; returns the summary."""
+    missing = [c for c in TRACE_COLUMNS if c not in trace.columns]
+    if missing:
+        raise DataError(f"retrieval trace lacks column(s) {', '.join(missing)}; expected {', '.join(TRACE_COLUMNS)}")
+    run_dir = Path(run_dir)
+    module = gene_modules_for(data)
+    table = trace.copy()
+    table["query_module"] = table["pert"].astype(str).map(module)
+    table["candidate_module"] = table["candidate_pert"].astype(str).map(module)
+    table.to_csv(run_dir / "retrieval.csv", index=False)
+    summary = retrieval_summary(trace, module)
+    (run_dir / "retrieval_summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
