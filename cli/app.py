@@ -6,7 +6,7 @@ import typer
 
 from ptrag.core import __version__
 
-from . import plugins_cmd, run_cmd
+from . import ablate_cmd, data_cmd, genes_cmd, plugins_cmd, predict_cmd, report_cmd, run_cmd
 
 app = typer.Typer(
     name="ptrag",
@@ -20,6 +20,11 @@ app = typer.Typer(
 
 app.command("run")(run_cmd.run)
 app.command("plugins")(plugins_cmd.plugins)
+app.command("predict")(predict_cmd.predict)
+app.command("ablate")(ablate_cmd.ablate)
+app.command("report")(report_cmd.report)
+app.add_typer(data_cmd.app, name="data")
+app.add_typer(genes_cmd.app, name="genes")
 
 
 def _version(value: bool) -> None:

@@ -63,7 +63,7 @@ def test_unknown_keys_are_rejected(tmp_path, manager):
 
 
 def test_unknown_component_and_preset(manager):
-    with pytest.raises(UnknownComponentError, match=r"^unknown retriever 'nosuch'; available retrievers: none"):
+    with pytest.raises(UnknownComponentError, match=r"^unknown retriever 'nosuch'; available retrievers: exact, faiss, hnsw, none, random$"):
         resolve_config(None, components={"retriever": "nosuch"}, manager=manager)
     with pytest.raises(ConfigError, match=r"unknown preset 'nope'; available presets: .*pert-mean"):
         resolve_config(None, preset="nope", manager=manager)

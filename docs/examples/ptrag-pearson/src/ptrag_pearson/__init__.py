@@ -1,0 +1,5 @@
+"""ptrag-pearson: an example third-party ptrag plugin (see ptrag's docs/writing-a-plugin.md)."""
+
+from .retriever import PearsonRetriever
+
+__all__ = ["PearsonRetriever"]

@@ -1,0 +1,41 @@
+"""Docs that cannot drift: docs/cli.md and the README tables are generated from the code."""
+
+import re
+from pathlib import Path
+
+from ptrag.cli.docgen import components_table, presets_table, render
+from ptrag.core.manager import build_manager
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _block(text: str, name: str) -> str:
+    match = re.search(rf"<!-- {name}:start[^>]*-->\n(.*?)\n<!-- {name}:end -->", text, re.S)
+    assert match, f"README.md lacks the {name} block"
+    return match.group(1).strip()
+
+
+def test_cli_reference_matches_the_app():
+    assert (ROOT / "docs" / "cli.md").read_text() == render(), \
+        "docs/cli.md is stale: python -m ptrag.cli.docgen > docs/cli.md"
+
+
+def test_readme_tables_match_the_plugins_and_presets():
+    readme = (ROOT / "README.md").read_text()
+    assert _block(readme, "components") == components_table(), "README components table is stale"
+    assert _block(readme, "presets") == presets_table(), "README presets table is stale"
+
+
+def test_every_builtin_component_is_documented():
+    manager = build_manager(entry_points=False)
+    docs = "\n".join(p.read_text() for p in (ROOT / "docs").glob("*.md"))
+    missing = [f"{r.components}" for r in manager.records
+               for kind, name in r.components if f"`{name}`" not in docs]
+    assert not missing, f"components without a mention in docs/*.md: {missing}"
+
+
+def test_every_command_is_in_the_docs():
+    cli = (ROOT / "docs" / "cli.md").read_text()
+    for command in ("run", "plugins", "predict", "ablate", "report", "data synth", "data inspect",
+                    "data split", "genes build"):
+        assert f"## `ptrag {command}`" in cli
