@@ -96,6 +96,20 @@ def test_sparsity_penalty_lowers_the_keep_ratio():
     assert _keep_ratio_after_training(2.0) < _keep_ratio_after_training(0.0) - 0.1
 
 
+def test_sparsity_warmup_ramps_the_penalty_in_training_steps_only():
+    states, query, cands = _selector_inputs()
+    sel = GumbelSelector(GumbelParams(sparsity_weight=0.4, sparsity_warmup=4), BuildContext(hidden_dim=8))
+    sel.eval()(states, query, cands)  # evaluation does not advance the warm-up
+    assert int(sel.train_steps) == 0
+    sel.train()
+    scales = []
+    for _ in range(6):
+        out = sel(states, query, cands)
+        scales.append(float(out.aux_losses["sparsity"].detach()) / (0.4 * out.stats["keep_ratio"]))
+    assert scales == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0], abs=1e-5)
+    assert "train_steps" in sel.state_dict()  # restored on --resume
+
+
 def test_attention_and_uniform_respect_padding():
     states, query, cands = _selector_inputs()
     mask = torch.tensor([[True] * 3 + [False] * 3, [False] * 6])

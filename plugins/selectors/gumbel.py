@@ -24,6 +24,8 @@ class GumbelParams(ComponentParams):
     sparsity_weight: float = Field(0.1, ge=0, description="weight of the mean keep-weight penalty")
     sample_at_eval: bool = Field(False, description="sample at evaluation instead of the argmax")
     scorer_hidden: int = Field(128, ge=1, description="hidden width of the keep/drop scorer MLP")
+    sparsity_warmup: int = Field(0, ge=0, description="training steps over which the sparsity weight "
+                                 "ramps linearly from 0 to sparsity_weight; 0 = full weight from step 1")
 
 
 class GumbelSelector(Selector):
@@ -38,6 +40,19 @@ class GumbelSelector(Selector):
             nn.Linear(params.scorer_hidden, 2),
         )
         self.project = nn.Linear(h, h)
+        # training forward passes so far: drives the sparsity warm-up and is saved (and restored
+        # on resume) with the module's state
+        self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
+
+    def sparsity_scale(self) -> float:
+        """Fraction of ``sparsity_weight`` in force now (1 after the warm-up).
+
+        Why a warm-up: the generator's decoder starts at zero, so at first the retrieved context
+        cannot lower the loss and the penalty alone drives every keep decision to "drop"; a
+        dropped candidate then rarely comes back (measured: keep-ratio 0 by step 20 on the demo).
+        """
+        warmup = self.params.sparsity_warmup
+        return 1.0 if warmup == 0 else min(1.0, float(self.train_steps) / warmup)
 
     def logits(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """[B,S,K,2] keep/drop logits: scorer(LayerNorm([cell state, query, candidate])).
@@ -51,15 +66,18 @@ class GumbelSelector(Selector):
         h = cell_state.shape[-1]
         n = 3 * h
         wg = lin.weight * ln.weight  # [H',3H]: gamma folded into the weight
-        a = cell_state @ wg[:, :h].T  # [B,S,H']
-        q = query @ wg[:, h:2 * h].T  # [B,H']
-        c = candidates @ wg[:, 2 * h:].T  # [B,K,H']
-        mu = (cell_state.sum(-1)[:, :, None] + query.sum(-1)[:, None, None] + candidates.sum(-1)[:, None, :]) / n
+        wsum = wg.sum(1)  # [H']
+        # the mean of the concatenation is a sum of per-part means, so centring splits per part too
+        s_mean, q_mean, c_mean = cell_state.sum(-1) / n, query.sum(-1) / n, candidates.sum(-1) / n
+        a = cell_state @ wg[:, :h].T - s_mean[..., None] * wsum  # [B,S,H']
+        a = a + (query @ wg[:, h:2 * h].T - q_mean[..., None] * wsum)[:, None, :]
+        c = candidates @ wg[:, 2 * h:].T - c_mean[..., None] * wsum  # [B,K,H']
+        mu = s_mean[:, :, None] + q_mean[:, None, None] + c_mean[:, None, :]  # [B,S,K]
         ex2 = (cell_state.pow(2).sum(-1)[:, :, None] + query.pow(2).sum(-1)[:, None, None]
                + candidates.pow(2).sum(-1)[:, None, :]) / n
         rstd = torch.rsqrt((ex2 - mu.pow(2)).clamp(min=0) + ln.eps)  # [B,S,K], biased variance as LayerNorm
-        pre = a[:, :, None, :] + q[:, None, None, :] + c[:, None, :, :] - mu[..., None] * wg.sum(1)
-        hidden = pre * rstd[..., None] + (ln.bias @ lin.weight.T + lin.bias)
+        # only two passes over the [B,S,K,H'] tensor before the activation
+        hidden = torch.addcmul(ln.bias @ lin.weight.T + lin.bias, a[:, :, None, :] + c[:, None, :, :], rstd[..., None])
         return self.scorer[3](self.scorer[2](hidden))
 
     def logits_reference(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -92,7 +110,10 @@ class GumbelSelector(Selector):
             mean_keep = keep.sum() / n_valid
         else:
             mean_keep = keep.mean()
-        aux = {"sparsity": self.params.sparsity_weight * mean_keep.float()} if self.params.sparsity_weight else {}
+        if self.training:
+            self.train_steps += 1
+        weight = self.params.sparsity_weight * self.sparsity_scale()
+        aux = {"sparsity": weight * mean_keep.float()} if self.params.sparsity_weight else {}
         return SelectorOutput(context=context, weights=keep, aux_losses=aux,
                               stats={"keep_ratio": float(mean_keep.detach())})
 
