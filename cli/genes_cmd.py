@@ -1,4 +1,4 @@
-"""`ptrag genes build`: a GenePT-style gene-embedding table made offline from Bioconductor annotation."""
+"""`ptrag genes build` / `ptrag genes sets`: gene embeddings and GO gene sets made offline from Bioconductor annotation."""
 
 from __future__ import annotations
 
@@ -93,6 +93,37 @@ def build(
               f"(max {stats['tokens_max']}); {stats['genes_without_go_terms']} without GO terms; "
               f"{result.seconds['total']:.1f} s (embedding {result.seconds['embed']:.1f} s)", highlight=False)
     console().print(str(result.path), highlight=False, soft_wrap=True)
+
+
+@app.command("sets")
+@friendly_errors
+def sets(
+    out: Path = typer.Option(..., "--out", "-o", help="Output GMT file (name<TAB>description<TAB>genes...)."),
+    ontology: str = typer.Option("CC", "--ontology", help="CC (complexes and compartments), BP, MF, or all."),
+    min_size: int = typer.Option(3, "--min-size", help="Drop terms with fewer genes."),
+    max_size: int = typer.Option(200, "--max-size", help="Drop terms with more genes (catch-alls such as 'nucleus')."),
+    evidence: str = typer.Option("any", "--evidence", help="any, or experimental (EXP/IDA/IPI/IMP/IGI/IEP and high-throughput)."),
+    orgdb: Optional[Path] = typer.Option(None, "--orgdb", help="Path to Bioconductor's org.Hs.eg.sqlite."),
+    godb: Optional[Path] = typer.Option(None, "--godb", help="Path to Bioconductor's GO.sqlite."),
+    from_dir: Optional[Path] = typer.Option(None, "--from", help="A folder holding both SQLite files (or the Debian .debs)."),
+    fetch: bool = typer.Option(False, "--fetch", help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from)."),
+) -> None:
+    """Write GO gene sets as GMT, for retrieval co-annotation on real data (`--set data.gene_sets=FILE`).
+
+    Direct annotations of one ontology, sized between --min-size and --max-size genes.
+    """
+    from ptrag.core.data.gene_sets import write_gmt
+    from ptrag.core.genes.go_sets import go_gene_sets
+
+    err = error_console()
+    sources = locate_sources(orgdb, godb, from_dir, fetch)
+    result = go_gene_sets(sources, ontology, min_size=min_size, max_size=max_size, evidence=evidence)
+    path = write_gmt(out, result.sets, result.terms)
+    genes = len(set().union(*result.sets.values())) if result.sets else 0
+    err.print(f"{len(result.sets):,} GO {ontology.upper()} sets covering {genes:,} genes "
+              f"({result.too_small:,} terms below {min_size} genes and {result.too_large:,} above {max_size} left out)",
+              highlight=False)
+    console().print(str(path), highlight=False, soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - `python -m ptrag.cli.genes_cmd`

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from ptrag.core.config import component_params
+from ptrag.core.data.gene_sets import read_gmt
 from ptrag.core.evaluate import aggregate, score
 from ptrag.core.hookspecs import BuildContext
 from ptrag.core.manager import build_manager
@@ -24,6 +25,7 @@ def predict(
     data: Path = typer.Option(..., "--data", help="The .h5ad to predict (same features, trained cell lines)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder; default: <run>/predict-<file stem>."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    gene_sets: Optional[Path] = typer.Option(None, "--gene-sets", help="GMT gene sets for the retrieval co-annotation summary; default: the run's data.gene_sets."),
 ) -> None:
     """Predict every perturbation group of DATA with the run's best weights; print the output folder last.
 
@@ -36,6 +38,8 @@ def predict(
     out = out or run / f"predict-{data.stem}"
     out.mkdir(parents=True, exist_ok=True)
     log = lambda message: con.print(f"  {message}", markup=False)
+    sets_path = gene_sets or loaded.config.data.gene_sets
+    sets = read_gmt(sets_path) if sets_path else None  # before predicting: a bad file fails fast
     predictions, trace, screen = predict_file(loaded, data, log=log)
     ctx = BuildContext(n_genes=screen.n_features, gene_names=tuple(screen.features), seed=loaded.config.seed)
     metrics = {c.name: manager.get("metric", c.name).build(component_params(c, "metric", manager), ctx)
@@ -44,7 +48,7 @@ def predict(
     summary = aggregate(table, metrics, seed=loaded.config.seed)
     write_metrics(out, table, summary, {"run": str(run), "data": str(data), "n_groups": len(predictions)})
     write_cell_eval_files(out, predictions, screen)
-    write_retrieval(out, trace, screen)
+    write_retrieval(out, trace, screen, sets)
     con.print(f"predicted {len(predictions)} perturbation groups of {data} with {run}")
     for name, agg in summary.items():
         con.print(f"  {name}: {_fmt(agg['mean'])}", markup=False)

@@ -71,6 +71,8 @@ class DataConfig(_Strict):
     val_fraction: float = Field(0.1, ge=0, lt=1)
     min_cells: int = Field(10, ge=1)
     cell_set_len: int = Field(64, ge=1)
+    gene_sets: Optional[str] = Field(None, description="GMT gene sets (complexes, pathways) for the retrieval "
+                                     "co-annotation summary; `ptrag genes sets` writes one from GO")
 
 
 class TrainConfig(_Strict):

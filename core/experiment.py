@@ -15,6 +15,7 @@ import pandas as pd
 from .config import ExperimentConfig, component_params
 from .data.database import ResponseDatabase
 from .data.embeddings import GeneEmbeddings, random_embeddings
+from .data.gene_sets import load_gene_sets
 from .data.loading import load_screen
 from .data.split import Split, random_fewshot_split
 from .data.cellsets import CellSetSampler, Vocab
@@ -90,6 +91,7 @@ def run_experiment(
     split = load_split(config, data)
     log(f"data: {data.source}: {len(data.obs):,} cells, {data.n_features} features, "
         f"{len(data.groups)} perturbation groups; split: {split.description}")
+    gene_sets = load_gene_sets(config.data.gene_sets, data.perturbations, log)
     if not split.train or not split.test:
         raise DataError(f"{data.source}: the split leaves no training or no test groups")
 
@@ -159,7 +161,7 @@ def run_experiment(
     info["outputs"] = write_cell_eval_files(run_dir, predictions, data)  # predictions.h5ad, real.h5ad
     log(describe_cell_eval_files(info["outputs"]))
     if trace is not None and len(trace):
-        write_retrieval(run_dir, trace, data)  # retrieval.csv + retrieval_summary.json
+        write_retrieval(run_dir, trace, data, gene_sets)  # retrieval.csv + retrieval_summary.json
     (run_dir / "metrics.json").write_text(json.dumps({"run": info, "metrics": summary}, indent=2))
     return RunResult(run_dir, config, long, summary, retrieval=trace, training=training)
 

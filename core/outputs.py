@@ -19,6 +19,7 @@ import pandas as pd
 
 from .data.dataset import BATCH, CONTEXT, PERT, PerturbationData
 from .data.gene_modules import module_of
+from .data.gene_sets import GeneSets
 from .errors import DataError
 
 CLIP_MAX = float(np.nextafter(np.float32(15.0), np.float32(0.0)))  # cell-eval wants values < 15
@@ -118,7 +119,7 @@ def describe_cell_eval_files(info: Mapping[str, Any]) -> str:
 
 def gene_modules_for(data: Any = None) -> Callable[[str], str | None]:
     """gene -> module from the built-in data's ground truth (``uns['ptrag_synth']``), else the
-    curated complexes in core.data.gene_modules. Real data: co-annotation is not implemented."""
+    curated complexes in core.data.gene_modules (real gene symbols). Any gene sets: ``data.gene_sets``."""
     truth = getattr(data, "uns", None) or {}
     synth = truth.get("ptrag_synth", {}) if isinstance(truth, Mapping) else {}
     for key in ("gene_module", "gene_modules", "modules", "module_of"):
@@ -133,22 +134,40 @@ def gene_modules_for(data: Any = None) -> Callable[[str], str | None]:
     return module_of
 
 
-def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] = module_of) -> dict[str, Any]:
+def _share_rates(g: pd.DataFrame, annotated: pd.Series, shares: pd.Series) -> tuple[float, float, float]:
+    """(among kept, among all candidates, keep-weighted) fraction sharing, over annotated queries."""
+    a = g[annotated.loc[g.index]]
+    kept = a[a.kept]
+    share = shares.loc[a.index]
+    weight = a["keep_weight"].astype(float)
+    return (float(share.loc[kept.index].mean()) if len(kept) else float("nan"),
+            float(share.mean()) if len(a) else float("nan"),
+            float((weight * share).sum() / weight.sum()) if weight.sum() > 0 else float("nan"))
+
+
+def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] = module_of,
+                      gene_sets: GeneSets | None = None) -> dict[str, Any]:
     """Per cell line: keep ratio, most often kept neighbours, and how often kept neighbours share
-    the query's module (vs all stage-1 candidates, the chance level for the selector)."""
+    the query's module (vs all stage-1 candidates, the chance level for the selector); with gene
+    sets (GMT), the same for "query and candidate share at least one set"."""
     t = trace.copy()
     t["kept"] = t["keep_weight"].astype(float) > KEEP_THRESHOLD
     qm = t["pert"].astype(str).map(module)
     cm = t["candidate_pert"].astype(str).map(module)
     t["same_module"] = qm.notna() & (qm == cm)
     t["same_gene"] = t["pert"].astype(str) == t["candidate_pert"].astype(str)
+    if gene_sets is not None:
+        set_annotated = t["pert"].astype(str).map(gene_sets.annotated)
+        shares = pd.Series([bool(gene_sets.shared(a, b)) for a, b in zip(t["pert"].astype(str),
+                                                                          t["candidate_pert"].astype(str))],
+                           index=t.index)
     out: dict[str, Any] = {}
     for context, g in t.groupby("context", sort=True):
         kept = g[g.kept]
         annotated = g[qm.loc[g.index].notna()]
         kept_annotated = annotated[annotated.kept]
         weight = g["keep_weight"].astype(float)
-        out[str(context)] = {
+        out[str(context)] = entry = {
             "queries": int(g["pert"].nunique()),
             "candidates": int(len(g)),
             "keep_ratio": float(g.kept.mean()) if len(g) else float("nan"),
@@ -163,11 +182,20 @@ def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] =
                 .sort_values(ascending=False, kind="stable").head(10).items()
             ],
         }
+        if gene_sets is not None:
+            rates = _share_rates(g, set_annotated, shares)
+            entry.update({"gene_set_queries": int(g.loc[set_annotated.loc[g.index], "pert"].nunique()),
+                          "kept_shared_gene_set": rates[0], "candidates_shared_gene_set": rates[1],
+                          "weighted_shared_gene_set": rates[2]})
     return out
 
 
-def write_retrieval(run_dir: str | Path, trace: pd.DataFrame, data: Any = None) -> dict[str, Any]:
-    """retrieval.csv (one row per query x candidate) and retrieval_summary.json; returns the summary."""
+def write_retrieval(run_dir: str | Path, trace: pd.DataFrame, data: Any = None,
+                    gene_sets: GeneSets | None = None) -> dict[str, Any]:
+    """retrieval.csv (one row per query x candidate) and retrieval_summary.json; returns the summary.
+
+    ``gene_sets`` (``data.gene_sets``) adds the column ``shared_gene_sets`` (the sets holding both
+    genes, ``;``-joined) and the ``*_shared_gene_set`` rates to the summary."""
     missing = [c for c in TRACE_COLUMNS if c not in trace.columns]
     if missing:
         raise DataError(f"retrieval trace lacks column(s) {', '.join(missing)}; expected {', '.join(TRACE_COLUMNS)}")
@@ -176,7 +204,10 @@ def write_retrieval(run_dir: str | Path, trace: pd.DataFrame, data: Any = None) 
     table = trace.copy()
     table["query_module"] = table["pert"].astype(str).map(module)
     table["candidate_module"] = table["candidate_pert"].astype(str).map(module)
+    if gene_sets is not None:
+        table["shared_gene_sets"] = [";".join(sorted(gene_sets.shared(a, b))) for a, b in
+                                     zip(table["pert"].astype(str), table["candidate_pert"].astype(str))]
     table.to_csv(run_dir / "retrieval.csv", index=False)
-    summary = retrieval_summary(trace, module)
+    summary = retrieval_summary(trace, module, gene_sets)
     (run_dir / "retrieval_summary.json").write_text(json.dumps(summary, indent=2))
     return summary

@@ -69,16 +69,28 @@ def test_training_lowers_the_validation_energy(tmp_path):
 def test_retrieval_trace_and_predict_on_a_saved_run(tmp_path):
     from ptrag.core.data.synth import synth_screen
 
+    from ptrag.core.data.gene_modules import GENE_MODULES
+    from ptrag.core.data.gene_sets import write_gmt
+
+    gmt = write_gmt(tmp_path / "modules.gmt", GENE_MODULES)
     run_dir = tmp_path / "run"
     runner = CliRunner()
     result = runner.invoke(app, ["run", *sum((["--set", s] for s in SMALL), []), "--steps", "4",
-                                 "--set", "train.val_every=2", "--device", "cpu", "--out", str(run_dir)],
+                                 "--set", "train.val_every=2", "--device", "cpu", "--out", str(run_dir),
+                                 "--set", f"data.gene_sets={gmt}"],
                            catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert result.output.strip().splitlines()[-1] == str(run_dir)
-    trace = pd.read_csv(run_dir / "retrieval.csv")
+    assert "perturbed genes annotated" in result.output
+    trace = pd.read_csv(run_dir / "retrieval.csv", keep_default_na=False)
     assert set(trace["rank"]) == {0, 1, 2, 3} and trace.keep_weight.between(0, 1).all()
     assert not (trace.pert == trace.candidate_pert).any()  # exclude_same_gene (paper)
+    # one module per gene here, so "shares a gene set" must equal "same module"
+    same = (trace.query_module == trace.candidate_module) & (trace.query_module != "")
+    assert ((trace.shared_gene_sets != "") == same).all() and same.any()
+    summary = json.loads((run_dir / "retrieval_summary.json").read_text())
+    for line in summary.values():
+        assert line["candidates_shared_gene_set"] == pytest.approx(line["candidates_same_module"])
     path = tmp_path / "new.h5ad"
     adata = synth_screen("tiny", 0)
     adata.write_h5ad(path)
@@ -92,5 +104,9 @@ def test_retrieval_trace_and_predict_on_a_saved_run(tmp_path):
     metrics = pd.read_csv(out / "metrics.csv")
     assert metrics[["pert", "context"]].drop_duplicates().shape[0] == n_groups  # every group
     assert (out / "predictions.h5ad").is_file() and (out / "retrieval.csv").is_file()
+    assert "shared_gene_sets" in pd.read_csv(out / "retrieval.csv").columns  # the run's data.gene_sets
+    bad = runner.invoke(app, ["predict", "--run", str(run_dir), "--data", str(path), "--gene-sets",
+                              str(tmp_path / "nope.gmt")])
+    assert bad.exit_code == 1 and "nope.gmt: gene-set file not found" in bad.output
     bad = runner.invoke(app, ["predict", "--run", str(tmp_path), "--data", str(path)])
     assert bad.exit_code == 1 and "not a run folder" in bad.output

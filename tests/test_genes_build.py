@@ -305,3 +305,36 @@ def test_cli_builds_tables_from_the_fixture(annotation, tmp_path):
     assert list(table) == ["RPL7", "MT-ND6"] and len(table["RPL7"]) == 384
     side = json.loads((tmp_path / "few.pkl.provenance.json").read_text())
     assert side["genes"]["not_found"] == ["NOPE1"] and side["genes"]["resolved_by_alias"] == {"MT-ND6": "ND6"}
+
+
+def test_go_gene_sets_by_ontology_size_and_evidence(annotation):
+    from ptrag.core.genes.go_sets import go_gene_sets
+
+    _, org, go = annotation
+    sources = locate_sources(org, go)
+    cc = go_gene_sets(sources, "CC", min_size=2, max_size=2)
+    # large subunit {RPL5, RPL7}; nucleus (3 genes) too large; mediator (MED14 only) too small
+    assert cc.sets == {"GO:0022625": {"RPL5", "RPL7"}} and (cc.too_small, cc.too_large) == (1, 1)
+    assert cc.terms["GO:0022625"] == "cytosolic large ribosomal subunit (CC)"
+    experimental = go_gene_sets(sources, "cc", min_size=2, max_size=10, evidence="experimental")
+    assert experimental.sets == {"GO:0005634": {"MED14", "RPL7"}}  # RPL5's nucleus and RPL7's subunit are IEA
+    every = go_gene_sets(sources, "all", min_size=2, max_size=10)
+    assert "GO:0003674" not in every.sets and every.sets["GO:0006412"] == {"RPL7", "RPL5", "DUP1"}
+    with pytest.raises(ConfigError, match="--ontology 'XX'"):
+        go_gene_sets(sources, "XX")
+
+
+def test_cli_writes_go_sets_as_gmt(annotation, tmp_path):
+    from ptrag.core.data.gene_sets import read_gmt
+
+    _, org, go = annotation
+    out = tmp_path / "cc.gmt"
+    runner = CliRunner()
+    result = runner.invoke(app, ["genes", "sets", "--orgdb", str(org), "--godb", str(go), "-o", str(out),
+                                 "--min-size", "2"])
+    assert result.exit_code == 0, result.output
+    assert "2 GO CC sets covering 3 genes" in result.output
+    assert read_gmt(out).shared("rpl7", "RPL5") == {"GO:0022625", "GO:0005634"}
+    bad = runner.invoke(app, ["genes", "sets", "--orgdb", str(org), "--godb", str(go), "-o", str(out),
+                              "--min-size", "1"])
+    assert bad.exit_code == 1 and "--min-size 1" in bad.output
