@@ -20,8 +20,7 @@ class GeneSets:
     """Named gene sets plus the reverse index gene -> set names."""
 
     sets: dict[str, frozenset[str]]
-    source: str = "<memory>"
-    _of_gene: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)
+    _of_gene: dict[str, frozenset[str]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         index: dict[str, set[str]] = defaultdict(set)
@@ -31,8 +30,8 @@ class GeneSets:
         self._of_gene = {g: frozenset(s) for g, s in index.items()}
 
     @classmethod
-    def from_mapping(cls, sets: Mapping[str, Iterable[str]], source: str = "<memory>") -> "GeneSets":
-        return cls({str(k): frozenset(str(g) for g in v) for k, v in sets.items()}, source)
+    def from_mapping(cls, sets: Mapping[str, Iterable[str]]) -> "GeneSets":
+        return cls({str(k): frozenset(str(g) for g in v) for k, v in sets.items()})
 
     def of(self, gene: str) -> frozenset[str]:
         return self._of_gene.get(str(gene).upper(), frozenset())
@@ -73,7 +72,7 @@ def read_gmt(path: str | Path) -> GeneSets:
         sets[name] = frozenset(genes)
     if not sets:
         raise DataError(f"{path}: no gene sets in the file (expected GMT lines name<TAB>description<TAB>genes...)")
-    return GeneSets(sets, str(path))
+    return GeneSets(sets)
 
 
 def write_gmt(path: str | Path, sets: Mapping[str, Iterable[str]], descriptions: Mapping[str, str] | None = None) -> Path:

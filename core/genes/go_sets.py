@@ -23,7 +23,6 @@ EVIDENCE = ("experimental", "any")
 class GoGeneSets:
     sets: dict[str, set[str]]  # GO id -> gene symbols
     terms: dict[str, str]  # GO id -> "term (ontology)"
-    considered: int  # terms with at least one annotation that passed the evidence filter
     too_small: int
     too_large: int
 
@@ -54,5 +53,5 @@ def go_gene_sets(sources: AnnotationSources, ontology: str = "CC", *, min_size: 
                 members[gid].add(symbol)
     sizes = {gid: len(genes) for gid, genes in members.items()}
     kept = {gid: genes for gid, genes in sorted(members.items()) if min_size <= len(genes) <= max_size}
-    return GoGeneSets(kept, {gid: names.get(gid, gid) for gid in kept}, len(members),
+    return GoGeneSets(kept, {gid: names.get(gid, gid) for gid in kept},
                       sum(s < min_size for s in sizes.values()), sum(s > max_size for s in sizes.values()))
