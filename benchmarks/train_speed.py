@@ -5,7 +5,7 @@ a retrieval database of 1000 entries with 256-d gene embeddings. One step = forw
 loss (+ selector aux loss), backward, clip, AdamW. The retrieval+selection overhead is ptrag's
 step time (including neighbour lookup and the per-epoch stage-1 search, amortised) over state's.
 
-    python benchmarks/train_speed.py [--steps 20] [--device cpu] [--threads N]
+    python benchmarks/train_speed.py [--steps 20] [--device cpu] [--threads N] [--set selector.scorer_hidden=32]
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--entries", type=int, default=1000)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--set", dest="sets", action="append", default=[],
+                    help="override for the ptrag preset, e.g. --set selector.scorer_hidden=32 (repeatable)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -58,12 +60,13 @@ def main() -> None:
     pert_embedding = dict(zip(db.perts, db.embeddings))
     manager = build_manager(entry_points=False)
     print(f"train_speed: device={device} threads={torch.get_num_threads()} B={b} S={s} G={g} H={h} "
-          f"K=32 database={args.entries} torch={torch.__version__}")
+          f"K=32 database={args.entries} torch={torch.__version__}"
+          + (f" ptrag overrides: {' '.join(args.sets)}" if args.sets else ""))
     queries = list(zip(db.perts, db.contexts))
     setups = {}
     for preset in ("state", "vanilla-rag", "ptrag"):
         torch.manual_seed(0)
-        cfg = resolve_config(None, preset=preset, manager=manager)
+        cfg = resolve_config(None, preset=preset, sets=args.sets if preset == "ptrag" else [], manager=manager)
         ctx = BuildContext(n_genes=g, embed_dim=e, hidden_dim=h, n_contexts=4, n_perts=args.entries,
                            context_names=("hepg2", "jurkat", "k562", "rpe1"), device=str(device))
         build = lambda kind, c: manager.get(kind, c.name).build(component_params(c, kind, manager), ctx)

@@ -67,10 +67,9 @@ def test_training_lowers_the_validation_energy(tmp_path):
 
 
 def test_retrieval_trace_and_predict_on_a_saved_run(tmp_path):
-    from ptrag.core.data.synth import synth_screen
-
     from ptrag.core.data.gene_modules import GENE_MODULES
     from ptrag.core.data.gene_sets import write_gmt
+    from ptrag.core.data.synth import synth_screen
 
     gmt = write_gmt(tmp_path / "modules.gmt", GENE_MODULES)
     run_dir = tmp_path / "run"
