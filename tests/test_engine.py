@@ -57,6 +57,21 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert any("keep_ratio" in r for r in records) and sum("val_energy" in r for r in records) == 3
 
 
+def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
+    manager = build_manager(entry_points=False)
+    lines = []
+    # a huge sparsity weight drives every keep decision to "drop"
+    dropped = run_experiment(config(tmp_path, "drop", "train.steps=30", "train.val_every=30", "train.lr=0.01",
+                                    "selector.sparsity_weight=100"), manager, log=lines.append)
+    assert not json.loads((dropped.run_dir / "metrics.json").read_text())["run"]["retrieval_used"]
+    assert any("kept none of the retrieved candidates" in line for line in lines)
+    lines.clear()
+    soft = run_experiment(config(tmp_path, "soft", "train.steps=2", "train.val_every=2", preset="vanilla-rag"),
+                          manager, log=lines.append)  # soft attention: every candidate has weight > 0
+    assert json.loads((soft.run_dir / "metrics.json").read_text())["run"]["retrieval_used"]
+    assert not any("kept none" in line for line in lines)
+
+
 def test_training_lowers_the_validation_energy(tmp_path):
     result = run_experiment(config(tmp_path, "t", "train.steps=40", "train.val_every=20", "train.lr=0.003",
                                    preset="state"), build_manager(entry_points=False))
