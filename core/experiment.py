@@ -127,7 +127,7 @@ def run_experiment(
 
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(retriever, database, pert_embedding, k, config.model.exclude_same_gene)
-    vocab = Vocab(perts, contexts, pert_embedding)
+    vocab = Vocab(perts, contexts, pert_embedding, batches)  # batches feed generator.batch_encoder
     own_entry = {(p, c): i for i, (p, c) in enumerate(zip(database.perts, database.contexts))}
     sampler = CellSetSampler(data, split.train, vocab, cell_set_len=config.data.cell_set_len, query_entry=own_entry)
     meta = run_meta(config, vocab, database, batches, list(data.features))

@@ -53,7 +53,8 @@ def predict(
         preds, weight_sum, n_cells = [], None, 0
         template = sampler.make_batch([(pert, context)], rng, with_target=False)
         for chunk in chunks:
-            batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None])
+            batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
+                            batch_index=sampler.batch_index_of([chunk]))
             batch = neighbours.attach(batch).to(device)
             with autocast(device):
                 pred, sel = model(batch)
@@ -159,7 +160,7 @@ def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
         pert_embedding.update(zip(new, matrix))
         log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])}); "
             f"{len(missing)} without an embedding")
-    vocab = Vocab(known + new, contexts, pert_embedding)
+    vocab = Vocab(known + new, contexts, pert_embedding, list(run.meta["batches"]))  # unseen batches -> reserved row
     sampler = CellSetSampler(data, groups, vocab, cell_set_len=config.data.cell_set_len)
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)

@@ -72,6 +72,30 @@ def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
     assert not any("kept none" in line for line in lines)
 
 
+def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
+    from ptrag.core.data.synth import synth_screen
+    from ptrag.core.predict import load_run, predict_file
+    from ptrag.plugins.generators.set_transformer import SetTransformerGenerator
+
+    seen = []
+    encode = SetTransformerGenerator.encode
+
+    def spy(self, batch):
+        seen.append(batch.batch_index is not None and bool((batch.batch_index >= 0).all()))
+        return encode(self, batch)
+
+    monkeypatch.setattr(SetTransformerGenerator, "encode", spy)
+    manager = build_manager(entry_points=False)
+    result = run_experiment(config(tmp_path, "b", "train.steps=2", "train.val_every=2",
+                                   "generator.batch_encoder=true"), manager)
+    assert seen and all(seen)  # training, validation and test batches all carry known batches
+    seen.clear()
+    path = tmp_path / "new.h5ad"
+    synth_screen("tiny", 0).write_h5ad(path)
+    predict_file(load_run(result.run_dir, manager, device="cpu"), path)
+    assert seen and all(seen)
+
+
 def test_training_lowers_the_validation_energy(tmp_path):
     result = run_experiment(config(tmp_path, "t", "train.steps=40", "train.val_every=20", "train.lr=0.003",
                                    preset="state"), build_manager(entry_points=False))

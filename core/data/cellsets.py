@@ -80,13 +80,14 @@ class CellSetSampler:
             pert_index=torch.tensor([self.vocab.pert_index[p] for p, _ in groups]),
             context_index=torch.tensor([self.vocab.context_index[c] for _, c in groups]),
             target=torch.from_numpy(np.stack([X[i] for i in target])) if with_target else None,
-            batch_index=self._batch_index(ctrl),
+            batch_index=self.batch_index_of(ctrl),
             query_entry=torch.tensor([self.query_entry.get(g, -1) for g in groups]),
             perts=[p for p, _ in groups],
             contexts=[c for _, c in groups],
         )
 
-    def _batch_index(self, ctrl: list[np.ndarray]) -> torch.Tensor | None:
+    def batch_index_of(self, ctrl: list[np.ndarray]) -> torch.Tensor | None:
+        """[len(ctrl), S] vocabulary index of each control cell's batch (-1 unseen); None without batches."""
         if self._batches is None or not self.vocab.batch_index:
             return None
         lookup = self.vocab.batch_index
