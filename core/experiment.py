@@ -162,8 +162,10 @@ def run_experiment(
     log(describe_cell_eval_files(info["outputs"]))
     if trace is not None and len(trace):
         write_retrieval(run_dir, trace, data, gene_sets)  # retrieval.csv + retrieval_summary.json
-        # a selector that keeps nothing turns a RAG model into its generator alone; say so loudly
-        info["retrieval_used"] = bool((trace["keep_weight"].astype(float) > 0).any())
+        # a selector that keeps nothing turns a RAG model into its generator alone; say so loudly.
+        # No keep-weights at all (selector none) means the generator uses the candidates directly.
+        weights = trace["keep_weight"].astype(float)
+        info["retrieval_used"] = bool(weights.isna().all() or (weights > 0).any())
         if not info["retrieval_used"]:
             log(f"warning: the {config.selector.name} selector kept none of the retrieved candidates for any "
                 "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "

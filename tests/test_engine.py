@@ -69,6 +69,11 @@ def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
     soft = run_experiment(config(tmp_path, "soft", "train.steps=2", "train.val_every=2", preset="vanilla-rag"),
                           manager, log=lines.append)  # soft attention: every candidate has weight > 0
     assert json.loads((soft.run_dir / "metrics.json").read_text())["run"]["retrieval_used"]
+    # neighbour-mean: no selector, the generator averages the candidates itself
+    direct = resolve_config(None, preset="neighbour-mean", manager=manager, sets=[
+        "data.synth_preset=tiny", "compare=[]", "device=cpu", f"output.dir={tmp_path / 'direct'}"])
+    direct = run_experiment(direct, manager, log=lines.append)
+    assert json.loads((direct.run_dir / "metrics.json").read_text())["run"]["retrieval_used"]
     assert not any("kept none" in line for line in lines)
 
 
