@@ -39,3 +39,14 @@ def test_every_command_is_in_the_docs():
     for command in ("run", "plugins", "predict", "ablate", "report", "data synth", "data inspect",
                     "data split", "genes build"):
         assert f"## `ptrag {command}`" in cli
+
+
+def test_the_plugin_tutorial_shows_every_file_of_the_example_package_verbatim():
+    """A newcomer types the tutorial's code blocks; they must be the package CI installs and tests."""
+    root = Path(__file__).parent.parent / "docs"
+    blocks = {b.strip() for b in re.findall(r"```[a-z]*\n(.*?)```", (root / "writing-a-plugin.md").read_text(), re.S)}
+    package = root / "examples" / "ptrag-pearson"
+    files = ["pyproject.toml", "src/ptrag_pearson/__init__.py", "src/ptrag_pearson/retriever.py",
+             "src/ptrag_pearson/plugin.py", "tests/test_pearson.py"]
+    missing = [f for f in files if (package / f).read_text().strip() not in blocks]
+    assert not missing, f"docs/writing-a-plugin.md lacks the exact text of {missing}"
