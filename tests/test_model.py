@@ -149,12 +149,14 @@ def _batch(b=1, s=16, g=12, e=4, seed=0):
                         target=torch.randn(b, s, g, generator=gen) * 1.5 + 2.0)
 
 
-def test_set_transformer_starts_as_the_controls_and_overfits_one_cell_set():
+def test_set_transformer_zero_init_starts_as_the_controls_and_overfits_one_cell_set():
     torch.manual_seed(0)
     ctx = BuildContext(n_genes=12, embed_dim=4, hidden_dim=64, n_perts=1)
-    gen = SetTransformerGenerator(SetTransformerParams(n_layers=1, n_heads=4, dropout=0.0), ctx)
     batch = _batch()
-    assert torch.equal(gen(batch), batch.ctrl)  # zero-initialised residual: "no effect" at step 0
+    zero = SetTransformerGenerator(SetTransformerParams(n_layers=1, n_heads=4, decoder_init="zero"), ctx)
+    assert torch.equal(zero(batch), batch.ctrl)  # zero-initialised residual: "no effect" at step 0
+    gen = SetTransformerGenerator(SetTransformerParams(n_layers=1, n_heads=4, dropout=0.0), ctx)
+    assert not torch.allclose(gen.eval()(batch), batch.ctrl)  # torch's init (default): an effect from step 0
     opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
     start = energy_distance(gen(batch), batch.target).item()
     for _ in range(250):

@@ -31,6 +31,9 @@ class SetTransformerParams(ComponentParams):
     dropout: float = Field(0.1, ge=0, lt=1)
     pert_encoding: Literal["embedding", "onehot"] = "embedding"
     batch_encoder: bool = Field(False, description="add a learned embedding of each control cell's batch")
+    decoder_init: Literal["default", "zero"] = Field(
+        "default", description="default: torch's init; zero: the decoder's last layer starts at 0, so an untrained "
+        "model predicts the controls (measured slower to learn: docs/model.md)")
 
 
 class SetTransformerGenerator(Generator):
@@ -64,8 +67,9 @@ class SetTransformerGenerator(Generator):
         self.transformer = nn.TransformerEncoder(layer, num_layers=params.n_layers, enable_nested_tensor=False)
         self.norm = nn.LayerNorm(h)
         self.decoder = mlp(h, h, g)
-        nn.init.zeros_(self.decoder[-1].weight)  # start as "no effect": predicted = control cells
-        nn.init.zeros_(self.decoder[-1].bias)
+        if params.decoder_init == "zero":  # start as "no effect": predicted = control cells
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
     def _query(self, batch: CellSetBatch) -> torch.Tensor:
         if self.params.pert_encoding == "onehot":

@@ -47,9 +47,9 @@ class GumbelSelector(Selector):
     def sparsity_scale(self) -> float:
         """Fraction of ``sparsity_weight`` in force now (1 after the warm-up).
 
-        Why a warm-up: the generator's decoder starts at zero, so at first the retrieved context
-        cannot lower the loss and the penalty alone drives every keep decision to "drop"; a
-        dropped candidate then rarely comes back (measured: keep-ratio 0 by step 20 on the demo).
+        Why a warm-up: early on, the penalty's steady push towards "drop" outweighs the loss's
+        small, noisy straight-through signal, and a dropped candidate rarely comes back (measured
+        on the demo: keep-ratio near 0 within a few dozen steps; docs/model.md).
         """
         warmup = self.params.sparsity_warmup
         return 1.0 if warmup == 0 else min(1.0, float(self.train_steps) / warmup)
