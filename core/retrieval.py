@@ -15,6 +15,7 @@ Every retriever back-end uses these helpers so the documented behaviour is the s
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -32,6 +33,7 @@ __all__ = [
     "rank_candidates",
     "search_with_exclusion",
     "empty_result",
+    "brute_force_query",
     "keys_digest",
     "exclusion_lists",
     "precompute_neighbours",
@@ -158,6 +160,27 @@ def rank_candidates(scores: np.ndarray, ids: np.ndarray, exclude: list[np.ndarra
         s = np.pad(s, ((0, 0), (0, k - s.shape[1])), constant_values=-np.inf)
         i = np.pad(i, ((0, 0), (0, k - i.shape[1])), constant_values=-1)
     return s.astype(np.float32), i.astype(np.int64), valid.sum(axis=1)
+
+
+@dataclass
+class BruteForceQuery:
+    """What a brute-force ``search`` over all keys needs: unit queries, exclusions, a padded result."""
+
+    queries: np.ndarray  # [Q,E] unit rows
+    exclude: list[np.ndarray]
+    out: RetrievalResult  # [Q,k], all padding
+    kk: int  # candidates that can be returned per query: min(k, N)
+
+
+def brute_force_query(name: str, keys: np.ndarray, queries: Any, k: Any,
+                      exclude: Sequence[Sequence[int]] | None) -> BruteForceQuery:
+    """Validate a search against ``keys`` [N,E] (built, k, query shape, exclusions) in one place."""
+    k = check_k(k)
+    n = len(keys)
+    if n == 0:
+        raise ConfigError(f"retriever {name}: search before build; call build(keys) first")
+    q = normalise_rows(as_matrix(queries, "queries", keys.shape[1]))
+    return BruteForceQuery(q, normalise_exclude(exclude, len(q), n), empty_result(len(q), k), min(k, n))
 
 
 def search_with_exclusion(raw: RawSearch, queries: np.ndarray, k: int, exclude: list[np.ndarray],

@@ -17,8 +17,7 @@ from pydantic import Field, field_validator
 from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
 from ptrag.core.interfaces import RetrievalResult, Retriever
-from ptrag.core.retrieval import (as_matrix, check_k, check_keys, empty_result, flat_exclusions,
-                                  normalise_exclude, normalise_rows)
+from ptrag.core.retrieval import brute_force_query, check_keys, flat_exclusions, normalise_rows
 
 SUMMARY = "Exact cosine top-k in torch (the paper's behaviour), batched, deterministic"
 
@@ -82,14 +81,8 @@ class ExactRetriever(Retriever):
 
     def search(self, queries: np.ndarray | torch.Tensor, k: int,
                exclude: Sequence[Sequence[int]] | None = None) -> RetrievalResult:
-        k = check_k(k)
-        n = len(self.keys)
-        q = normalise_rows(as_matrix(queries, "queries", self.keys.shape[1] if n else None))
-        if n == 0:
-            raise ConfigError("retriever exact: search before build; call build(keys) first")
-        excl = normalise_exclude(exclude, len(q), n)
-        out = empty_result(len(q), k)
-        kk = min(k, n)
+        job = brute_force_query("exact", self.keys, queries, k, exclude)
+        q, excl, out, kk = job.queries, job.exclude, job.out, job.kk
         if kk == 0:
             return out
         for start in range(0, len(q), self.batch_size):

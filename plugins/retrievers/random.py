@@ -17,11 +17,10 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
 from ptrag.core.interfaces import RetrievalResult, Retriever
-from ptrag.core.retrieval import (as_matrix, check_k, check_keys, empty_result, flat_exclusions,
-                                  normalise_exclude, normalise_rows, rank_candidates)
+from ptrag.core.retrieval import (brute_force_query, check_keys, flat_exclusions, normalise_rows,
+                                  rank_candidates)
 
 SUMMARY = "Uniformly random candidates (ablation), seeded; scores are their true cosines"
 
@@ -48,14 +47,8 @@ class RandomRetriever(Retriever):
 
     def search(self, queries: np.ndarray | Any, k: int,
                exclude: Sequence[Sequence[int]] | None = None) -> RetrievalResult:
-        k = check_k(k)
-        n = len(self.keys)
-        if n == 0:
-            raise ConfigError("retriever random: search before build; call build(keys) first")
-        q = normalise_rows(as_matrix(queries, "queries", self.keys.shape[1]))
-        excl = normalise_exclude(exclude, len(q), n)
-        out = empty_result(len(q), k)
-        kk = min(k, n)
+        job = brute_force_query("random", self.keys, queries, k, exclude)
+        q, excl, out, kk, n = job.queries, job.exclude, job.out, job.kk, len(self.keys)
         if kk == 0:
             return out
         for start in range(0, len(q), self.batch_size):
