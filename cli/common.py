@@ -1,4 +1,13 @@
-"""Shared CLI plumbing: consoles and turning ptrag errors into one clear line."""
+"""Shared CLI plumbing: consoles and one error path that turns every user-facing problem into one
+line (``error: ...``) without a traceback.
+
+- ptrag's own errors (:class:`PtragError`: bad config, data, plugin, run folder) and filesystem
+  errors (a file where a folder should be, no permission) exit 1;
+- usage errors (an unknown option, a value out of range) exit 2 with click's message and a
+  pointer to ``--help`` (:class:`OneLineErrors`);
+- every message is escaped before rich renders it, so a path like ``screen[red].h5ad`` prints as
+  it is and ``[/]`` cannot crash the output.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +17,14 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape as _escape
+from typer.core import TyperGroup
 
 from ptrag.core.errors import PtragError
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: click's base exception, whichever click typer uses (recent typer vendors its own copy)
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def console() -> Console:
@@ -23,13 +36,31 @@ def error_console() -> Console:
     return Console(file=sys.stderr, soft_wrap=True, highlight=False)
 
 
+def escape(text: Any) -> str:
+    """User-supplied text (paths, names, messages) made safe inside rich markup."""
+    return _escape(str(text))
+
+
+def one_line(message: Any) -> str:
+    return " ".join(str(message).split())
+
+
 def fail(message: str, code: int = 1) -> "typer.Exit":
-    error_console().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    error_console().print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``PATH: what went wrong`` for a filesystem error."""
+    where = exc.filename if exc.filename is not None else ""
+    other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
+    what = exc.strerror or type(exc).__name__
+    return f"{where}{other}: {what}" if where else f"{what}: {exc}"
+
+
 def friendly_errors(func: F) -> F:
-    """A PtragError (bad config, data, plugin) exits 1 with its one-line message, no traceback."""
+    """A PtragError (bad config, data, plugin, run folder) or a filesystem error exits 1 with one
+    line, no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,5 +68,29 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except PtragError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            raise fail(os_error_message(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class OneLineErrors(TyperGroup):
+    """The root command: usage errors (unknown option, bad value) as one line, exit 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help as usual
+                return super().main(*args, standalone_mode=True, **kwargs)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            error_console().print(f"[bold red]error:[/] {escape(one_line(exc.format_message()))}{escape(hint)}",
+                                  highlight=False)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error_console().print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)

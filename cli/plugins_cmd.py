@@ -11,7 +11,7 @@ from rich.table import Table
 from ptrag.core.hookspecs import KINDS
 from ptrag.core.manager import build_manager
 
-from .common import console, fail, friendly_errors
+from .common import console, escape, fail, friendly_errors
 
 
 @friendly_errors
@@ -34,7 +34,7 @@ def plugins(
         components = [(k, n) for k, n in record.components if kind is None or k == kind]
         if kind is not None and not components and record.status != "failed":
             continue
-        summaries = {(k, n): manager.get(k, n).summary for k, n in components}
+        summaries = {(k, n): manager.summary(k, n, record) for k, n in components}
         rows.append((record, components, summaries))
 
     if as_json:
@@ -53,11 +53,11 @@ def plugins(
     for record, components, _ in rows:
         kinds = sorted({k for k, _ in components}, key=KINDS.index)
         if not kinds:
-            table.add_row(record.name, record.version, "-", "-", _status(record.status))
+            table.add_row(escape(record.name), escape(record.version), "-", "-", _status(record.status))
         for i, k in enumerate(kinds):
-            names = ", ".join(n for kk, n in components if kk == k)
+            names = escape(", ".join(n for kk, n in components if kk == k))
             first = i == 0
-            table.add_row(record.name if first else "", record.version if first else "", k, names,
+            table.add_row(escape(record.name) if first else "", escape(record.version) if first else "", k, names,
                           _status(record.status) if first else "")
     if rows:
         out.print(table)
@@ -65,7 +65,8 @@ def plugins(
         out.print("No third-party plugins installed. Built-ins: ptrag plugins --all")
     failed = [r for r, _, _ in rows if r.status != "ok"]
     for record in failed:
-        out.print(f"[red]{record.status}[/]: {record.name} ({record.package} {record.version}): {record.error}")
+        out.print(f"[red]{record.status}[/]: {escape(record.name)} ({escape(record.package)} {escape(record.version)}): "
+                  f"{escape(record.error)}")
 
 
 def _status(status: str) -> str:

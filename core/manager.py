@@ -2,7 +2,9 @@
 
 Built fresh on demand (:func:`build_manager`), never at import time. A plugin that fails to
 import is recorded and skipped so the rest keep working; ``PTRAG_STRICT_PLUGINS=1`` makes
-every such problem fatal. Two plugins offering the same (kind, name) is always an error.
+every such problem fatal. Two plugins offering the same (kind, name) is always an error, raised
+where that name is used (so ``ptrag plugins`` can still show both providers and every other
+component keeps working); in strict mode it is raised at once.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ class PluginRecord:
     package: str  # distribution that ships it
     version: str
     builtin: bool
-    status: str = "ok"  # ok | failed | warning
+    status: str = "ok"  # ok | failed | warning | conflict
     error: str = ""
     components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
 
@@ -68,10 +70,14 @@ class PluginManager:
     """All components available in this environment, by kind and name."""
 
     def __init__(self, pm: pluggy.PluginManager, records: list[PluginRecord],
-                 components: dict[str, dict[str, Provided]]):
+                 components: dict[str, dict[str, Provided]],
+                 conflicts: dict[tuple[str, str], tuple[str, list[Provided]]] | None = None):
         self.pm = pm
         self.records = records
         self._components = components
+        #: (kind, name) offered by two plugins -> (the error naming both, the later offers);
+        #: get() raises the error, so only what uses that name fails
+        self.conflicts = conflicts or {}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[kind])
@@ -82,6 +88,8 @@ class PluginManager:
     def get(self, kind: str, name: str) -> ComponentSpec:
         if kind not in KINDS:
             raise UnknownComponentError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if (kind, name) in self.conflicts:
+            raise PluginConflictError(self.conflicts[(kind, name)][0])
         try:
             return self._components[kind][name].spec
         except KeyError:
@@ -89,6 +97,12 @@ class PluginManager:
             raise UnknownComponentError(
                 f"unknown {kind} {name!r}; available {kind}s: {available}"
             ) from None
+
+    def summary(self, kind: str, name: str, record: PluginRecord) -> str:
+        """The one-line summary of ``record``'s component, also when another plugin clashes with it."""
+        offers = [self._components[kind][name]] if name in self._components[kind] else []
+        offers += self.conflicts.get((kind, name), ("", []))[1]
+        return next((p.spec.summary for p in offers if p.plugin is record), "")
 
     def provider(self, kind: str, name: str) -> PluginRecord:
         self.get(kind, name)
@@ -186,6 +200,7 @@ def build_manager(
 
     by_obj = {id(obj): record for record, obj in candidates if obj is not None}
     components: dict[str, dict[str, Provided]] = {kind: {} for kind in KINDS}
+    conflicts: dict[tuple[str, str], tuple[str, list[Provided]]] = {}
     for kind in KINDS:
         hook = getattr(pm.hook, HOOK_FOR_KIND[kind])
         for impl in reversed(hook.get_hookimpls()):  # registration order
@@ -203,10 +218,16 @@ def build_manager(
             for spec in specs:
                 if spec.name in components[kind]:
                     other = components[kind][spec.name].plugin
-                    raise PluginConflictError(
-                        f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
-                        "uninstall one of them or rename the component"
-                    )
+                    message = (f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
+                               "uninstall one of them or rename the component")
+                    if strict:
+                        raise PluginConflictError(message)
+                    conflicts.setdefault((kind, spec.name), (message, []))[1].append(Provided(spec, record))
+                    for who in (other, record):
+                        if who.status in ("ok", "warning"):
+                            who.status, who.error = "conflict", message
+                    record.components.append((kind, spec.name))
+                    continue
                 components[kind][spec.name] = Provided(spec, record)
                 record.components.append((kind, spec.name))
     # a plugin whose hook raised for one kind must not keep components of another kind
@@ -215,7 +236,7 @@ def build_manager(
             for kind, name in record.components:
                 components[kind].pop(name, None)
             record.components = []
-    return PluginManager(pm, records, components)
+    return PluginManager(pm, records, components, conflicts)
 
 
 def _who(record: PluginRecord) -> str:
