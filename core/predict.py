@@ -103,6 +103,9 @@ def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedR
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); give the folder `ptrag run` printed last")
+    if not (run_dir / "metrics.json").is_file():
+        raise ConfigError(f"{run_dir}: the run has not finished (no metrics.json); continue it with "
+                          f"ptrag run --resume {run_dir}")
     config = resolve_config(run_dir / "config.yaml", manager=manager)
     ck = load_checkpoint(run_dir / "checkpoint.pt")
     meta = ck["meta"]
@@ -129,18 +132,23 @@ def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedR
 
 
 def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
-                 ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData]:
-    """Predict every perturbation group of a new .h5ad with a loaded run.
+                 ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData, list[dict]]:
+    """Predict every perturbation group of a new .h5ad with a loaded run; also returns the drop
+    records (``Split.drops``) of groups left out.
 
-    The file must have the run's expression features (same names and order) and only cell lines
-    the run was trained on; genes new to the run get their embedding from the run's
-    gene-embedding source (or the missing-embedding policy).
+    The file must hold log-normalised expression with the run's features (same names and order)
+    and only cell lines the run was trained on; genes new to the run get their embedding from the
+    run's gene-embedding source under the run's data.missing_embedding policy (core/checks.py).
     """
+    from .checks import apply_embedding_policy, embedding_users
     from .data.loading import load_screen
+    from .data.split import Split
+    from .data.validation import require_expression
     from .experiment import load_embeddings
 
     config = run.config
     data = load_screen(config.data.model_copy(update={"path": str(path)}), config.seed)
+    require_expression(data)
     if list(data.features) != list(run.meta["features"]):
         raise DataError(f"{path}: its {data.n_features} expression features differ from the run's "
                         f"{len(run.meta['features'])} (names or order); use the same feature set / data.embed_key")
@@ -155,15 +163,22 @@ def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
     known = list(run.meta["perts"])
     pert_embedding = dict(zip(known, run.meta["pert_embedding"]))
     new = sorted({p for p, _ in groups} - set(known))
+    drops: list[dict] = []
     if new:
-        matrix, missing = load_embeddings(config, new).lookup(new, config.data.missing_embedding)
-        pert_embedding.update(zip(new, matrix))
-        log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])}); "
-            f"{len(missing)} without an embedding")
+        log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])})")
+        asked = Split(train=[], test=groups, description=f"{path}: {len(groups)} groups")
+        kept, vectors = apply_embedding_policy(
+            asked, load_embeddings(config, new), new, policy=config.data.missing_embedding,
+            max_dropped_test=config.data.max_dropped_test, users=embedding_users(run.retriever, run.model.generator),
+            log=log)
+        pert_embedding.update(vectors)
+        groups, drops = kept.test, kept.drops
+        if not groups:
+            raise DataError(f"{path}: every group was dropped ({kept.summary()}); nothing to predict")
     vocab = Vocab(known + new, contexts, pert_embedding, list(run.meta["batches"]))  # unseen batches -> reserved row
     sampler = CellSetSampler(data, groups, vocab, cell_set_len=config.data.cell_set_len)
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
     preds, trace = predict(run.model, sampler, groups, neighbours,
                            rng=np.random.default_rng([config.seed, 2]), device=run.device)
-    return preds, trace, data
+    return preds, trace, data, drops

@@ -20,6 +20,7 @@ from scipy.stats import wilcoxon
 from .ablate import comparison_table, run_label
 from .errors import ConfigError, DataError
 from .outputs import KEEP_THRESHOLD
+from .run_folder import comparability, require_same_data
 
 
 # --------------------------------------------------------------------------- finding runs
@@ -80,6 +81,7 @@ def paired_comparison(a: str | Path, b: str | Path, folders: Sequence[Path] = ()
     """Per metric, over the perturbations both runs scored: mean of A - B, A's win rate (ties
     count half, direction-aware) and the Wilcoxon signed-rank p-value of the paired differences."""
     fa, fb = _select(str(a), folders), _select(str(b), folders)
+    require_same_data(fa, fb, (str(a), str(b)))
     dirs = directions([*fa, *fb])
     joined = per_perturbation(fa).merge(per_perturbation(fb), on=["pert", "context", "metric"], suffixes=("_a", "_b"))
     rows = []
@@ -125,26 +127,28 @@ def cell_text(row: pd.Series) -> str:
     return f"{fmt(row['mean'])} [{fmt(row['ci95_lo'])}, {fmt(row['ci95_hi'])}]"
 
 
-def rich_table(table: pd.DataFrame, title: str = "ptrag report"):
+def rich_table(table: pd.DataFrame, title: str = "ptrag report", best: bool = True):
+    """The metric x run table; ``best=False`` (runs on different data) marks no best."""
+    from rich.markup import escape
     from rich.table import Table
 
     runs = list(dict.fromkeys(table["run"]))
     seeds = int(table["seeds"].max()) if len(table) else 1
     note = "mean ± sd over seeds" if seeds > 1 else "mean [95% bootstrap CI over perturbations]"
-    out = Table(title=f"{title} ({note}; best in bold green)")
+    out = Table(title=escape(f"{title} ({note}") + ("; best in bold green)" if best else "; no best: different data)"))
     out.add_column("metric")
     out.add_column("better")
     for run in runs:
-        out.add_column(run, justify="right")
-    best = best_runs(table)
+        out.add_column(escape(run), justify="right")
+    marked = best_runs(table) if best else {}
     for metric, g in table.groupby("metric", sort=False):
         by_run = {r["run"]: r for _, r in g.iterrows()}
         cells = []
         for run in runs:
-            text = cell_text(by_run[run]) if run in by_run else "-"
-            cells.append(f"[bold green]{text}[/]" if best.get(metric) == run else text)
+            text = escape(cell_text(by_run[run])) if run in by_run else "-"
+            cells.append(f"[bold green]{text}[/]" if marked.get(metric) == run else text)
         direction = g["direction"].iloc[0]
-        out.add_row(metric, "↓ lower" if direction == "lower" else "↑ higher", *cells)
+        out.add_row(escape(metric), "↓ lower" if direction == "lower" else "↑ higher", *cells)
     return out
 
 
@@ -310,8 +314,8 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
 
 
 def write_html(out: Path, table: pd.DataFrame, figures: Sequence[Path], paired: pd.DataFrame | None = None,
-               title: str = "ptrag report") -> Path:
-    best = best_runs(table)
+               title: str = "ptrag report", warnings: Sequence[str] = (), mark_best: bool = True) -> Path:
+    best = best_runs(table) if mark_best else {}
     runs = list(dict.fromkeys(table["run"]))
     head = "".join(f"<th>{html.escape(r)}</th>" for r in runs)
     body = []
@@ -326,7 +330,7 @@ def write_html(out: Path, table: pd.DataFrame, figures: Sequence[Path], paired: 
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}"
             ".best{font-weight:bold;color:#1a7f37}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
+            f"<h1>{html.escape(title)}</h1>{''.join(f'<p><b>warning:</b> {html.escape(w)}</p>' for w in warnings)}<table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
             f"{'<h2>paired comparison</h2>' + paired_html if paired_html else ''}<h2>figures</h2>{imgs}</body></html>")
     path = out / "report.html"
     path.write_text(page)
@@ -337,6 +341,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
                  genes: Sequence[str] | None = None) -> dict[str, Any]:
     """Table, paired comparison, figures and report.html for the runs; returns what was made."""
     folders = expand_runs(paths)
+    warnings, comparable = comparability(folders)  # different data: warned, no best marked
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(folders)
@@ -355,8 +360,9 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         fig = plot_mean_change(folder, out / f"mean_change_{folder.name}.png", genes)
         if fig:
             figures.append(fig)
-    page = write_html(out, table, figures, paired)
-    return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page}
+    page = write_html(out, table, figures, paired, warnings=warnings, mark_best=comparable)
+    return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page,
+            "warnings": warnings, "comparable": comparable}
 
 
 def _one_per_config(folders: Sequence[Path]) -> list[Path]:

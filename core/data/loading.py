@@ -110,7 +110,8 @@ def _finish(X, plan, features, cfg, source, check: ValueCheck, info, feature_not
         obs[BATCH] = plan.obs[BATCH].to_numpy()
     for col in obs:
         obs[col] = pd.Categorical(obs[col].astype(str))
-    info.update(plan.counts, value_min=check.vmin, value_max=check.vmax, zeros=check.zero_fraction)
+    info.update(plan.counts, value_min=check.vmin, value_max=check.vmax, zeros=check.zero_fraction,
+                expression_problem=check.expression_problem(), median_library_size=check.median_library_size)
     return PerturbationData(
         X=X, obs=obs, features=features, control_label=cfg.control_label, source=source,
         columns={PERT: cfg.pert_col, CONTEXT: cfg.context_col, BATCH: cfg.batch_col if BATCH in obs else None},

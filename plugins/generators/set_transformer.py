@@ -51,6 +51,7 @@ class SetTransformerGenerator(Generator):
 
             raise ConfigError(f"generator.n_heads {params.n_heads} must divide model.hidden_dim {h}")
         self.params = params
+        self.uses_gene_embeddings = params.pert_encoding == "embedding"  # one-hot never reads them
         self.cell_encoder = mlp(g, h, h, params.dropout)
         if params.pert_encoding == "onehot":
             # one-hot times a linear layer == an embedding table; the last row is "unknown gene"
