@@ -11,6 +11,7 @@ line (``error: ...``) without a traceback.
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 from typing import Any, Callable, TypeVar
@@ -69,6 +70,8 @@ def friendly_errors(func: F) -> F:
         except PtragError as exc:
             raise fail(str(exc)) from None
         except OSError as exc:
+            if exc.errno == errno.EPIPE:  # output piped into `head`: exit quietly, as click does
+                raise
             raise fail(os_error_message(exc)) from None
 
     return wrapper  # type: ignore[return-value]

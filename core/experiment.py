@@ -135,7 +135,7 @@ def run_experiment(
         save_checkpoint(run_dir / "checkpoint.pt", {"model": model.state_dict(), "best_model": None, "step": 0,
                                                     "meta": meta})
     predictions, trace = predict(model, sampler, split.test, neighbours,
-                                 rng=np.random.default_rng([config.seed, 2]), device=device)
+                                 rng=np.random.default_rng([config.seed, 2]), device=device, log=log)
     long = score(predictions, metrics)
     summary = aggregate(long, metrics, seed=config.seed)
 

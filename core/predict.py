@@ -25,6 +25,7 @@ from .errors import ConfigError, DataError
 from .hookspecs import BuildContext
 from .evaluate import GroupPrediction
 from .model import NeighbourTable, PtragModel
+from .progress import LoopProgress
 from .outputs import TRACE_COLUMNS  # pert, context, rank, candidate_pert, candidate_context, stage1_score, keep_weight
 
 
@@ -39,42 +40,47 @@ def predict(
     rng: np.random.Generator,
     device: torch.device,
     database=None,
+    log=lambda message: None,
 ) -> tuple[list[GroupPrediction], pd.DataFrame]:
-    """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS)."""
+    """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS);
+    progress (bar on a terminal, plain lines through ``log`` elsewhere) per group."""
     model.eval()
     data: PerturbationData = sampler.data
     database = database if database is not None else neighbours.database
     s = sampler.cell_set_len
-    out, trace = [], []
-    for pert, context in groups:
-        real_idx = data.group_indices(pert, context)
-        ctrl_idx = sampler.matched_controls(context, real_idx, rng)
-        chunks = [ctrl_idx[i:i + s] for i in range(0, len(ctrl_idx), s)]
-        preds, weight_sum, n_cells = [], None, 0
-        template = sampler.make_batch([(pert, context)], rng, with_target=False)
-        for chunk in chunks:
-            batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
-                            batch_index=sampler.batch_index_of([chunk]))
-            batch = neighbours.attach(batch).to(device)
-            with autocast(device):
-                pred, sel = model(batch)
-            preds.append(pred[0].float().cpu().numpy())
-            if sel.weights is not None:
-                w = sel.weights[0].float().sum(0).cpu()  # [K] summed over the chunk's cells
-                weight_sum = w if weight_sum is None else weight_sum + w
-            n_cells += len(chunk)
-        out.append(GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx],
-                                   data.X[data.control_indices(context)], ctrl_idx))
-        scores, ids = neighbours.rows([(pert, context)])
-        for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist())):
-            if i < 0:
-                continue
-            trace.append({
-                "pert": pert, "context": context, "rank": rank,
-                "candidate_pert": database.perts[i], "candidate_context": database.contexts[i],
-                "stage1_score": float(score),
-                "keep_weight": float(weight_sum[rank] / n_cells) if weight_sum is not None else np.nan,
-            })
+    out, trace, cells = [], [], 0
+    with LoopProgress("predicting", len(groups), log=log) as progress:
+        for done, (pert, context) in enumerate(groups, 1):
+            real_idx = data.group_indices(pert, context)
+            ctrl_idx = sampler.matched_controls(context, real_idx, rng)
+            chunks = [ctrl_idx[i:i + s] for i in range(0, len(ctrl_idx), s)]
+            preds, weight_sum, n_cells = [], None, 0
+            template = sampler.make_batch([(pert, context)], rng, with_target=False)
+            for chunk in chunks:
+                batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
+                                batch_index=sampler.batch_index_of([chunk]))
+                batch = neighbours.attach(batch).to(device)
+                with autocast(device):
+                    pred, sel = model(batch)
+                preds.append(pred[0].float().cpu().numpy())
+                if sel.weights is not None:
+                    w = sel.weights[0].float().sum(0).cpu()  # [K] summed over the chunk's cells
+                    weight_sum = w if weight_sum is None else weight_sum + w
+                n_cells += len(chunk)
+            out.append(GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx],
+                                       data.X[data.control_indices(context)], ctrl_idx))
+            scores, ids = neighbours.rows([(pert, context)])
+            for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist())):
+                if i < 0:
+                    continue
+                trace.append({
+                    "pert": pert, "context": context, "rank": rank,
+                    "candidate_pert": database.perts[i], "candidate_context": database.contexts[i],
+                    "stage1_score": float(score),
+                    "keep_weight": float(weight_sum[rank] / n_cells) if weight_sum is not None else np.nan,
+                })
+            cells += n_cells
+            progress.update(done, cells_per_s=cells / max(progress.elapsed, 1e-9))
     return out, pd.DataFrame(trace, columns=TRACE_COLUMNS)
 
 
@@ -98,7 +104,7 @@ class LoadedRun:
 def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedRun:
     """Rebuild a run's model from ``config.yaml`` + ``checkpoint.pt`` + the saved retriever."""
     from .config import component_params, resolve_config
-    from .engine import load_checkpoint, resolve_device
+    from .engine import load_checkpoint, load_weights, resolve_device
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
@@ -127,7 +133,7 @@ def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedR
     generator.fit(database)  # baselines keep plain-Python state too; buffers are overwritten below
     model = PtragModel(generator, build("selector", config.selector), database, hidden_dim=config.model.hidden_dim,
                        context=config.model.context, context_names=list(meta["contexts"]))
-    model.load_state_dict(ck.get("best_model") or ck["model"])
+    load_weights(model, ck.get("best_model") or ck["model"], run_dir / "checkpoint.pt")
     return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev)
 
 
@@ -180,5 +186,5 @@ def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
     preds, trace = predict(run.model, sampler, groups, neighbours,
-                           rng=np.random.default_rng([config.seed, 2]), device=run.device)
+                           rng=np.random.default_rng([config.seed, 2]), device=run.device, log=log)
     return preds, trace, data, drops
