@@ -235,14 +235,23 @@ def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
     fig, axes = plt.subplots(1, 1 + len(contexts), figsize=(3.2 * (1 + len(contexts)), 3.4), squeeze=False)
     ratio = trace.groupby("context")["kept"].mean()
     axes[0, 0].bar(ratio.index.astype(str), ratio.to_numpy(), color="#55A868")
+    for x, value in enumerate(ratio.to_numpy()):  # a ratio of 0 draws no bar: print the value
+        axes[0, 0].text(x, value + 0.02, f"{value:.2f}", ha="center", fontsize=8)
     axes[0, 0].set_ylim(0, 1)
     axes[0, 0].set_title("keep ratio per cell line", fontsize=9)
     for ax, context in zip(axes[0, 1:], contexts):
         kept = trace[(trace.context.astype(str) == context) & trace.kept]
         counts = (kept["candidate_pert"].astype(str) + "|" + kept["candidate_context"].astype(str)).value_counts().head(top)
+        ax.set_title(f"{context}: most often kept", fontsize=9)
+        if counts.empty:  # say so instead of drawing empty axes
+            ax.text(0.5, 0.5, f"nothing kept\n(no candidate above keep-weight {KEEP_THRESHOLD})", ha="center",
+                    va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         ax.barh(counts.index[::-1], counts.to_numpy()[::-1], color="#C44E52")
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{context}: most often kept", fontsize=9)
+        ax.set_xlabel("times kept (held-out queries)", fontsize=7)
     fig.suptitle(f"{folder.name}: retrieval", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -296,17 +305,21 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
     else:  # the genes whose real response varies most across perturbations
         chosen = list(real.var().sort_values(ascending=False).index[:n_genes])
     plt = _plt()
-    fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3.4), squeeze=False)
     for ax, gene in zip(axes.flat, chosen):
         x, y = real[gene].to_numpy(float), pred[gene].to_numpy(float)
         ax.scatter(x, y, s=12, alpha=0.8)
         lims = [min(x.min(), y.min()), max(x.max(), y.max())]
-        ax.plot(lims, lims, color="grey", lw=0.8)
+        ax.plot(lims, lims, color="grey", lw=0.8, label="y = x: predicted = real")
         r = np.corrcoef(x, y)[0, 1] if len(x) > 1 and x.std() > 0 and y.std() > 0 else float("nan")
-        ax.set_title(f"{gene} (r = {fmt(r)})", fontsize=9)
-        ax.set_xlabel("real mean change", fontsize=7)
-        ax.set_ylabel("predicted mean change", fontsize=7)
-    fig.suptitle(f"{folder.name}: one point per held-out perturbation", fontsize=9)
+        ax.set_title(f"read-out gene {gene} (r = {fmt(r)})", fontsize=9)
+        ax.set_xlabel("real mean change from control (log1p)", fontsize=7)
+        ax.set_ylabel("predicted mean change (log1p)", fontsize=7)
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
+    lines = sorted({c for _, c in real.index})
+    how = "chosen with --genes" if genes else "the genes whose real change varies most across perturbations"
+    fig.suptitle(f"{folder.name}: each point is one of the {len(real)} held-out perturbations "
+                 f"({', '.join(map(str, lines))}); read-out genes: {how}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
