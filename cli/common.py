@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import errno
 import functools
+import logging
+import os
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -46,17 +48,42 @@ def one_line(message: Any) -> str:
     return " ".join(str(message).split())
 
 
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device(device: str) -> str:
+    """``--device`` must name a device kind (torch would raise deep inside otherwise)."""
+    if device not in DEVICES:
+        raise typer.BadParameter(f"{device!r} is not one of {', '.join(DEVICES)}", param_hint="'--device'")
+    return device
+
+
 def fail(message: str, code: int = 1) -> "typer.Exit":
     error_console().print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
 def os_error_message(exc: OSError) -> str:
-    """``PATH: what went wrong`` for a filesystem error."""
+    """``PATH: what went wrong`` for a filesystem error (libraries such as h5py give no path:
+    then the system's words for the error number, else the library's own first line)."""
     where = exc.filename if exc.filename is not None else ""
     other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
-    what = exc.strerror or type(exc).__name__
-    return f"{where}{other}: {what}" if where else f"{what}: {exc}"
+    if where:
+        return f"{where}{other}: {exc.strerror or type(exc).__name__}"
+    return os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else one_line(exc) or type(exc).__name__
+
+
+def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> Path:
+    """Write a user-named output file whole or not at all (temporary name, then rename), with a
+    filesystem failure as one line naming the option and the file."""
+    from ptrag.core.errors import DataError
+    from ptrag.core.run_folder import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, write)
+    except OSError as exc:
+        raise DataError(f"{flag} {path}: cannot write the file ({os_error_message(exc)})") from None
 
 
 def friendly_errors(func: F) -> F:
@@ -77,10 +104,27 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+class _NoteHandler(logging.Handler):
+    """ptrag's logged notes (dropped groups, a missing batch column, split names the data lacks)
+    as ``note: ...`` lines on the current stderr, once each, escaped like everything else."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error_console().print(f"note: {one_line(record.getMessage())}", markup=False, highlight=False)
+
+
+def show_notes() -> None:
+    """Route the ``ptrag`` logger's warnings to :class:`_NoteHandler` (idempotent)."""
+    logger = logging.getLogger("ptrag")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.WARNING))
+        logger.propagate = False  # else Python's last-resort handler prints them a second time
+
+
 class OneLineErrors(TyperGroup):
     """The root command: usage errors (unknown option, bad value) as one line, exit 2."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        show_notes()
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

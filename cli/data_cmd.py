@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from ptrag.core.config import DataConfig
 from ptrag.core.errors import ConfigError
 
-from .common import console, escape, friendly_errors
+from .common import console, escape, friendly_errors, write_output
 
 app = typer.Typer(name="data", help="Make, inspect and split perturbation screens (.h5ad).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -42,8 +42,7 @@ def synth(
 
     started = time.perf_counter()
     adata = synth_screen(preset, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(out)
+    write_output(out, adata.write_h5ad)
     console().print(f"{escape(preset)} screen (seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
                     f"in {time.perf_counter() - started:.1f} s")
@@ -104,8 +103,6 @@ def inspect(
     if data.truth:
         con.print(f"  built-in ground truth: preset {escape(data.truth.get('preset'))}, seed {data.truth.get('seed')}, "
                   f"{len(data.truth.get('line_specific_modules', {}))} line-specific module(s)")
-    for note in data.notes:
-        con.print(f"  [yellow]note:[/] {escape(note)}", highlight=False)
 
 
 @app.command("split")
@@ -135,7 +132,7 @@ def split(
     result = random_fewshot_split(data, seed=seed, holdout_context=holdout, test_fraction=test_fraction,
                                   val_fraction=val_fraction)
     name = dataset or file.stem.replace(".", "_")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(split_to_toml(result, name, str(file.resolve().parent)))
+    text = split_to_toml(result, name, str(file.resolve().parent))
+    write_output(out, lambda tmp: tmp.write_text(text))
     console().print(result.description, markup=False)
     typer.echo(str(out))

@@ -16,7 +16,7 @@ from ptrag.core.outputs import write_cell_eval_files, write_metrics, write_retri
 from ptrag.core.predict import load_run, predict_file
 from ptrag.core.run_folder import RunFolder, data_fingerprint, input_files
 
-from .common import console, friendly_errors
+from .common import check_device, console, friendly_errors
 from .run_cmd import _fmt
 
 
@@ -37,7 +37,7 @@ def predict(
     """
     con = console()
     manager = build_manager()
-    loaded = load_run(run, manager, device=device)
+    loaded = load_run(run, manager, device=check_device(device))
     out = out or run / f"predict-{data.stem}"
     sets_path = gene_sets or loaded.config.data.gene_sets
     identity = {"kind": "prediction", "config": {"run": str(run.resolve()), "data": str(data.resolve()),

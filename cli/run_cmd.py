@@ -14,7 +14,7 @@ from ptrag.core.errors import ConfigError
 from ptrag.core.experiment import RunResult, new_run_dir, run_comparisons, run_experiment
 from ptrag.core.manager import build_manager
 
-from .common import console, escape, fail, friendly_errors
+from .common import check_device, console, escape, fail, friendly_errors
 
 
 @friendly_errors
@@ -27,7 +27,7 @@ def run(
     selector: Optional[str] = typer.Option(None, "--selector", help="Selector name (stage 2)."),
     generator: Optional[str] = typer.Option(None, "--generator", help="Generator name."),
     sets: list[str] = typer.Option([], "--set", help="Override any key: --set train.steps=200 (repeatable)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Training steps (train.steps)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data, sampling and model."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
@@ -51,7 +51,7 @@ def run(
     if seed is not None:
         extra["seed"] = seed
     if device is not None:
-        extra["device"] = device
+        extra["device"] = check_device(device)
     if out is not None:
         extra.setdefault("output", {})["dir"] = str(out)
     manager = build_manager()

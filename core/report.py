@@ -289,6 +289,19 @@ def _columns(folder: Path) -> dict[str, str]:
             "control": data.get("control_label", "non-targeting")}
 
 
+def _check_genes(folder: Path, genes: Sequence[str]) -> None:
+    """``--genes`` must name features of the run (checked before a report writes anything)."""
+    if not (folder / "real.h5ad").is_file():
+        return
+    import anndata as ad
+
+    features = ad.read_h5ad(folder / "real.h5ad", backed="r").var_names
+    unknown = [g for g in genes if g not in features]
+    if unknown:
+        raise DataError(f"{folder / 'real.h5ad'}: unknown gene(s) {', '.join(unknown)}; first features: "
+                        f"{', '.join(map(str, features[:5]))}")
+
+
 def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = None, n_genes: int = 4,
                      **columns: str) -> Path | None:
     if not ((folder / "predictions.h5ad").is_file() and (folder / "real.h5ad").is_file()):
@@ -355,6 +368,11 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
     """Table, paired comparison, figures and report.html for the runs; returns what was made."""
     folders = expand_runs(paths)
     warnings, comparable = comparability(folders)  # different data: warned, no best marked
+    if compare:  # refuse before writing anything
+        require_same_data(_select(compare[0], folders), _select(compare[1], folders), compare)
+    if genes:
+        for folder in _one_per_config(folders):
+            _check_genes(folder, genes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(folders)

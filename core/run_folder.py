@@ -286,7 +286,7 @@ def inspect_folder(path: str | Path, identity: Mapping[str, Any]) -> FolderState
     return FolderState("stopped", [], stored)
 
 
-def _probe_creatable(path: Path) -> None:
+def _probe_creatable(path: Path, flag: str) -> None:
     """Create and remove the folder now, so a file in the way or a missing permission fails
     before any data is read, not after."""
     missing, p = [], path
@@ -294,11 +294,11 @@ def _probe_creatable(path: Path) -> None:
         missing.append(p)
         p = p.parent
     if not p.is_dir():
-        raise RunFolderError(f"{path}: cannot create the folder: {p} is a file")
+        raise RunFolderError(f"{flag} {path}: cannot create the folder: {p} is a file")
     try:
         path.mkdir(parents=True)
     except OSError as exc:
-        raise RunFolderError(f"{path}: cannot create the folder ({exc.strerror or exc})") from None
+        raise RunFolderError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from None
     for q in missing:  # leaf first
         q.rmdir()
 
@@ -334,7 +334,7 @@ class RunFolder:
         state = inspect_folder(path, identity)
         if state.kind in ("absent", "empty"):
             if state.kind == "absent":
-                _probe_creatable(path)
+                _probe_creatable(path, flag)
             elif not os.access(path, os.W_OK):
                 raise RunFolderError(f"{flag} {path}: the folder is not writable")
             return cls(path, identity, "new")
