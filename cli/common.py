@@ -116,8 +116,7 @@ def show_notes() -> None:
     """Route the ``ptrag`` logger's warnings to :class:`_NoteHandler` (idempotent)."""
     logger = logging.getLogger("ptrag")
     if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
-        logger.addHandler(_NoteHandler(logging.WARNING))
-        logger.propagate = False  # else Python's last-resort handler prints them a second time
+        logger.addHandler(_NoteHandler(logging.WARNING))  # a handler: Python's last resort stays silent
 
 
 class OneLineErrors(TyperGroup):
