@@ -121,6 +121,7 @@ def split(
     control_label: Optional[str] = typer.Option(None, "--control-label"),
 ) -> None:
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
+    from ptrag.core.checks import warn_zero_shot
     from ptrag.core.data.loading import read_screen
     from ptrag.core.data.split import random_fewshot_split, split_to_toml
 
@@ -134,5 +135,7 @@ def split(
     name = dataset or file.stem.replace(".", "_")
     text = split_to_toml(result, name, str(file.resolve().parent))
     write_output(out, lambda tmp: tmp.write_text(text))
-    console().print(result.description, markup=False)
+    con = console()
+    con.print(result.description, markup=False)
+    warn_zero_shot(result, lambda message: con.print(message, markup=False))
     typer.echo(str(out))

@@ -151,6 +151,8 @@ CASES = [
     # ---------------------------------------------------------------- data, genes, plugins
     Case("data-split-test-fraction", ["data", "split", "{tiny}", "--test-fraction", "1.5", "-o", "{new}/s.toml"],
          "--test-fraction: Input should be less than 1 (got 1.5)"),
+    Case("data-split-single-perturbation-line", ["data", "split", "{one_pert_line}", "--holdout", "rpe1", "-o",
+                                                 "{new}/s.toml"], "predicted zero-shot, not few-shot", code=0),
     Case("data-split-not-toml", ["data", "split", "{tiny}", "-o", "{new}/s.yaml"], "write the split as .toml"),
     Case("data-inspect-min-cells", ["data", "inspect", "{tiny}", "--min-cells", "0"],
          "--min-cells: Input should be greater than or equal to 1 (got 0)"),
