@@ -80,8 +80,12 @@ def paired_comparison(a: str | Path, b: str | Path, folders: Sequence[Path] = ()
     """Per metric, over the perturbations both runs scored: mean of A - B, A's win rate (ties
     count half, direction-aware) and the Wilcoxon signed-rank p-value of the paired differences."""
     fa, fb = _select(str(a), folders), _select(str(b), folders)
-    dirs = directions([*fa, *fb])
-    joined = per_perturbation(fa).merge(per_perturbation(fb), on=["pert", "context", "metric"], suffixes=("_a", "_b"))
+    return paired_tests(per_perturbation(fa), per_perturbation(fb), directions([*fa, *fb]))
+
+
+def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str]) -> pd.DataFrame:
+    """:func:`paired_comparison` on two long tables (pert, context, metric, value) in memory."""
+    joined = long_a.merge(long_b, on=["pert", "context", "metric"], suffixes=("_a", "_b"))
     rows = []
     for metric, g in joined.groupby("metric", sort=False):
         g = g[np.isfinite(g.value_a) & np.isfinite(g.value_b)]
