@@ -49,6 +49,9 @@ class SetEncoderParams(ComponentParams):
 class SetTransformerParams(SetEncoderParams):
     pert_encoding: Literal["embedding", "onehot"] = "embedding"
     batch_encoder: bool = Field(False, description="add a learned embedding of each control cell's batch")
+    context_mode: Literal["add", "replace"] = Field(
+        "add", description="add: the selected context is added to the cell states; replace: it replaces the "
+        "(control + perturbation) input of the transformer, as in the PT-RAG authors' code")
     decoder_init: Literal["default", "zero"] = Field(
         "default", description="default: torch's init; zero: the decoder's last layer starts at 0, so an untrained "
         "model predicts the controls (measured slower to learn: docs/model.md)")
@@ -103,7 +106,7 @@ class SetTransformerGenerator(Generator):
                 encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         states, _ = encoded if encoded is not None else self.encode(batch)
         if context is not None:
-            states = states + context
+            states = context if self.params.context_mode == "replace" else states + context
         h = self.norm(self.transformer(states))
         return batch.ctrl + self.decoder(h).to(batch.ctrl.dtype)
 
