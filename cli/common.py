@@ -8,6 +8,7 @@ from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ptrag.core.errors import PtragError
 
@@ -24,7 +25,7 @@ def error_console() -> Console:
 
 
 def fail(message: str, code: int = 1) -> "typer.Exit":
-    error_console().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    error_console().print(f"[bold red]error:[/] {escape(message)}", markup=True, highlight=False)
     return typer.Exit(code)
 
 

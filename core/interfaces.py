@@ -226,7 +226,11 @@ class SetMetric(Metric):
 
     The evaluator calls :meth:`compute_set` once per cell line with the groups in a fixed order
     and gets one value per group back; :meth:`compute` on a single group is undefined (NaN).
+    A metric that needs the groups' names (e.g. to hand them to an external library) sets
+    ``wants_groups``; it then also receives ``groups=[(perturbation, cell line), ...]``.
     """
+
+    wants_groups: ClassVar[bool] = False
 
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
         return float("nan")

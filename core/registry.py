@@ -21,6 +21,7 @@ class RegistryEntry:
     name: str
     plugin: str  # import path of the module holding the hook implementations
     summary: str
+    extra: str = ""  # pip extra an optional built-in needs (its plugin is absent without it)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class Registry:
         """Distinct plugin modules, in registry order."""
         return tuple(dict.fromkeys(entry.plugin for entry in self.components))
 
+    @property
+    def extras(self) -> dict[str, str]:
+        """Plugin module -> the pip extra it needs, for optional built-ins."""
+        return {entry.plugin: entry.extra for entry in self.components if entry.extra}
+
     def preset(self, name: str) -> Preset:
         try:
             return self.presets[name]
@@ -76,7 +82,7 @@ def parse_registry(data: dict[str, Any], source: str = "registry.yaml") -> Regis
             raise ConfigError(f"{source}: component #{i} lacks {', '.join(sorted(missing))}")
         if raw["kind"] not in KINDS:
             raise ConfigError(f"{source}: component {raw['name']!r} has unknown kind {raw['kind']!r}")
-        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"]))
+        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"], raw.get("extra", "")))
     presets = {
         name: Preset(name, body.get("summary", ""), dict(body.get("config") or {}))
         for name, body in (data.get("presets") or {}).items()
