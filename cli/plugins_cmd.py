@@ -23,16 +23,17 @@ def plugins(
     """List installed plugins and the components they provide (retrievers, selectors, ...).
 
     Third-party plugins are packages with an entry point in the group "ptrag"; a plugin that
-    fails to load is listed with its error and the others keep working.
+    fails to load is listed with its error and the others keep working. An optional built-in
+    whose extra is not installed is listed as absent, with the pip command that adds it.
     """
     if kind is not None and kind not in KINDS:
         raise fail(f"unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
     manager = build_manager()
-    records = [r for r in manager.records if show_all or not r.builtin]
+    records = [r for r in manager.records if show_all or not r.builtin or r.status == "absent"]
     rows = []
     for record in records:
         components = [(k, n) for k, n in record.components if kind is None or k == kind]
-        if kind is not None and not components and record.status != "failed":
+        if kind is not None and not components and record.status not in ("failed", "absent"):
             continue
         summaries = {(k, n): manager.summary(k, n, record) for k, n in components}
         rows.append((record, components, summaries))
@@ -65,8 +66,8 @@ def plugins(
         out.print("No third-party plugins installed. Built-ins: ptrag plugins --all")
     failed = [r for r, _, _ in rows if r.status != "ok"]
     for record in failed:
-        out.print(f"[red]{record.status}[/]: {escape(record.name)} ({escape(record.package)} {escape(record.version)}): "
-                  f"{escape(record.error)}")
+        out.print(f"{_status(record.status)}: {escape(record.name)} ({escape(record.package)} "
+                  f"{escape(record.version)}): {escape(record.error)}")
 
 
 def _status(status: str) -> str:

@@ -21,6 +21,7 @@ from .common import check_device, console, escape, fail, friendly_errors
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment YAML."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset from registry.yaml (see `ptrag plugins --all`)."),
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Named training budget from registry.yaml: demo (2-core CPU) or paper (the authors' 50,000 steps of 64 x 64 sets, for a GPU)."),
     data: Optional[Path] = typer.Option(None, "--data", help="An .h5ad screen; default: the built-in dataset."),
     split: Optional[Path] = typer.Option(None, "--split", help="Split file (STATE TOML or YAML); default: random few-shot."),
     retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever name (stage 1)."),
@@ -36,8 +37,10 @@ def run(
 ) -> None:
     """Train and evaluate one experiment; write the run folder and print its path last.
 
-    With no arguments: the default preset on the built-in dataset. Precedence: preset < --config
-    YAML < --retriever/--selector/--generator < --steps/--seed/--device/--data/--split/--out < --set.
+    With no arguments: the default preset on the built-in dataset. Precedence: preset < --budget <
+    --config YAML < --retriever/--selector/--generator < --steps/--seed/--device/--data/--split/--out
+    < --set. With the preset's `compare:` runs, the last lines say whether each retrieval model beat
+    the best simple baseline (paired test over perturbations).
     `--config RUN/config.yaml` reruns a run into a new folder; a run folder is never reused
     silently (see --resume and --overwrite).
     """
@@ -61,7 +64,7 @@ def run(
                               "printed last")
         config, extra = resume / "config.yaml", {**extra, "output": {"dir": str(resume)}}
     cfg = resolve_config(
-        config, preset=preset, components={"retriever": retriever, "selector": selector, "generator": generator},
+        config, preset=preset, budget=budget, components={"retriever": retriever, "selector": selector, "generator": generator},
         sets=sets, extra=extra, manager=manager,
     )
     if config is not None and resume is None and out is None and cfg.output.dir and \
@@ -82,6 +85,8 @@ def run(
     if cfg.compare:
         run_comparisons(result, manager, log=log)
         con.print(comparison_table(result))
+        for verdict in result.verdicts or []:
+            con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
     typer.echo(str(result.run_dir))
 
 

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .losses import energy_distance, set_loss
+from .losses import PCSpace, set_distance, set_loss
 from .progress import LoopProgress
 
 
@@ -52,14 +52,23 @@ def autocast(device: torch.device):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def lr_lambda(warmup: int, total: int):
-    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+def lr_lambda(warmup: int, total: int, schedule: str = "cosine"):
+    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total`` (or constant)."""
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         span = max(total - warmup, 1)
         return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
     return factor
+
+
+def make_optimizer(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
+    """``train.optimizer``: AdamW (decoupled weight decay, our default) or the authors' Adam."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -117,9 +126,11 @@ class TrainResult:
 class Trainer:
     """One training loop for every trainable model.
 
-    AdamW, linear warmup + cosine LR, gradient clipping, validation (energy distance on fixed
-    cell sets of the validation groups) every ``val_every`` steps, best weights by validation
-    energy, early stop after ``patience`` validations without improvement. ``checkpoint.pt`` is
+    AdamW or Adam, linear warmup + cosine (or constant) LR, gradient clipping, validation (energy
+    distance on fixed cell sets of the validation groups) before training and every ``val_every``
+    steps, best weights by validation energy (the untrained start is a candidate, so a model built
+    to start at a strong baseline never ends worse than it on validation), early stop after
+    ``patience`` validations without improvement. ``checkpoint.pt`` is
     written at every validation and holds everything a resumed run needs to continue to the same
     result on CPU: model, optimiser, scheduler, step, best weights and all random states.
     """
@@ -128,15 +139,16 @@ class Trainer:
                  val_batches: list[Any], train_cfg: Any, loss: str, device: torch.device,
                  rng: np.random.Generator, run_dir: Path, meta: dict[str, Any] | None = None,
                  on_epoch: Callable[[], None] | None = None, epoch_steps: int = 0,
-                 log: Callable[[str], None] = lambda message: None):
+                 space: PCSpace | None = None, log: Callable[[str], None] = lambda message: None):
         self.model, self.sample, self.val_batches = model, sample, val_batches
+        self.space = space.to(device) if space is not None else None
         self.cfg, self.loss_name, self.device, self.rng = train_cfg, loss, device, rng
         self.run_dir, self.meta, self.log = Path(run_dir), meta or {}, log
         self.on_epoch, self.epoch_steps = on_epoch, epoch_steps
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        self.optimizer = make_optimizer(params, train_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(train_cfg.warmup_steps, train_cfg.steps))
+            self.optimizer, lr_lambda(train_cfg.warmup_steps, train_cfg.steps, train_cfg.schedule))
         self.step, self.best_val, self.best_step, self.bad_vals = 0, math.inf, 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
@@ -179,16 +191,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean energy distance over the fixed validation cell sets (nan when there are none)."""
+        """Mean energy distance (in the loss's space: genes or PCs) over the fixed validation cell
+        sets (nan when there are none)."""
         if not self.val_batches:
             return math.nan
         self.model.eval()
         values = []
+        distance = "mse" if self.loss_name == "mse" else self.loss_name.removesuffix("+mse")
         for batch in self.val_batches:
             batch = batch.to(self.device)
             with autocast(self.device):
                 pred, _ = self.model(batch)
-            values.append(energy_distance(pred.float(), batch.target.float()).cpu())
+            values.append(set_distance(distance, pred.float(), batch.target.float(), self.space,
+                                       batch.context_index).cpu())
         self.model.train()
         return float(torch.cat(values).mean())
 
@@ -202,6 +217,8 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
+        elif self.step == 0 and not self.history:
+            self._validate_and_checkpoint()  # the untrained start: step 0 of the history
         cfg, total = self.cfg, self.cfg.steps
         started = time.perf_counter()
         window_t, window_cells, stopped = time.perf_counter(), 0, False
@@ -213,7 +230,7 @@ class Trainer:
                 batch = self.sample(cfg.batch_size, self.rng).to(self.device)
                 with autocast(self.device):
                     pred, sel = self.model(batch)
-                loss = set_loss(self.loss_name, pred.float(), batch.target.float())
+                loss = set_loss(self.loss_name, pred.float(), batch.target.float(), self.space, batch.context_index)
                 total_loss = loss + sum(sel.aux_losses.values(), torch.zeros((), device=loss.device))
                 self.optimizer.zero_grad(set_to_none=True)
                 total_loss.backward()

@@ -26,7 +26,9 @@ from .errors import ConfigError, DataError
 from .evaluate import aggregate, score
 from .model import NeighbourTable, PtragModel
 from .predict import predict
+from .verdict import retrieval_verdicts
 from .hookspecs import BuildContext
+from .losses import fit_pc_space, sample_blocks, uses_pc_space
 from .manager import PluginManager
 from .run_folder import (RunFolder, config_identity, config_text, content_fingerprint, fingerprint_summary,
                          run_identity, write_csv, write_json)
@@ -41,6 +43,7 @@ class RunResult:
     retrieval: pd.DataFrame | None = None  # retrieval trace of the test groups (core/predict.py)
     training: dict[str, Any] | None = None  # steps, best step, best validation energy, seconds
     comparisons: list["RunResult"] | None = None  # runs of the `compare:` presets, same split/seed
+    verdicts: list[Any] | None = None  # retrieval runs vs the best baseline (core/verdict.py)
 
 
 def new_run_dir(config: ExperimentConfig) -> Path:
@@ -118,7 +121,7 @@ def run_experiment(
     retriever.build(database.embeddings, database.meta)
     generator.fit(database)
     model = PtragModel(generator, selector, database, hidden_dim=config.model.hidden_dim,
-                       context=config.model.context, context_names=contexts).to(device)
+                       context=config.model.context, context_names=contexts, nonnegative=config.model.nonnegative).to(device)
     warn_untrained(config, model.trainable, log)
 
     k = int(config.retriever.params.get("k", 0) or 0)
@@ -200,11 +203,15 @@ def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSam
     val_batches = [neighbours.attach(sampler.make_batch(val_groups[i:i + size], val_rng))
                    for i in range(0, len(val_groups), size)]
     exact = getattr(neighbours.retriever, "exact", True)
+    space = None
+    if uses_pc_space(config.train.loss):  # each line's principal axes, from its training cells only
+        blocks = sample_blocks(sampler.data, split.train, sampler.vocab.contexts, np.random.default_rng([config.seed, 3]))
+        space = fit_pc_space(blocks)
     trainer = Trainer(
         model, sample=lambda n, r: neighbours.attach(sampler.sample(n, r)), val_batches=val_batches,
         train_cfg=config.train, loss=config.train.loss, device=device, rng=rng, run_dir=run_dir, meta=meta,
         on_epoch=None if exact else neighbours.refresh,
-        epoch_steps=max(1, len(split.train) // config.train.batch_size), log=log,
+        epoch_steps=max(1, len(split.train) // config.train.batch_size), space=space, log=log,
     )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"training {config.generator.name} + {config.selector.name} ({n_params:,} parameters) for "
@@ -212,24 +219,28 @@ def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSam
     result = trainer.fit(resume=resume, stop_at=stop_at)
     log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
         f"{result.best_val:.4g} at step {result.best_step}")
+    start = result.history[0]["val_energy"] if result.history and result.history[0]["step"] == 0 else None
     return {"steps": result.steps, "best_step": result.best_step,
             "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
+            "start_val_energy": start,
             "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early}
 
 
 def run_comparisons(result: RunResult, manager: PluginManager, *,
                     log: Callable[[str], None] = lambda message: None) -> list[RunResult]:
     """Run each ``compare:`` preset on the main run's data, split, seed, device and training
-    budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)."""
+    budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)
+    and ``<run>/verdict.csv`` (each trained retrieval run vs the best baseline, paired tests)."""
     from .config import resolve_config
 
     config = result.config
     out = []
     for name in config.compare:
+        # the same budget, but each preset keeps its own loss (part of a model's design)
         extra = {"seed": config.seed, "device": config.device, "data": config.data.model_dump(mode="json"),
-                 "train": config.train.model_dump(mode="json"), "compare": [],
+                 "train": config.train.model_dump(mode="json", exclude={"loss"}), "compare": [],
                  "output": {"dir": str(result.run_dir / "compare" / name)}}
-        cfg = resolve_config(None, preset=name, extra=extra, manager=manager)
+        cfg = resolve_config(None, preset=name, budget=config.budget, extra=extra, manager=manager)
         if config.metrics:
             cfg = cfg.model_copy(update={"metrics": config.metrics})
         log(f"compare: {name}")
@@ -239,6 +250,10 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
             for r in [result, *out] for m, agg in r.summary.items()]
     write_csv(result.run_dir / "compare.csv", pd.DataFrame(rows))
     result.comparisons = out
+    result.verdicts = retrieval_verdicts([result, *out])
+    tests = [v.tests.assign(run=v.run, beat=v.beat) for v in result.verdicts]
+    if tests:
+        write_csv(result.run_dir / "verdict.csv", pd.concat(tests))
     return out
 
 

@@ -54,7 +54,7 @@ def predict(
             real_idx = data.group_indices(pert, context)
             ctrl_idx = sampler.matched_controls(context, real_idx, rng)
             chunks = [ctrl_idx[i:i + s] for i in range(0, len(ctrl_idx), s)]
-            preds, weight_sum, n_cells = [], None, 0
+            preds, weight_sum, n_cells, coefs = [], None, 0, {}
             template = sampler.make_batch([(pert, context)], rng, with_target=False)
             for chunk in chunks:
                 batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
@@ -66,6 +66,7 @@ def predict(
                 if sel.weights is not None:
                     w = sel.weights[0].float().sum(0).cpu()  # [K] summed over the chunk's cells
                     weight_sum = w if weight_sum is None else weight_sum + w
+                coefs = {k: v[0].float().cpu() for k, v in sel.evidence.items()}  # per set: equal in every chunk
                 n_cells += len(chunk)
             out.append(GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx],
                                        data.X[data.control_indices(context)], ctrl_idx))
@@ -73,15 +74,20 @@ def predict(
             for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist())):
                 if i < 0:
                     continue
-                trace.append({
+                row = {
                     "pert": pert, "context": context, "rank": rank,
                     "candidate_pert": database.perts[i], "candidate_context": database.contexts[i],
                     "stage1_score": float(score),
                     "keep_weight": float(weight_sum[rank] / n_cells) if weight_sum is not None else np.nan,
-                })
+                }
+                if coefs:  # an evidence selector weighs rather than keeps: kept = any non-zero coefficient
+                    row.update({f"{k}_coef": float(v[rank]) for k, v in coefs.items()})
+                    row["keep_weight"] = float(any(abs(float(v[rank])) > 1e-6 for v in coefs.values()))
+                trace.append(row)
             cells += n_cells
             progress.update(done, cells_per_s=cells / max(progress.elapsed, 1e-9))
-    return out, pd.DataFrame(trace, columns=TRACE_COLUMNS)
+    columns = TRACE_COLUMNS + sorted({c for row in trace for c in row} - set(TRACE_COLUMNS))
+    return out, pd.DataFrame(trace, columns=columns)
 
 
 # --------------------------------------------------------------------------- saved runs
@@ -132,7 +138,7 @@ def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedR
     generator = build("generator", config.generator)
     generator.fit(database)  # baselines keep plain-Python state too; buffers are overwritten below
     model = PtragModel(generator, build("selector", config.selector), database, hidden_dim=config.model.hidden_dim,
-                       context=config.model.context, context_names=list(meta["contexts"]))
+                       context=config.model.context, context_names=list(meta["contexts"]), nonnegative=config.model.nonnegative)
     load_weights(model, ck.get("best_model") or ck["model"], run_dir / "checkpoint.pt")
     return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev)
 

@@ -82,8 +82,12 @@ def paired_comparison(a: str | Path, b: str | Path, folders: Sequence[Path] = ()
     count half, direction-aware) and the Wilcoxon signed-rank p-value of the paired differences."""
     fa, fb = _select(str(a), folders), _select(str(b), folders)
     require_same_data(fa, fb, (str(a), str(b)))
-    dirs = directions([*fa, *fb])
-    joined = per_perturbation(fa).merge(per_perturbation(fb), on=["pert", "context", "metric"], suffixes=("_a", "_b"))
+    return paired_tests(per_perturbation(fa), per_perturbation(fb), directions([*fa, *fb]))
+
+
+def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str]) -> pd.DataFrame:
+    """:func:`paired_comparison` on two long tables (pert, context, metric, value) in memory."""
+    joined = long_a.merge(long_b, on=["pert", "context", "metric"], suffixes=("_a", "_b"))
     rows = []
     for metric, g in joined.groupby("metric", sort=False):
         g = g[np.isfinite(g.value_a) & np.isfinite(g.value_b)]
@@ -259,6 +263,55 @@ def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
     return path
 
 
+def training_curves(folder: Path, keys: Sequence[str]) -> pd.DataFrame:
+    """log.jsonl records of one run that carry any of ``keys`` (step + those keys)."""
+    path = Path(folder) / "log.jsonl"
+    if not path.is_file():
+        return pd.DataFrame(columns=["step", *keys])
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [{"step": r["step"], **{k: r.get(k) for k in keys}} for r in records if any(k in r for k in keys)]
+    return pd.DataFrame(rows, columns=["step", *keys])
+
+
+def plot_keep_ratio(folders: Sequence[Path], path: Path) -> Path | None:
+    """Keep-ratio during training (Gumbel selectors), one line per run, seeds of a configuration in
+    one colour; evidence selectors show their mixing of the evidence kinds instead."""
+    curves = {f: training_curves(f, ["keep_ratio", "evidence_same", "evidence_near", "evidence_dev"]) for f in folders}
+    keep = {f: c.dropna(subset=["keep_ratio"]) for f, c in curves.items() if c["keep_ratio"].notna().any()}
+    mix = {f: c.dropna(subset=["evidence_same"]) for f, c in curves.items() if c["evidence_same"].notna().any()}
+    if not keep and not mix:
+        return None
+    plt = _plt()
+    panels = [p for p in (("keep", keep), ("mix", mix)) if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (kind, runs) in zip(axes[0], panels):
+        names = list(dict.fromkeys(run_label(f)[0] for f in runs))
+        for f, c in runs.items():
+            name = run_label(f)[0]
+            colour = colours[names.index(name) % len(colours)]
+            label = name if f == next(g for g in runs if run_label(g)[0] == name) else None
+            if kind == "keep":
+                ax.plot(c["step"], c["keep_ratio"], color=colour, lw=1, alpha=0.8, label=label)
+            else:
+                for key, style in (("evidence_same", "-"), ("evidence_near", "--"), ("evidence_dev", ":")):
+                    ax.plot(c["step"], c[key], color=colour, ls=style, lw=1, alpha=0.8,
+                            label=f"{name}: {key.removeprefix('evidence_')}" if label else None)
+        ax.set_xlabel("training step", fontsize=8)
+        if kind == "keep":
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel("keep ratio (share of (cell, candidate) pairs kept)", fontsize=8)
+            ax.set_title("Gumbel keep ratio during training (0 = retrieval switched off)", fontsize=9)
+        else:
+            ax.set_ylabel("mean mixing coefficient a", fontsize=8)
+            ax.set_title("evidence kinds: same gene (-), nearest genes (--), deviations (:)", fontsize=9)
+        ax.legend(fontsize=6)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def mean_changes(folder: Path, pert_col: str = "gene", context_col: str = "cell_line",
                  control: str = "non-targeting") -> tuple[pd.DataFrame, pd.DataFrame]:
     """Predicted and real mean change from control per (perturbation, cell line) x gene."""
@@ -383,6 +436,9 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         paired = paired_comparison(compare[0], compare[1], folders)
         paired.to_csv(out / "paired.csv", index=False)
         figures.append(plot_paired_scatter(compare[0], compare[1], folders, out / "paired_scatter.png"))
+    curves = plot_keep_ratio(folders, out / "keep_ratio.png")
+    if curves:
+        figures.append(curves)
     for folder in _one_per_config(folders):
         fig = plot_retrieval(folder, out / f"retrieval_{folder.name}.png")
         if fig:

@@ -44,7 +44,7 @@ CHECKPOINT = "checkpoint.pt"
 #: what a run writes into its folder; a stopped run whose folder holds nothing else may restart
 RUN_FILES = frozenset({
     CONFIG, FINGERPRINT, FINISHED, CHECKPOINT, "checkpoint.tmp", "metrics.csv", "log.jsonl", "predictions.h5ad",
-    "real.h5ad", "retrieval.csv", "retrieval_summary.json", "retriever", "compare", "compare.csv",
+    "real.h5ad", "retrieval.csv", "retrieval_summary.json", "retriever", "compare", "compare.csv", "verdict.csv",
 })
 #: keys a resumed run may change: where and how fast it runs, not what it computes
 RESUME_MAY_CHANGE = ("device", "train.threads")

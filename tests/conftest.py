@@ -46,7 +46,7 @@ def _not_strict(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def one_thread():
-    """torch on one thread for the test (two threads on a shared 2-core machine are far slower)."""
+    """Tiny tensors: one torch thread is fastest and avoids oversubscribing shared CI cores."""
     import torch
 
     before = torch.get_num_threads()

@@ -125,15 +125,25 @@ def test_overwrite_never_clears_a_folder_that_holds_no_run(tmp_path):
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "\\begin{document}"
 
 
-def test_a_run_stopped_before_its_first_checkpoint_starts_again_cleanly(tmp_path):
+def test_a_run_stopped_before_its_first_checkpoint_starts_again_cleanly(tmp_path, monkeypatch):
+    from ptrag.core.engine import Trainer
+
     manager = build_manager(entry_points=False)
     cfg = small_config(tmp_path / "r", "train.steps=4", "train.val_every=4", "train.log_every=1")
+    fit = Trainer.fit
+
+    def killed(self, **kwargs):  # as if killed after the folder was written, before step 0's checkpoint
+        (self.run_dir / "log.jsonl").write_text('{"step": 99, "loss": 1.0}\n')
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "fit", killed)
     with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, manager, stop_at=1)  # no checkpoint yet, one log record
-    assert not (tmp_path / "r" / "checkpoint.pt").exists() and (tmp_path / "r" / "log.jsonl").is_file()
-    run_experiment(cfg, manager)
-    steps = [json.loads(line).get("step") for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
-    assert [s for s in steps if s is not None][:4] == [1, 2, 3, 4]  # no record of the stopped attempt
+        run_experiment(cfg, manager)
+    assert not (tmp_path / "r" / "checkpoint.pt").exists() and (tmp_path / "r" / "config.yaml").is_file()
+    monkeypatch.setattr(Trainer, "fit", fit)
+    run_experiment(cfg, manager)  # nothing to resume: it starts again, clearing its own files
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "log.jsonl").read_text().splitlines()]
+    assert 99 not in steps and steps[0] == 0 and max(steps) == 4
 
 
 def test_resume_refuses_other_settings_before_touching_anything(tmp_path):

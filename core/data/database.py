@@ -63,6 +63,24 @@ class ResponseDatabase:
     def entries_of(self, pert: str, context: str | None = None) -> list[int]:
         return [i for i in self._by_pert.get(pert, []) if context is None or self.contexts[i] == context]
 
+    def other_lines_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry (gene g, line c): the mean response of g's entries in the *other* lines [N,G]
+        (each line weighs the same; zeros where g has none) and whether there is any [N] bool.
+
+        ``response - other_lines_mean`` is the entry's line-specific deviation: how the gene's
+        response in this line departs from its response elsewhere (DESIGN.md section 6).
+        """
+        out = np.zeros_like(self.response)
+        has = np.zeros(len(self), dtype=bool)
+        for rows in self._by_pert.values():
+            if len(rows) < 2:
+                continue
+            total = self.response[rows].sum(axis=0)
+            for i in rows:
+                out[i] = (total - self.response[i]) / (len(rows) - 1)
+                has[i] = True
+        return out, has
+
     def exclusion_ids(self, pert: str, context: str, exclude_same_gene: bool) -> list[int]:
         """Entries a query (pert, context) must not retrieve: its own entry always, and the same
         gene's entries in other contexts when ``exclude_same_gene`` (the paper's setting)."""
