@@ -31,7 +31,7 @@ from .hookspecs import BuildContext
 from .losses import fit_pc_space, sample_blocks, uses_pc_space
 from .manager import PluginManager
 from .run_folder import (RunFolder, config_identity, config_text, content_fingerprint, fingerprint_summary,
-                         run_identity, write_csv, write_json)
+                         inspect_folder, run_identity, write_csv, write_json)
 
 
 @dataclass
@@ -244,7 +244,8 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
         if config.metrics:
             cfg = cfg.model_copy(update={"metrics": config.metrics})
         log(f"compare: {name}")
-        out.append(run_experiment(cfg, manager, log=log))
+        done = inspect_folder(cfg.output.dir, run_identity(cfg)).kind in ("finished", "checkpoint")
+        out.append(run_experiment(cfg, manager, log=log, resume=done))  # a resumed main run resumes these too
     rows = [{"preset": r.config.preset, "metric": m, "mean": agg["mean"], "ci95_lo": agg["ci95"][0],
              "ci95_hi": agg["ci95"][1], "direction": agg["direction"]}
             for r in [result, *out] for m, agg in r.summary.items()]

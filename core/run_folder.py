@@ -372,6 +372,9 @@ class RunFolder:
         resolved.pop("output", None)
         stored = stored_identity(path) or {}
         diffs = differences(resolved, identity["config"], ignore=RESUME_MAY_CHANGE)
+        if diffs and stored.get("config") and not differences(stored["config"], identity["config"],
+                                                               ignore=RESUME_MAY_CHANGE):
+            diffs = []  # asked exactly as the run was asked (config.yaml holds what the data resolved)
         if stored.get("inputs") is not None:
             diffs += _input_differences(stored["inputs"], identity.get("inputs") or {})
         if diffs:

@@ -161,6 +161,17 @@ def test_resume_refuses_other_settings_before_touching_anything(tmp_path):
     assert "resumed at step 2" in allowed.output and (run / "metrics.json").is_file()
 
 
+def test_resuming_a_run_resumes_its_comparator_runs(tmp_path):
+    run = tmp_path / "r"
+    args = ["run", "--preset", "neighbour-mean", *TINY, "--set", "retriever.k=500", "--set", "compare=[linear]",
+            "--out", run]
+    assert invoke(*args).exit_code == 0
+    (run / "metrics.json").unlink()  # as if killed while evaluating: its comparator had finished
+    result = invoke("run", "--resume", run)  # k was resolved to the database size in config.yaml
+    assert result.exit_code == 0, result.output
+    assert (run / "metrics.json").is_file() and (run / "compare" / "linear" / "metrics.json").is_file()
+
+
 def test_resume_refuses_changed_data(tmp_path):
     from ptrag.core.data.synth import synth_screen
 
