@@ -198,12 +198,14 @@ def _short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-def differences(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...] = ()) -> list[str]:
-    """``key: old -> new`` for every dotted key whose value differs (``ignore``d prefixes skipped)."""
+def differences(old: Mapping[str, Any], new: Mapping[str, Any], ignore: tuple[str, ...] = (),
+                new_keys_ok: bool = False) -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs (``ignore``d prefixes skipped;
+    with ``new_keys_ok``, keys the old mapping lacks, i.e. options added since, are not counted)."""
     a, b = _flatten(old), _flatten(new)
     out = []
     for key in list(dict.fromkeys([*a, *b])):
-        if any(key == p or key.startswith(p + ".") for p in ignore):
+        if any(key == p or key.startswith(p + ".") for p in ignore) or (new_keys_ok and key not in a):
             continue
         if a.get(key, "(unset)") != b.get(key, "(unset)"):
             out.append(f"{key}: {_short(a.get(key, '(unset)'))} -> {_short(b.get(key, '(unset)'))}")
@@ -371,9 +373,10 @@ class RunFolder:
             raise RunFolderError(f"--resume {path}: config.yaml is not valid YAML ({exc})") from None
         resolved.pop("output", None)
         stored = stored_identity(path) or {}
-        diffs = differences(resolved, identity["config"], ignore=RESUME_MAY_CHANGE)
+        # options added to ptrag since the run (absent from its config.yaml) take their defaults
+        diffs = differences(resolved, identity["config"], ignore=RESUME_MAY_CHANGE, new_keys_ok=True)
         if diffs and stored.get("config") and not differences(stored["config"], identity["config"],
-                                                               ignore=RESUME_MAY_CHANGE):
+                                                               ignore=RESUME_MAY_CHANGE, new_keys_ok=True):
             diffs = []  # asked exactly as the run was asked (config.yaml holds what the data resolved)
         if stored.get("inputs") is not None:
             diffs += _input_differences(stored["inputs"], identity.get("inputs") or {})

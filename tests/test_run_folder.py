@@ -172,6 +172,19 @@ def test_resuming_a_run_resumes_its_comparator_runs(tmp_path):
     assert (run / "metrics.json").is_file() and (run / "compare" / "linear" / "metrics.json").is_file()
 
 
+def test_resume_of_a_run_made_before_an_option_existed(tmp_path):
+    manager = build_manager(entry_points=False)
+    run = tmp_path / "r"
+    with pytest.raises(KeyboardInterrupt):
+        run_experiment(small_config(run, "train.steps=4", "train.val_every=2"), manager, stop_at=2)
+    old = yaml.safe_load((run / "config.yaml").read_text())
+    del old["data"]["max_dropped_test"]  # as written by a ptrag without that option
+    (run / "config.yaml").write_text(yaml.safe_dump(old))
+    (run / "fingerprint.json").unlink()  # nor fingerprints
+    result = invoke("run", "--resume", run)
+    assert result.exit_code == 0, result.output
+
+
 def test_resume_refuses_changed_data(tmp_path):
     from ptrag.core.data.synth import synth_screen
 
