@@ -103,7 +103,7 @@ class ValueCheck:
         self.nonfinite = 0
         self.bad_cells: list[str] = []
         self.negative = 0
-        self.non_integer = 0
+        self.non_integer = 0  # counted until the first block that has any
         self.vmin, self.vmax = float("inf"), float("-inf")
         self._zeros, self._values = 0, 0
         self._library: list[np.ndarray] = []
@@ -118,7 +118,8 @@ class ValueCheck:
             self.bad_cells.extend(map(str, np.asarray(cell_names)[bad_rows][:5]))
             block = np.where(finite, block, 0)
         self.negative += int((block < 0).sum())
-        self.non_integer += int(np.count_nonzero(block != np.round(block)))
+        if not self.non_integer:  # one block with non-integer values settles it: skip the rest
+            self.non_integer += int(np.count_nonzero(block != np.round(block)))
         self._library.append(block.sum(axis=1, dtype=np.float64))
         self.vmin = min(self.vmin, float(block.min()))
         self.vmax = max(self.vmax, float(block.max()))
