@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
@@ -118,13 +117,12 @@ def _child_load(path: str, mode: str) -> None:
 def _child_train(path: str, mode: str, steps: int, out: str) -> None:
     import torch  # noqa: F401
 
+    from ptrag.core.config import validate_components
     from ptrag.core.experiment import run_experiment
     from ptrag.core.manager import build_manager
 
     base = _rss()
     manager = build_manager(entry_points=False)
-    from ptrag.core.config import validate_components
-
     cfg = validate_components(_config(path, mode, [
         f"train.steps={steps}", f"train.val_every={steps}", "compare=[]", "data.test_fraction=0.05",
         "data.val_fraction=0.02", f"output.dir={out}"]), manager)
