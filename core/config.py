@@ -76,6 +76,11 @@ class DataConfig(_Strict):
     cell_set_len: int = Field(64, ge=1)
     gene_sets: Optional[str] = Field(None, description="GMT gene sets (complexes, pathways) for the retrieval "
                                      "co-annotation summary; `ptrag genes sets` writes one from GO")
+    dtype: Literal["float32", "float16"] = Field(
+        "float32", description="precision of the expression held in memory; float16 halves it (rows reach models "
+        "and metrics as float32; log1p values up to 10 round by at most 0.004)")
+    backed: bool = Field(False, description="keep the expression matrix in the .h5ad and read the rows each step "
+                         "needs (control cells stay in memory); needs data.path")
 
 
 class TrainConfig(_Strict):

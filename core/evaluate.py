@@ -64,7 +64,7 @@ def predict_groups(
         ).to(device)
         pred = generator(batch, None)[0].float().cpu().numpy()
         out.append(GroupPrediction(pert, context, pred, data.X[real_idx],
-                                   data.X[data.control_indices(context)], ctrl_idx))
+                                   data.control_cells(context), ctrl_idx))
     return out
 
 

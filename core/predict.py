@@ -69,7 +69,7 @@ def predict(
                 coefs = {k: v[0].float().cpu() for k, v in sel.evidence.items()}  # per set: equal in every chunk
                 n_cells += len(chunk)
             out.append(GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx],
-                                       data.X[data.control_indices(context)], ctrl_idx))
+                                       data.control_cells(context), ctrl_idx))
             scores, ids = neighbours.rows([(pert, context)])
             for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist())):
                 if i < 0:

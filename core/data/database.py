@@ -43,13 +43,12 @@ class ResponseDatabase:
     def from_data(
         cls, data: PerturbationData, groups: list[Group], embeddings: np.ndarray
     ) -> "ResponseDatabase":
-        control_mean = {c: data.X[data.control_indices(c)].mean(axis=0) for c in data.contexts
-                        if len(data.control_indices(c))}
+        control_mean = {c: data.control_mean(c) for c in data.contexts if len(data.control_indices(c))}
         batch_mean = _batch_control_means(data)
         rows = []
         for p, c in groups:
             idx = data.group_indices(p, c)
-            rows.append(data.X[idx].mean(axis=0) - _matched_mean(data, idx, c, control_mean, batch_mean))
+            rows.append(data.group_mean(p, c) - _matched_mean(data, idx, c, control_mean, batch_mean))
         response = np.stack(rows).astype(np.float32) if rows else np.zeros((0, data.n_features), np.float32)
         return cls(
             perts=[p for p, _ in groups],
@@ -95,7 +94,7 @@ def _batch_control_means(data: PerturbationData) -> dict[tuple[str, str], np.nda
         ctrl = data.control_indices(c)
         batches = data.batches_of(ctrl)
         for b in np.unique(batches):
-            out[(c, str(b))] = data.X[ctrl[batches == b]].mean(axis=0)
+            out[(c, str(b))] = data.control_mean(c, b)
     return out
 
 
