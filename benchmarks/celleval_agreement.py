@@ -145,7 +145,7 @@ def main() -> None:
                                     sets=[data, "compare=[]", f"metrics=[{', '.join(METRICS)}]",
                                           f"output.dir={run_dir}"])
             start = time.perf_counter()
-            result = run_experiment(config, manager)
+            result = run_experiment(config, manager, overwrite=True)  # a rerun with --out replaces its own runs
             seconds = time.perf_counter() - start
             converted = ptrag_the_cell_eval_way(run_dir)
             table = agreement(result.metrics, converted)

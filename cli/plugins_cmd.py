@@ -6,13 +6,12 @@ import json
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
 from ptrag.core.hookspecs import KINDS
 from ptrag.core.manager import build_manager
 
-from .common import console, fail, friendly_errors
+from .common import console, escape, fail, friendly_errors
 
 
 @friendly_errors
@@ -36,7 +35,7 @@ def plugins(
         components = [(k, n) for k, n in record.components if kind is None or k == kind]
         if kind is not None and not components and record.status not in ("failed", "absent"):
             continue
-        summaries = {(k, n): manager.get(k, n).summary for k, n in components}
+        summaries = {(k, n): manager.summary(k, n, record) for k, n in components}
         rows.append((record, components, summaries))
 
     if as_json:
@@ -55,11 +54,11 @@ def plugins(
     for record, components, _ in rows:
         kinds = sorted({k for k, _ in components}, key=KINDS.index)
         if not kinds:
-            table.add_row(record.name, record.version, "-", "-", _status(record.status))
+            table.add_row(escape(record.name), escape(record.version), "-", "-", _status(record.status))
         for i, k in enumerate(kinds):
-            names = ", ".join(n for kk, n in components if kk == k)
+            names = escape(", ".join(n for kk, n in components if kk == k))
             first = i == 0
-            table.add_row(record.name if first else "", record.version if first else "", k, names,
+            table.add_row(escape(record.name) if first else "", escape(record.version) if first else "", k, names,
                           _status(record.status) if first else "")
     if rows:
         out.print(table)
@@ -67,7 +66,8 @@ def plugins(
         out.print("No third-party plugins installed. Built-ins: ptrag plugins --all")
     failed = [r for r, _, _ in rows if r.status != "ok"]
     for record in failed:
-        out.print(f"{_status(record.status)}: {record.name} ({record.package} {record.version}): {escape(record.error)}")
+        out.print(f"{_status(record.status)}: {escape(record.name)} ({escape(record.package)} "
+                  f"{escape(record.version)}): {escape(record.error)}")
 
 
 def _status(status: str) -> str:

@@ -65,6 +65,8 @@ class DataConfig(_Strict):
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
     gene_embeddings: Optional[str] = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
+    max_dropped_test: float = Field(0.1, ge=0, le=1, description="largest share of the test groups that "
+                                    "missing_embedding=drop may remove before the run stops; 1 accepts any drop")
     split: Optional[str] = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
     split_dataset: Optional[str] = Field(None, description="dataset name in a split file naming several")
     holdout_context: Optional[str] = Field(None, description="cell line held out (random split)")

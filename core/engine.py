@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from torch import nn
 
 from .errors import ConfigError
 from .losses import PCSpace, set_distance, set_loss
+from .progress import LoopProgress
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -104,6 +103,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
 
 
+def load_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """``model.load_state_dict`` with one line instead of torch's traceback when they differ."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"{path}: the saved weights do not fit this model ({first}); use the run's own "
+                          "configuration (config.yaml) and ptrag version") from None
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -166,7 +175,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``checkpoint.pt``; log records past its step are dropped (they re-run)."""
         ck = load_checkpoint(self.checkpoint_path)
-        self.model.load_state_dict(ck["model"])
+        load_weights(self.model, ck["model"], self.checkpoint_path)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.step, self.best_val, self.best_step = ck["step"], ck["best_val"], ck["best_step"]
@@ -214,9 +223,7 @@ class Trainer:
         started = time.perf_counter()
         window_t, window_cells, stopped = time.perf_counter(), 0, False
         self.model.train()
-        progress = _progress(total, self.step)
-        with progress as bar:
-            task = bar.add_task("training", total=total, completed=self.step, info="") if bar else None
+        with LoopProgress("training", total, self.step, log=self.log) as progress:
             while self.step < total:
                 if self.on_epoch and self.epoch_steps and self.step % self.epoch_steps == 0 and self.step:
                     self.on_epoch()
@@ -242,10 +249,8 @@ class Trainer:
                               **{k: round(v, 4) for k, v in sel.stats.items()}}
                     self._record(record)
                     window_t, window_cells = now, 0
-                    if bar:
-                        keep = f" keep {sel.stats['keep_ratio']:.2f}" if "keep_ratio" in sel.stats else ""
-                        bar.update(task, completed=self.step,
-                                   info=f"loss {float(loss):.4g}{keep} {record['cells_per_s']:.0f} cells/s")
+                    progress.update(self.step, loss=record["loss"], keep=sel.stats.get("keep_ratio"),
+                                    cells_per_s=record["cells_per_s"])
                 if self.step % cfg.val_every == 0 or self.step == total:
                     stopped = self._validate_and_checkpoint()
                     if stopped:
@@ -273,13 +278,3 @@ class Trainer:
             self.log(f"early stop at step {self.step}: no validation improvement in {self.bad_vals} checks")
             return True
         return False
-
-
-def _progress(total: int, done: int):
-    """A rich progress bar on a terminal; a no-op context in CI / when piped."""
-    if not sys.stdout.isatty():
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)

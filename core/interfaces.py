@@ -76,6 +76,9 @@ class Retriever(abc.ABC):
     name: ClassVar[str] = ""
     #: True when results are exact and identical across calls (contract-tested).
     exact: ClassVar[bool] = True
+    #: False only when the retriever never reads gene embeddings; then a perturbation without
+    #: one is kept (zero vector) instead of dropped. Third-party retrievers: True (the safe side).
+    uses_gene_embeddings: ClassVar[bool] = True
 
     @staticmethod
     def similarity_features(x: np.ndarray) -> np.ndarray:
@@ -182,6 +185,9 @@ class Generator(nn.Module, abc.ABC):
     trainable: ClassVar[bool] = True
     #: whether this generator consumes a retrieved context (else the selector is skipped)
     uses_context: ClassVar[bool] = False
+    #: False when the generator never reads a perturbation's gene embedding (one-hot, baselines
+    #: that use observed responses only); may be set per instance from its parameters
+    uses_gene_embeddings: ClassVar[bool] = True
     #: whether forward() takes ``selection`` (a SelectorOutput: weights, evidence coefficients)
     uses_selection: ClassVar[bool] = False
 

@@ -2,7 +2,9 @@
 
 Built fresh on demand (:func:`build_manager`), never at import time. A plugin that fails to
 import is recorded and skipped so the rest keep working; ``PTRAG_STRICT_PLUGINS=1`` makes
-every such problem fatal. Two plugins offering the same (kind, name) is always an error.
+every such problem fatal. Two plugins offering the same (kind, name) is always an error, raised
+where that name is used (so ``ptrag plugins`` can still show both providers and every other
+component keeps working); in strict mode it is raised at once.
 An optional built-in (``extra:`` in registry.yaml) whose extra is not installed is listed as
 absent, with the pip command that adds it; that is not a problem, even in strict mode.
 """
@@ -44,7 +46,7 @@ class PluginRecord:
     package: str  # distribution that ships it
     version: str
     builtin: bool
-    status: str = "ok"  # ok | failed | warning | absent (an optional built-in whose extra is not installed)
+    status: str = "ok"  # ok | failed | warning | conflict | absent (an optional built-in whose extra is not installed)
     error: str = ""
     components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
 
@@ -70,11 +72,15 @@ class PluginManager:
     """All components available in this environment, by kind and name."""
 
     def __init__(self, pm: pluggy.PluginManager, records: list[PluginRecord],
-                 components: dict[str, dict[str, Provided]], absent: dict[tuple[str, str], str] | None = None):
+                 components: dict[str, dict[str, Provided]], absent: dict[tuple[str, str], str] | None = None,
+                 conflicts: dict[tuple[str, str], tuple[str, list[Provided]]] | None = None):
         self.pm = pm
         self.records = records
         self._components = components
         self._absent = absent or {}  # (kind, name) of an absent optional built-in -> how to get it
+        #: (kind, name) offered by two plugins -> (the error naming both, the later offers);
+        #: get() raises the error, so only what uses that name fails
+        self.conflicts = conflicts or {}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[kind])
@@ -85,6 +91,8 @@ class PluginManager:
     def get(self, kind: str, name: str) -> ComponentSpec:
         if kind not in KINDS:
             raise UnknownComponentError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if (kind, name) in self.conflicts:
+            raise PluginConflictError(self.conflicts[(kind, name)][0])
         try:
             return self._components[kind][name].spec
         except KeyError:
@@ -94,6 +102,12 @@ class PluginManager:
             raise UnknownComponentError(
                 f"unknown {kind} {name!r}; available {kind}s: {available}"
             ) from None
+
+    def summary(self, kind: str, name: str, record: PluginRecord) -> str:
+        """The one-line summary of ``record``'s component, also when another plugin clashes with it."""
+        offers = [self._components[kind][name]] if name in self._components[kind] else []
+        offers += self.conflicts.get((kind, name), ("", []))[1]
+        return next((p.spec.summary for p in offers if p.plugin is record), "")
 
     def provider(self, kind: str, name: str) -> PluginRecord:
         self.get(kind, name)
@@ -207,6 +221,7 @@ def build_manager(
 
     by_obj = {id(obj): record for record, obj in candidates if obj is not None}
     components: dict[str, dict[str, Provided]] = {kind: {} for kind in KINDS}
+    conflicts: dict[tuple[str, str], tuple[str, list[Provided]]] = {}
     for kind in KINDS:
         hook = getattr(pm.hook, HOOK_FOR_KIND[kind])
         for impl in reversed(hook.get_hookimpls()):  # registration order
@@ -224,10 +239,16 @@ def build_manager(
             for spec in specs:
                 if spec.name in components[kind]:
                     other = components[kind][spec.name].plugin
-                    raise PluginConflictError(
-                        f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
-                        "uninstall one of them or rename the component"
-                    )
+                    message = (f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
+                               "uninstall one of them or rename the component")
+                    if strict:
+                        raise PluginConflictError(message)
+                    conflicts.setdefault((kind, spec.name), (message, []))[1].append(Provided(spec, record))
+                    for who in (other, record):
+                        if who.status in ("ok", "warning"):
+                            who.status, who.error = "conflict", message
+                    record.components.append((kind, spec.name))
+                    continue
                 components[kind][spec.name] = Provided(spec, record)
                 record.components.append((kind, spec.name))
     # a plugin whose hook raised for one kind must not keep components of another kind
@@ -239,7 +260,7 @@ def build_manager(
     absent = {r.name: r.error for r in records if r.status == "absent"}
     hints = {(e.kind, e.name): absent[_builtin_name(e.plugin)] for e in registry.components
              if _builtin_name(e.plugin) in absent}
-    return PluginManager(pm, records, components, hints)
+    return PluginManager(pm, records, components, hints, conflicts)
 
 
 def _who(record: PluginRecord) -> str:

@@ -149,7 +149,8 @@ def _finish(X, obs, plan, features, cfg, source, check: ValueCheck, info, featur
     for line in notes:
         log.warning(line)
     info.update(plan.counts, value_min=check.vmin, value_max=check.vmax, zeros=check.zero_fraction,
-                memory=_memory_mode(X), held_bytes=int(X.nbytes))
+                memory=_memory_mode(X), held_bytes=int(X.nbytes),
+                expression_problem=check.expression_problem(), median_library_size=check.median_library_size)
     return PerturbationData(
         X=X, obs=obs, features=features, control_label=cfg.control_label, source=source,
         columns={PERT: cfg.pert_col, CONTEXT: cfg.context_col, BATCH: cfg.batch_col if BATCH in obs else None},

@@ -68,6 +68,7 @@ class SetTransformerGenerator(Generator):
         super().__init__()
         h, g = ctx.hidden_dim, ctx.n_genes
         self.params = params
+        self.uses_gene_embeddings = params.pert_encoding == "embedding"  # one-hot never reads them
         self.cell_encoder = mlp(g, h, h, params.dropout)
         if params.pert_encoding == "onehot":
             # one-hot times a linear layer == an embedding table; the last row is "unknown gene"
