@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ptrag.core.config import resolve_config
+from ptrag.core.distributed import broadcast, setup
 from ptrag.core.errors import ConfigError
 from ptrag.core.experiment import RunResult, new_run_dir, run_comparisons, run_experiment
 from ptrag.core.manager import build_manager
@@ -75,8 +76,9 @@ def run(
                                                f"selector={cfg.selector.name} generator={cfg.generator.name} "
                                                f"seed={cfg.seed}"))
     log = lambda message: con.print(f"  {message}", markup=False)
-    if not cfg.output.dir:  # fixed now so an interrupted run can name its folder
-        cfg.output.dir = str(new_run_dir(cfg))
+    dist = setup(cfg.device)  # under torchrun: join the process group
+    if not cfg.output.dir:  # fixed now so an interrupted run can name its folder (rank 0's name)
+        cfg.output.dir = broadcast(str(new_run_dir(cfg)), dist)
     try:
         result = run_experiment(cfg, manager, log=log, resume=resume is not None, overwrite=overwrite)
     except KeyboardInterrupt:
@@ -87,7 +89,8 @@ def run(
         con.print(comparison_table(result))
         for verdict in result.verdicts or []:
             con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
-    typer.echo(str(result.run_dir))
+    if dist.is_main:
+        typer.echo(str(result.run_dir))
 
 
 def comparison_table(result: RunResult) -> Table:

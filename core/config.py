@@ -104,6 +104,10 @@ class TrainConfig(_Strict):
     val_sets: int = Field(2, ge=1, description="cell sets drawn per validation group")
     eval_batch_size: int = Field(32, ge=1, description="cell sets per forward pass in validation/prediction")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default (all cores)")
+    compile: bool = Field(False, description="torch.compile the training step's model (pays on a GPU over long runs; "
+                          "compiling takes tens of seconds)")
+    find_unused_parameters: bool = Field(False, description="torchrun only: let DistributedDataParallel look for "
+                                         "parameters a step does not use (needed by models that skip some; slower)")
 
 
 class ModelConfig(_Strict):

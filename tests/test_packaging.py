@@ -42,3 +42,14 @@ def test_registry_ships_with_the_package():
     from ptrag.core.registry import REGISTRY_PATH
 
     assert REGISTRY_PATH.is_file()
+
+
+def test_python_dash_m_ptrag_is_the_ptrag_command():
+    """`python -m ptrag` (and so `torchrun -m ptrag run ...`) runs the CLI."""
+    import subprocess
+    import sys
+
+    from ptrag.core import __version__
+
+    done = subprocess.run([sys.executable, "-m", "ptrag", "--version"], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0 and done.stdout.strip() == f"ptrag {__version__}"
