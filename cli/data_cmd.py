@@ -30,7 +30,7 @@ def _cfg(path: Path | None, **fields) -> DataConfig:
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5ad file."),
     preset: str = typer.Option("demo", "--preset", help="tiny | demo | large."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generative model."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run)."),
 ) -> None:
     """Write the built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
     from ptrag.core.data.synth import synth_screen
@@ -39,7 +39,7 @@ def synth(
     adata = synth_screen(preset, seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     adata.write_h5ad(out)
-    console().print(f"{preset} screen (seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
+    console().print(f"built-in {preset} dataset (data seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
                     f"in {time.perf_counter() - started:.1f} s")
     typer.echo(str(out))

@@ -87,7 +87,7 @@ def run_experiment(
 
         torch.set_num_threads(config.train.threads)
 
-    data = load_screen(config.data, config.seed)
+    data = load_screen(config.data)
     split = load_split(config, data)
     log(f"data: {data.source}: {len(data.obs):,} cells, {data.n_features} features, "
         f"{len(data.groups)} perturbation groups; split: {split.description}")

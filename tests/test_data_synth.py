@@ -5,10 +5,11 @@ import time
 import numpy as np
 import pytest
 
-from ptrag.core.config import DataConfig
+from ptrag.core.config import DataConfig, resolve_config
 from ptrag.core.data.gene_modules import GENE_MODULES, NULL_GENES
-from ptrag.core.data.loading import adata_to_data
-from ptrag.core.data.synth import PRESETS, synth_screen
+from ptrag.core.data.loading import adata_to_data, load_screen
+from ptrag.core.data.synth import PRESETS, VERSION, synth_screen
+from ptrag.core.experiment import load_split
 
 
 @pytest.fixture(scope="module")
@@ -98,3 +99,16 @@ def test_ground_truth_effects_are_stored(tiny):
     truth = tiny.uns["ptrag_synth"]
     assert truth["effect"].shape == (len(truth["effect_groups"]), tiny.obsm["X_hvg"].shape[1])
     assert truth["preset"] == "tiny" and truth["seed"] == 0
+
+
+def test_built_in_data_follows_data_seed_not_the_run_seed():
+    one = resolve_config(None, preset="pert-mean", sets=["data.synth_preset=tiny", "seed=0"])
+    two = resolve_config(None, preset="pert-mean", sets=["data.synth_preset=tiny", "seed=1"])
+    a, b = load_screen(one.data), load_screen(two.data)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert a.truth["seed"] == b.truth["seed"] == 0 and a.truth["version"] == VERSION
+    # the run seed still draws the split: same held-out line, other perturbations
+    s1, s2 = load_split(one, a), load_split(two, b)
+    assert {c for _, c in s1.test} == {c for _, c in s2.test} and s1.test != s2.test
+    other = load_screen(DataConfig(synth_preset="tiny", seed=1))
+    assert other.truth["seed"] == 1 and (other.X.shape != a.X.shape or not np.array_equal(other.X, a.X))
