@@ -104,7 +104,7 @@ def inspect(
 def split(
     file: Path = typer.Argument(..., help="An .h5ad screen."),
     out: Path = typer.Option(..., "--out", "-o", help="Output split (.toml, STATE format)."),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="Cell line whose perturbations are held out; default: the one with most."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="Cell line whose perturbations are held out; default: the one with most perturbations (as in `ptrag run`)."),
     seed: int = typer.Option(0, "--seed"),
     test_fraction: float = typer.Option(0.3, "--test-fraction"),
     val_fraction: float = typer.Option(0.1, "--val-fraction"),
@@ -116,15 +116,14 @@ def split(
 ) -> None:
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
     from ptrag.core.data.loading import read_screen
-    from ptrag.core.data.split import random_fewshot_split, split_to_toml
+    from ptrag.core.data.split import resolve_split, split_to_toml
 
     if out.suffix.lower() != ".toml":
         raise ConfigError(f"-o {out}: write the split as .toml (STATE format)")
     cfg = _cfg(file, embed_key=embed_key, pert_col=pert_col, context_col=context_col, control_label=control_label,
-               test_fraction=test_fraction, val_fraction=val_fraction)
+               test_fraction=test_fraction, val_fraction=val_fraction, holdout_context=holdout)
     data = read_screen(file, cfg)
-    result = random_fewshot_split(data, seed=seed, holdout_context=holdout, test_fraction=test_fraction,
-                                  val_fraction=val_fraction)
+    result = resolve_split(cfg, data, seed)  # what `ptrag run --data FILE --seed SEED` splits
     name = dataset or file.stem.replace(".", "_")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(split_to_toml(result, name, str(file.resolve().parent)))
