@@ -29,7 +29,7 @@ def _cfg(path: Path | None, **fields) -> DataConfig:
 @friendly_errors
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5ad file."),
-    preset: str = typer.Option("demo", "--preset", help="tiny | demo | large."),
+    preset: str = typer.Option("demo", "--preset", help="tiny | demo | screen | large (docs/data.md)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run)."),
 ) -> None:
     """Write the built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""

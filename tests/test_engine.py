@@ -102,11 +102,13 @@ def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
 
 
 def test_training_lowers_the_validation_energy(tmp_path):
-    # zero-initialised decoder: training starts from "predict the controls", a fixed reference
-    result = run_experiment(config(tmp_path, "t", "train.steps=40", "train.val_every=20", "train.lr=0.003",
+    # zero-initialised decoder: training starts from "predict the controls", a fixed reference.
+    # On `tiny` (cell states, ~40% null knock-downs) 40 steps move the validation energy by less
+    # than its noise; by 160 steps a later validation beats the first (9 of 10 run seeds).
+    result = run_experiment(config(tmp_path, "t", "train.steps=160", "train.val_every=40", "train.lr=0.003",
                                    "generator.decoder_init=zero", preset="state"), build_manager(entry_points=False))
     history = [r["val_energy"] for r in load_checkpoint(result.run_dir / "checkpoint.pt")["history"]]
-    assert len(history) == 2 and history[1] < history[0]
+    assert len(history) == 4 and min(history[1:]) < history[0]
     assert result.training["best_val_energy"] == pytest.approx(min(history), rel=1e-5)
     assert result.retrieval is not None and result.retrieval.empty  # no retrieval in `state`
 
