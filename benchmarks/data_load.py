@@ -1,12 +1,21 @@
-"""Load time and peak memory of the data layer on the `large` built-in preset written to .h5ad.
+"""Load time and peak memory of each expression storage mode on a >= 600k-cell built-in screen.
 
-    python benchmarks/data_load.py [--preset large] [--seed 0] [--keep FILE]
+    python benchmarks/data_load.py [--cells 600000] [--preset large] [--seed 0]
+                                   [--modes float32,float16,backed] [--steps 30] [--keep FILE | --file FILE]
 
-The file is written by a child process; a second, fresh child process loads it with
-``read_screen`` and reports its peak RSS (``ru_maxrss``), so the figure is the loader's own.
-The peak for the real release (643k x 2,000 float32, 5.1 GB raw) is extrapolated from the
-measured bytes per matrix byte: the loader holds the matrix once, plus one row block and the
-labels, so its overhead over the raw matrix shrinks as the file grows.
+The file: copies of the built-in ``large`` preset (seeds seed, seed+1, ...) until ``--cells``,
+copy k's cell lines named ``<line>-k``, so each line is one coherent synthetic screen (columns of
+copy k are its own seed's read-out genes; the names in ``var`` are seed 0's). It is written as
+anndata writes a dense ``obsm``: one contiguous float32 dataset, filled block by block (the writer
+holds one preset copy, never the whole matrix). ``--cells 0`` writes one copy.
+
+Each figure comes from a fresh child process (``ru_maxrss``, so peaks are the process's own):
+- load: ``read_screen`` in each mode; its peak RSS over the float32 matrix; then the time to
+  draw 50 training batches (16 cell sets x 64 cells, perturbed + matched control cells);
+- train: a short ``state`` run on the file in each mode (``--steps`` steps, few-shot split with
+  5% of one line's genes held out, prediction and metrics on those, run folder written), and
+  its peak RSS over the float32 matrix: "training must not need more than ~1.5x the block".
+The file is deleted at the end unless ``--keep``; ``--file`` reuses one written before.
 """
 
 from __future__ import annotations
@@ -20,77 +29,168 @@ import tempfile
 import time
 from pathlib import Path
 
-REAL_CELLS, REAL_GENES = 643_000, 2_000
+MODES = {"float32": [], "float16": ["data.dtype=float16"], "backed": ["data.backed=true"]}
+BLOCK = 16384
+GiB = 2 ** 30
 
 
-def _child_write(preset: str, seed: int, path: str) -> None:
+def _rss() -> int:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def _child_write(preset: str, seed: int, cells: int, path: str) -> None:
+    """Copies of a preset, written block by block into one contiguous float32 obsm['X_hvg']."""
+    import anndata as ad
+    import h5py
+    import numpy as np
+    import pandas as pd
+
     from ptrag.core.data.synth import synth_screen
 
     t = time.perf_counter()
-    adata = synth_screen(preset, seed)
-    made = time.perf_counter() - t
-    adata.write_h5ad(path)
-    print(json.dumps({"cells": adata.n_obs, "genes": adata.obsm["X_hvg"].shape[1], "synth_s": made,
-                      "write_s": time.perf_counter() - t - made}))
+    raw = path + ".rows"  # the copies' rows, appended; the dataset's size is known only at the end
+    obs_parts, var, n, k = [], None, 0, 0
+    with open(raw, "wb") as fh:
+        while k == 0 or n < cells:
+            a = synth_screen(preset, seed + k)
+            obs = a.obs.copy()
+            if k:
+                obs["cell_line"] = [f"{c}-{k}" for c in obs["cell_line"].astype(str)]
+                obs["gem_group"] = [f"{g}-{k}" for g in obs["gem_group"].astype(str)]
+                obs.index = [f"{i}-{k}" for i in obs.index]
+            obs_parts.append(obs)
+            var = a.var if var is None else var
+            a.obsm["X_hvg"].tofile(fh)
+            n, k = n + a.n_obs, k + 1
+            del a
+    synth_s = time.perf_counter() - t
+    obs = pd.concat(obs_parts)
+    for col in obs:
+        obs[col] = pd.Categorical(obs[col].astype(str))
+    ad.AnnData(obs=obs, var=var).write_h5ad(path)
+    g = len(var)
+    with h5py.File(path, "a") as f, open(raw, "rb") as fh:
+        ds = f["obsm"].create_dataset("X_hvg", shape=(n, g), dtype="float32")  # contiguous, as anndata's
+        ds.attrs["encoding-type"], ds.attrs["encoding-version"] = "array", "0.2.0"
+        for start in range(0, n, BLOCK):
+            block = np.fromfile(fh, dtype=np.float32, count=min(BLOCK, n - start) * g).reshape(-1, g)
+            ds[start:start + len(block)] = block
+    os.remove(raw)
+    print(json.dumps({"cells": n, "genes": g, "copies": k, "synth_s": synth_s,
+                      "write_s": time.perf_counter() - t - synth_s, "peak_rss": _rss()}))
 
 
-def _child_read(path: str) -> None:
-    import resource
+def _config(path: str, mode: str, extra: list[str]):
+    from ptrag.core.config import resolve_config
 
-    import numpy as np  # noqa: F401  (imports count towards the baseline, not the load)
+    return resolve_config(None, preset="state", sets=[f"data.path={path}", *MODES[mode], *extra])
 
-    from ptrag.core.config import DataConfig
+
+def _child_load(path: str, mode: str) -> None:
+    import numpy as np
+    import torch  # noqa: F401  (imports count towards the baseline, not the load)
+
+    from ptrag.core.data.cellsets import CellSetSampler, Vocab
     from ptrag.core.data.loading import read_screen
 
-    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    base = _rss()
+    cfg = _config(path, mode, []).data
     t = time.perf_counter()
-    data = read_screen(path, DataConfig(path=path))
-    seconds = time.perf_counter() - t
+    data = read_screen(path, cfg)
     _ = data.groups  # group index built as training would
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"load_s": seconds, "peak_rss": peak, "baseline_rss": base, "matrix_bytes": data.X.nbytes,
-                      "cells": len(data.obs)}))
+    load_s = time.perf_counter() - t
+    peak = _rss()
+    emb = {p: np.zeros(8, np.float32) for p in data.perturbations}
+    sampler = CellSetSampler(data, data.groups, Vocab(data.perturbations, data.contexts, emb), cell_set_len=64)
+    rng = np.random.default_rng(0)
+    sampler.sample(16, rng)
+    t = time.perf_counter()
+    for _ in range(50):
+        sampler.sample(16, rng)
+    batch_ms = (time.perf_counter() - t) / 50 * 1e3
+    print(json.dumps({"load_s": load_s, "peak_rss": peak, "baseline_rss": base, "held_bytes": int(data.X.nbytes),
+                      "cells": len(data.obs), "genes": data.n_features, "batch_ms": batch_ms}))
+
+
+def _child_train(path: str, mode: str, steps: int, out: str) -> None:
+    import torch  # noqa: F401
+
+    from ptrag.core.config import validate_components
+    from ptrag.core.experiment import run_experiment
+    from ptrag.core.manager import build_manager
+
+    base = _rss()
+    manager = build_manager(entry_points=False)
+    cfg = validate_components(_config(path, mode, [
+        f"train.steps={steps}", f"train.val_every={steps}", "compare=[]", "data.test_fraction=0.05",
+        "data.val_fraction=0.02", f"output.dir={out}"]), manager)
+    marks = {}
+    t = time.perf_counter()
+    result = run_experiment(cfg, manager, log=lambda m: marks.setdefault(m.split(":")[0], time.perf_counter() - t))
+    print(json.dumps({"total_s": time.perf_counter() - t, "load_s": marks.get("data"),
+                      "train_s": result.training["seconds"], "test_groups": int(result.metrics.groupby(
+                          ["pert", "context"]).ngroups), "peak_rss": _rss(), "baseline_rss": base}))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cells", type=int, default=600_000, help="at least this many cells (0: one preset copy)")
     ap.add_argument("--preset", default="large")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--modes", default=",".join(MODES), help=f"comma-separated, of {', '.join(MODES)}")
+    ap.add_argument("--steps", type=int, default=30, help="training steps of the short run (0: no training run)")
     ap.add_argument("--keep", help="write the .h5ad here and keep it")
+    ap.add_argument("--file", help="use this file (written by --keep before) instead of writing one")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        if args.child[0] == "write":
-            _child_write(args.child[1], int(args.child[2]), args.child[3])
+        kind, *rest = args.child
+        if kind == "write":
+            _child_write(rest[0], int(rest[1]), int(rest[2]), rest[3])
+        elif kind == "load":
+            _child_load(rest[0], rest[1])
         else:
-            _child_read(args.child[1])
+            _child_train(rest[0], rest[1], int(rest[2]), rest[3])
         return
-    tmp = tempfile.TemporaryDirectory()
-    path = args.keep or os.path.join(tmp.name, f"{args.preset}.h5ad")
+    modes = [m for m in args.modes.split(",") if m]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown:
+        sys.exit(f"--modes: unknown {', '.join(unknown)}; choose from {', '.join(MODES)}")
+    tmp = tempfile.TemporaryDirectory(dir=os.environ.get("TMPDIR", "/tmp"))
 
     def run(*a: str) -> dict:
-        proc = subprocess.run([sys.executable, __file__, "--child", *a], capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, __file__, "--child", *map(str, a)], capture_output=True, text=True)
         if proc.returncode:
-            sys.exit(f"child {a[0]} failed:\n{proc.stderr[-2000:]}")
+            sys.exit(f"child {a[0]} failed:\n{proc.stderr[-3000:]}")
         return json.loads(proc.stdout.strip().splitlines()[-1])
 
-    w = run("write", args.preset, str(args.seed), path)
-    r = run("read", path)
-    size = Path(path).stat().st_size
-    load_overhead = r["peak_rss"] - r["baseline_rss"]
-    ratio = r["peak_rss"] / r["matrix_bytes"]
-    per_cell = (load_overhead - r["matrix_bytes"]) / r["cells"]  # labels, index, one block, amortised
-    real_matrix = REAL_CELLS * REAL_GENES * 4
-    real_peak = r["baseline_rss"] + real_matrix + per_cell * REAL_CELLS
-    print(f"preset {args.preset} (seed {args.seed}): {w['cells']:,} cells x {w['genes']:,} genes; "
-          f"synth {w['synth_s']:.1f} s, write {w['write_s']:.1f} s, file {size / 2**30:.2f} GiB")
-    print(f"load (read_screen, dense float32 obsm['X_hvg']): {r['load_s']:.1f} s")
-    print(f"matrix {r['matrix_bytes'] / 2**30:.2f} GiB; peak RSS {r['peak_rss'] / 2**30:.2f} GiB "
-          f"(process baseline {r['baseline_rss'] / 2**30:.2f} GiB); peak / matrix = {ratio:.2f}x (target <= 2.5x); "
-          f"loader's own (peak - baseline) / matrix = {load_overhead / r['matrix_bytes']:.2f}x")
-    print(f"extrapolated for {REAL_CELLS:,} x {REAL_GENES:,} float32 ({real_matrix / 1e9:.1f} GB raw): peak "
-          f"~{real_peak / 2**30:.2f} GiB = {real_peak / real_matrix:.2f}x the raw matrix "
-          f"(baseline + matrix + {per_cell:.0f} B/cell measured above; extrapolated, not measured)")
+    path = args.file or args.keep or os.path.join(tmp.name, "screen.h5ad")
+    if not args.file:
+        w = run("write", args.preset, args.seed, args.cells, path)
+        print(f"wrote {w['cells']:,} cells x {w['genes']:,} genes ({w['copies']} copies of preset {args.preset}, "
+              f"seeds {args.seed}..{args.seed + w['copies'] - 1}): synth {w['synth_s']:.0f} s, write "
+              f"{w['write_s']:.0f} s, writer peak RSS {w['peak_rss'] / GiB:.2f} GiB; "
+              f"file {Path(path).stat().st_size / GiB:.2f} GiB")
+    print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f} at start (shared: other "
+          f"processes run too); python {sys.version.split()[0]}")
+    rows = []
+    for mode in modes:
+        r = run("load", path, mode)
+        matrix = r["cells"] * r["genes"] * 4
+        rows.append((mode, r, matrix))
+        print(f"load {mode:8s}: {r['load_s']:6.1f} s; peak RSS {r['peak_rss'] / GiB:5.2f} GiB = "
+              f"{r['peak_rss'] / matrix:.2f}x the float32 matrix ({matrix / GiB:.2f} GiB; process baseline "
+              f"{r['baseline_rss'] / GiB:.2f} GiB); expression held {r['held_bytes'] / GiB:.2f} GiB; "
+              f"one batch of 16 x 64 cells {r['batch_ms']:.1f} ms")
+    if args.steps:
+        for mode, r, matrix in rows:
+            t = run("train", path, mode, args.steps, os.path.join(tmp.name, f"run-{mode}"))
+            print(f"train {mode:8s}: state, {args.steps} steps + prediction of {t['test_groups']} held-out groups: "
+                  f"{t['total_s']:.0f} s (data {t['load_s']:.0f} s, training {t['train_s']:.0f} s); peak RSS "
+                  f"{t['peak_rss'] / GiB:.2f} GiB = {t['peak_rss'] / matrix:.2f}x the float32 matrix, "
+                  f"{t['peak_rss'] / r['held_bytes']:.2f}x the expression held")
     tmp.cleanup()
 
 

@@ -11,21 +11,26 @@ from ptrag.core.ablate import load_grid, run_grid
 from ptrag.core.manager import build_manager
 from ptrag.core.report import rich_table
 
-from .common import console, friendly_errors
+from .common import console, escape, friendly_errors
 
 
 @friendly_errors
 def ablate(
     grid: Path = typer.Argument(..., help="Grid YAML: runs (presets / overrides), seeds, base (see docs/metrics.md)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Ablation folder; default: runs/ablate-<grid name>."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Rerun the runs whose folder holds another configuration (the grid changed); without it they are refused."),
 ) -> None:
-    """Run every (configuration, seed) of the grid into OUT/<name>-s<seed>; finished runs are
-    skipped, so re-running resumes. Writes OUT/comparison.csv and prints the table; the folder
-    path is printed last (feed it to `ptrag report`)."""
+    """Run every (configuration, seed) of the grid into OUT/<name>-s<seed>; finished runs of the
+    same configuration are skipped and killed ones resume from their checkpoint, so re-running
+    continues; a run whose configuration changed is refused (or rerun with --overwrite). Writes
+    OUT/comparison.csv and prints the table; the folder path is printed last (feed it to
+    `ptrag report`)."""
     spec = load_grid(grid)
     folder = out or Path("runs") / f"ablate-{grid.stem}"
     con = console()
-    con.print(f"[bold]ptrag ablate[/] {grid}: {len(spec.runs)} configuration(s) x {len(spec.seeds)} seed(s) -> {folder}")
-    table = run_grid(spec, folder, build_manager(), log=lambda message: con.print(f"  {message}", markup=False))
+    con.print(f"[bold]ptrag ablate[/] {escape(str(grid))}: {len(spec.runs)} configuration(s) x {len(spec.seeds)} "
+              f"seed(s) -> {escape(str(folder))}")
+    table = run_grid(spec, folder, build_manager(), log=lambda message: con.print(f"  {message}", markup=False),
+                     overwrite=overwrite)
     con.print(rich_table(table, title=f"ablation {grid.stem}"))
     typer.echo(str(folder))

@@ -7,9 +7,11 @@ import typer
 from ptrag.core import __version__
 
 from . import ablate_cmd, data_cmd, genes_cmd, plugins_cmd, predict_cmd, report_cmd, run_cmd
+from .common import OneLineErrors
 
 app = typer.Typer(
     name="ptrag",
+    cls=OneLineErrors,
     help="Predict single-cell perturbation responses with retrieval-augmented generation (PT-RAG).\n\n"
     "Quick start: `ptrag run` trains and evaluates the default preset on built-in data;"
     " `ptrag plugins --all` lists every retriever, selector, generator and metric.",

@@ -1,17 +1,33 @@
-"""Shared CLI plumbing: consoles and turning ptrag errors into one clear line."""
+"""Shared CLI plumbing: consoles and one error path that turns every user-facing problem into one
+line (``error: ...``) without a traceback.
+
+- ptrag's own errors (:class:`PtragError`: bad config, data, plugin, run folder) and filesystem
+  errors (a file where a folder should be, no permission) exit 1;
+- usage errors (an unknown option, a value out of range) exit 2 with click's message and a
+  pointer to ``--help`` (:class:`OneLineErrors`);
+- every message is escaped before rich renders it, so a path like ``screen[red].h5ad`` prints as
+  it is and ``[/]`` cannot crash the output.
+"""
 
 from __future__ import annotations
 
+import errno
 import functools
+import logging
+import os
 import sys
 from typing import Any, Callable, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape as _escape
+from typer.core import TyperGroup
 
 from ptrag.core.errors import PtragError
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: click's base exception, whichever click typer uses (recent typer vendors its own copy)
+ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
 def console() -> Console:
@@ -23,13 +39,56 @@ def error_console() -> Console:
     return Console(file=sys.stderr, soft_wrap=True, highlight=False)
 
 
+def escape(text: Any) -> str:
+    """User-supplied text (paths, names, messages) made safe inside rich markup."""
+    return _escape(str(text))
+
+
+def one_line(message: Any) -> str:
+    return " ".join(str(message).split())
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def check_device(device: str) -> str:
+    """``--device`` must name a device kind (torch would raise deep inside otherwise)."""
+    if device not in DEVICES:
+        raise typer.BadParameter(f"{device!r} is not one of {', '.join(DEVICES)}", param_hint="'--device'")
+    return device
+
+
 def fail(message: str, code: int = 1) -> "typer.Exit":
-    error_console().print(f"[bold red]error:[/] {message}", markup=True, highlight=False)
+    error_console().print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False)
     return typer.Exit(code)
 
 
+def os_error_message(exc: OSError) -> str:
+    """``PATH: what went wrong`` for a filesystem error (libraries such as h5py give no path:
+    then the system's words for the error number, else the library's own first line)."""
+    where = exc.filename if exc.filename is not None else ""
+    other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
+    if where:
+        return f"{where}{other}: {exc.strerror or type(exc).__name__}"
+    return os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else one_line(exc) or type(exc).__name__
+
+
+def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> Path:
+    """Write a user-named output file whole or not at all (temporary name, then rename), with a
+    filesystem failure as one line naming the option and the file."""
+    from ptrag.core.errors import DataError
+    from ptrag.core.run_folder import atomic_write
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return atomic_write(path, write)
+    except OSError as exc:
+        raise DataError(f"{flag} {path}: cannot write the file ({os_error_message(exc)})") from None
+
+
 def friendly_errors(func: F) -> F:
-    """A PtragError (bad config, data, plugin) exits 1 with its one-line message, no traceback."""
+    """A PtragError (bad config, data, plugin, run folder) or a filesystem error exits 1 with one
+    line, no traceback."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -37,5 +96,47 @@ def friendly_errors(func: F) -> F:
             return func(*args, **kwargs)
         except PtragError as exc:
             raise fail(str(exc)) from None
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # output piped into `head`: exit quietly, as click does
+                raise
+            raise fail(os_error_message(exc)) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+class _NoteHandler(logging.Handler):
+    """ptrag's logged notes (dropped groups, a missing batch column, split names the data lacks)
+    as ``note: ...`` lines on the current stderr, once each, escaped like everything else."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error_console().print(f"note: {one_line(record.getMessage())}", markup=False, highlight=False)
+
+
+def show_notes() -> None:
+    """Route the ``ptrag`` logger's warnings to :class:`_NoteHandler` (idempotent)."""
+    logger = logging.getLogger("ptrag")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.WARNING))  # a handler: Python's last resort stays silent
+
+
+class OneLineErrors(TyperGroup):
+    """The root command: usage errors (unknown option, bad value) as one line, exit 2."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        show_notes()
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except ClickException as exc:
+            if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: show its help as usual
+                return super().main(*args, standalone_mode=True, **kwargs)
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if ctx is not None else ""
+            error_console().print(f"[bold red]error:[/] {escape(one_line(exc.format_message()))}{escape(hint)}",
+                                  highlight=False)
+            sys.exit(exc.exit_code)
+        except typer.Abort:
+            error_console().print("[bold red]error:[/] aborted", highlight=False)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)

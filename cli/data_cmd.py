@@ -9,20 +9,25 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from pydantic import ValidationError
+
 from ptrag.core.config import DataConfig
 from ptrag.core.errors import ConfigError
 
-from .common import console, friendly_errors
+from .common import console, escape, friendly_errors, write_output
 
 app = typer.Typer(name="data", help="Make, inspect and split perturbation screens (.h5ad).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 def _cfg(path: Path | None, **fields) -> DataConfig:
+    """The options as a DataConfig; a bad value fails in one line naming its option."""
     try:
         return DataConfig(path=str(path) if path else None, **{k: v for k, v in fields.items() if v is not None})
-    except Exception as exc:  # pydantic: one line
-        raise ConfigError(str(exc).splitlines()[0]) from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "option"
+        raise ConfigError(f"{option}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 @app.command("synth")
@@ -37,9 +42,8 @@ def synth(
 
     started = time.perf_counter()
     adata = synth_screen(preset, seed)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    adata.write_h5ad(out)
-    console().print(f"built-in {preset} dataset (data seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
+    write_output(out, adata.write_h5ad)
+    console().print(f"built-in {escape(preset)} dataset (data seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
                     f"in {time.perf_counter() - started:.1f} s")
     typer.echo(str(out))
@@ -69,34 +73,36 @@ def inspect(
     seconds = time.perf_counter() - started
     info = data.info
     con = console()
-    con.print(f"[bold]{file}[/]  read in {seconds:.1f} s")
+    con.print(f"[bold]{escape(file)}[/]  read in {seconds:.1f} s")
     con.print(f"  cells {len(data.obs):,} (input {info['input_cells']:,}; dropped {info['dropped_cells']:,} cells in "
               f"{info['dropped_groups']} group(s) under {cfg.min_cells} cells)")
-    con.print(f"  genes {data.n_features:,} from {info['expression']} ({info['storage']}, {info['stored_dtype']}); "
-              f"var has {info['n_vars']:,}")
-    con.print(f"  values {info['value_min']:.3g} .. {info['value_max']:.3g}; zeros {100 * info['zeros']:.1f}%")
+    con.print(f"  genes {data.n_features:,} from {escape(info['expression'])} ({info['storage']}, "
+              f"{info['stored_dtype']}); var has {info['n_vars']:,}")
+    con.print(f"  values {info['value_min']:.3g} .. {info['value_max']:.3g}; zeros {100 * info['zeros']:.1f}%; "
+              f"median library size {info.get('median_library_size', float('nan')):,.4g}")
+    if info.get("expression_problem"):  # `ptrag run` and `ptrag predict` refuse such a matrix
+        con.print(f"  [yellow]warning:[/] {escape(info['expression_problem'])}", highlight=False)
     con.print(f"  perturbations {len(data.perturbations):,} genes, {len(data.groups):,} (gene, cell line) groups; "
-              f"control label {data.control_label!r}")
+              f"control label {escape(repr(data.control_label))}")
     table = Table(title="per cell line")
     for col in ("cell line", "cells", "controls", "perturbations", "batches", "median cells/group"):
         table.add_column(col, justify="left" if col == "cell line" else "right")
     for row in data.summary().itertuples(index=False):
         sizes = [data.n_cells_of(p, c) for p, c in data.groups if c == row.context]
         median = f"{sorted(sizes)[len(sizes) // 2]}" if sizes else "-"
-        table.add_row(row.context, f"{row.cells:,}", f"{row.controls:,}", f"{row.perturbations:,}",
+        table.add_row(escape(row.context), f"{row.cells:,}", f"{row.controls:,}", f"{row.perturbations:,}",
                       f"{row.batches}", median)
     con.print(table)
     emb = load_gene_embeddings(gene_embeddings, data.perturbations)
     have = sum(emb.has(p) for p in data.perturbations)
-    con.print(f"  gene embeddings: {emb.source} (dim {emb.dim}): {have}/{len(data.perturbations)} perturbed genes covered")
+    con.print(f"  gene embeddings: {escape(emb.source)} (dim {emb.dim}): {have}/{len(data.perturbations)} perturbed "
+              "genes covered")
     message = emb.coverage_message(data.perturbations, "drop")
     if message:
         con.print(f"  {message}", markup=False)
     if data.truth:
-        con.print(f"  built-in ground truth: preset {data.truth.get('preset')}, seed {data.truth.get('seed')}, "
+        con.print(f"  built-in ground truth: preset {escape(data.truth.get('preset'))}, seed {data.truth.get('seed')}, "
                   f"{len(data.truth.get('line_specific_modules', {}))} line-specific module(s)")
-    for note in data.notes:
-        con.print(f"  [yellow]note:[/] {note}", highlight=False)
 
 
 @app.command("split")
@@ -106,8 +112,8 @@ def split(
     out: Path = typer.Option(..., "--out", "-o", help="Output split (.toml, STATE format)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Cell line whose perturbations are held out; default: the one with most perturbations (as in `ptrag run`)."),
     seed: int = typer.Option(0, "--seed"),
-    test_fraction: float = typer.Option(0.3, "--test-fraction"),
-    val_fraction: float = typer.Option(0.1, "--val-fraction"),
+    test_fraction: float = typer.Option(0.3, "--test-fraction", help="Share of the held-out line's perturbations in test (0 < x < 1)."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the held-out line's perturbations in validation (0 <= x < 1)."),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name in the TOML; default: the file's stem."),
     embed_key: Optional[str] = typer.Option(None, "--embed-key"),
     pert_col: Optional[str] = typer.Option(None, "--pert-col"),
@@ -115,6 +121,7 @@ def split(
     control_label: Optional[str] = typer.Option(None, "--control-label"),
 ) -> None:
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
+    from ptrag.core.checks import warn_zero_shot
     from ptrag.core.data.loading import read_screen
     from ptrag.core.data.split import resolve_split, split_to_toml
 
@@ -125,7 +132,9 @@ def split(
     data = read_screen(file, cfg)
     result = resolve_split(cfg, data, seed)  # what `ptrag run --data FILE --seed SEED` splits
     name = dataset or file.stem.replace(".", "_")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(split_to_toml(result, name, str(file.resolve().parent)))
-    console().print(result.description)
+    text = split_to_toml(result, name, str(file.resolve().parent))
+    write_output(out, lambda tmp: tmp.write_text(text))
+    con = console()
+    con.print(result.description, markup=False)
+    warn_zero_shot(result, lambda message: con.print(message, markup=False))
     typer.echo(str(out))

@@ -75,16 +75,18 @@ def render(app: typer.Typer | None = None) -> str:
 
 
 def components_table() -> str:
-    """The README's table of built-in components, from the plugin manager (as `ptrag plugins --all`)."""
+    """The README's table of built-in components, from registry.yaml (tests/test_registry.py checks it
+    against the hooks), so optional built-ins are listed whether or not their extra is installed."""
     from ptrag.core.hookspecs import KINDS
-    from ptrag.core.manager import build_manager
+    from ptrag.core.registry import load_registry
 
-    manager = build_manager(entry_points=False)
+    entries = sorted(load_registry().components, key=lambda e: (KINDS.index(e.kind), e.name))
     rows = ["| kind | name | what it does |", "|---|---|---|"]
-    for kind in KINDS:
-        for provided in manager.provided(kind):
-            summary = provided.spec.summary.replace("|", "\\|")
-            rows.append(f"| {kind} | `{provided.spec.name}` | {summary} |")
+    for entry in entries:
+        summary = entry.summary.replace("|", "\\|")
+        if entry.extra:
+            summary += f' (extra: `ptrag[{entry.extra}]`)'
+        rows.append(f"| {entry.kind} | `{entry.name}` | {summary} |")
     return "\n".join(rows)
 
 

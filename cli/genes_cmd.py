@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ptrag.core.genes import DEFAULT_MODEL, build_gene_embeddings, locate_sources
 
-from .common import console, error_console, friendly_errors
+from .common import console, error_console, escape, friendly_errors
 
 app = typer.Typer(help="Gene-embedding tables (GenePT-style): build them offline from gene annotation.",
                   no_args_is_help=True)
@@ -71,7 +71,7 @@ def build(
     command = _command_line(out, types, model, orgdb, godb, from_dir, fetch, genes, batch_size, threads, dtype)
     err = error_console()
     sources = locate_sources(orgdb, godb, from_dir, fetch)
-    err.print(f"annotation: {sources.orgdb} + {sources.godb}", highlight=False)
+    err.print(f"annotation: {sources.orgdb} + {sources.godb}", highlight=False, markup=False)
     with Progress(TextColumn("embedding gene texts"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TimeRemainingColumn(), console=err, disable=not err.is_terminal, transient=False) as bar:
         task = {}
@@ -88,18 +88,19 @@ def build(
     sel = result.selection
     if sel.not_found:
         err.print(f"[yellow]warning:[/] {len(sel.not_found)} requested gene(s) not in the annotation, "
-                  f"left out: {', '.join(sel.not_found)}", highlight=False)
+                  f"left out: {escape(', '.join(sel.not_found))}", highlight=False)
     if sel.by_alias:
         err.print(f"{len(sel.by_alias)} gene(s) found by alias: "
-                  + ", ".join(f"{k} -> {v}" for k, v in sel.by_alias.items()), highlight=False)
+                  + ", ".join(f"{k} -> {v}" for k, v in sel.by_alias.items()), highlight=False, markup=False)
     if sel.duplicate_symbols:
         err.print(f"{len(sel.duplicate_symbols)} symbol(s) with several Entrez entries, one kept each "
-                  f"(protein-coding, then best annotated): {', '.join(sel.duplicate_symbols[:10])}", highlight=False)
+                  f"(protein-coding, then best annotated): {', '.join(sel.duplicate_symbols[:10])}", highlight=False,
+                  markup=False)
     stats = result.text_stats
     err.print(f"{result.genes} genes x {result.dim} dims; texts {stats['tokens_mean']} tokens on average "
               f"(max {stats['tokens_max']}); {stats['genes_without_go_terms']} without GO terms; "
               f"{result.seconds['total']:.1f} s (embedding {result.seconds['embed']:.1f} s)", highlight=False)
-    console().print(str(result.path), highlight=False, soft_wrap=True)
+    console().print(str(result.path), highlight=False, soft_wrap=True, markup=False)
 
 
 @app.command("sets")
@@ -127,10 +128,10 @@ def sets(
     result = go_gene_sets(sources, ontology, min_size=min_size, max_size=max_size, evidence=evidence)
     path = write_gmt(out, result.sets, result.terms)
     genes = len(set().union(*result.sets.values())) if result.sets else 0
-    err.print(f"{len(result.sets):,} GO {ontology.upper()} sets covering {genes:,} genes "
+    err.print(f"{len(result.sets):,} GO {escape(ontology.upper())} sets covering {genes:,} genes "
               f"({result.too_small:,} terms below {min_size} genes and {result.too_large:,} above {max_size} left out)",
               highlight=False)
-    console().print(str(path), highlight=False, soft_wrap=True)
+    console().print(str(path), highlight=False, soft_wrap=True, markup=False)
 
 
 def main() -> None:  # pragma: no cover - `python -m ptrag.cli.genes_cmd`

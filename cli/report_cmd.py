@@ -10,7 +10,7 @@ from rich.table import Table
 
 from ptrag.core.report import build_report, fmt, rich_table
 
-from .common import console, friendly_errors
+from .common import console, escape, friendly_errors
 
 
 @friendly_errors
@@ -31,21 +31,24 @@ def report(
     folder = out or Path(runs[0]) / "report"
     result = build_report(runs, folder, compare=pair, genes=[g for g in (genes or "").split(",") if g] or None)
     con = console()
-    con.print(rich_table(result["table"], title=f"ptrag report: {len(result['folders'])} run folder(s)"))
+    con.print(rich_table(result["table"], title=f"ptrag report: {len(result['folders'])} run folder(s)",
+                         best=result.get("comparable", True)))
     if result["paired"] is not None:
         con.print(paired_table(result["paired"], *pair))
-    con.print(f"figures: {', '.join(f.name for f in result['figures'])}")
+    for warning in result.get("warnings", []):
+        con.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
+    con.print(f"figures: {', '.join(f.name for f in result['figures'])}", markup=False)
     typer.echo(str(result["html"]))
 
 
 def paired_table(paired, a: str, b: str) -> Table:
-    table = Table(title=f"paired per perturbation: A = {a}, B = {b} (Wilcoxon signed-rank)")
+    table = Table(title=escape(f"paired per perturbation: A = {a}, B = {b} (Wilcoxon signed-rank)"))
     for col in ("metric", "better", "n", "mean A", "mean B", "mean A-B", "A wins", "p"):
         table.add_column(col, justify="left" if col in ("metric", "better") else "right")
     for _, r in paired.iterrows():
         win = r["win_rate_a"]
         style = "bold green" if win > 0.5 and r["wilcoxon_p"] < 0.05 else "bold red" if win < 0.5 and r["wilcoxon_p"] < 0.05 else ""
         wins = f"[{style}]{win:.0%}[/]" if style else f"{win:.0%}"
-        table.add_row(r["metric"], r["direction"], str(r["n"]), fmt(r["mean_a"]), fmt(r["mean_b"]),
+        table.add_row(escape(r["metric"]), r["direction"], str(r["n"]), fmt(r["mean_a"]), fmt(r["mean_b"]),
                       fmt(r["mean_diff"]), wins, fmt(r["wilcoxon_p"]))
     return table

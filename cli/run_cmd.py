@@ -14,29 +14,35 @@ from ptrag.core.errors import ConfigError
 from ptrag.core.experiment import RunResult, new_run_dir, run_comparisons, run_experiment
 from ptrag.core.manager import build_manager
 
-from .common import console, fail, friendly_errors
+from .common import check_device, console, escape, fail, friendly_errors
 
 
 @friendly_errors
 def run(
     config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment YAML."),
     preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset from registry.yaml (see `ptrag plugins --all`)."),
+    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Named training budget from registry.yaml: demo (2-core CPU) or paper (the authors' 50,000 steps of 64 x 64 sets, for a GPU)."),
     data: Optional[Path] = typer.Option(None, "--data", help="An .h5ad screen; default: the built-in dataset."),
     split: Optional[Path] = typer.Option(None, "--split", help="Split file (STATE TOML or YAML); default: random few-shot."),
     retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever name (stage 1)."),
     selector: Optional[str] = typer.Option(None, "--selector", help="Selector name (stage 2)."),
     generator: Optional[str] = typer.Option(None, "--generator", help="Generator name."),
     sets: list[str] = typer.Option([], "--set", help="Override any key: --set train.steps=200 (repeatable)."),
-    steps: Optional[int] = typer.Option(None, "--steps", help="Training steps (train.steps)."),
+    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Training steps (train.steps)."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split, sampling and model (the built-in data follows data.seed)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder from its checkpoint.pt (same result on CPU)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder from its checkpoint.pt (same result on CPU); overrides may change only device and train.threads."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run that --out holds (its files are deleted first); without it a folder holding another or a finished run is refused."),
 ) -> None:
     """Train and evaluate one experiment; write the run folder and print its path last.
 
-    With no arguments: the default preset on the built-in dataset. Precedence: preset < --config
-    YAML < --retriever/--selector/--generator < --steps/--seed/--device/--data/--split/--out < --set.
+    With no arguments: the default preset on the built-in dataset. Precedence: preset < --budget <
+    --config YAML < --retriever/--selector/--generator < --steps/--seed/--device/--data/--split/--out
+    < --set. With the preset's `compare:` runs, the last lines say whether each retrieval model beat
+    the best simple baseline (paired test over perturbations).
+    `--config RUN/config.yaml` reruns a run into a new folder; a run folder is never reused
+    silently (see --resume and --overwrite).
     """
     extra: dict = {}
     if data is not None:
@@ -48,57 +54,66 @@ def run(
     if seed is not None:
         extra["seed"] = seed
     if device is not None:
-        extra["device"] = device
+        extra["device"] = check_device(device)
     if out is not None:
         extra.setdefault("output", {})["dir"] = str(out)
     manager = build_manager()
     if resume is not None:
         if not (resume / "config.yaml").is_file():
-            raise ConfigError(f"{resume}: not a run folder (no config.yaml); give the folder `ptrag run` printed last")
+            raise ConfigError(f"--resume {resume}: not a run folder (no config.yaml); give the folder `ptrag run` "
+                              "printed last")
         config, extra = resume / "config.yaml", {**extra, "output": {"dir": str(resume)}}
     cfg = resolve_config(
-        config, preset=preset, components={"retriever": retriever, "selector": selector, "generator": generator},
+        config, preset=preset, budget=budget, components={"retriever": retriever, "selector": selector, "generator": generator},
         sets=sets, extra=extra, manager=manager,
     )
+    if config is not None and resume is None and out is None and cfg.output.dir and \
+            Path(cfg.output.dir).resolve() == config.resolve().parent:
+        cfg.output.dir = None  # a run's own config.yaml (older ones name their folder): rerun it elsewhere
     con = console()
-    con.print(f"[bold]ptrag run[/] preset={cfg.preset} retriever={cfg.retriever.name} "
-              f"selector={cfg.selector.name} generator={cfg.generator.name} seed={cfg.seed}")
+    con.print(f"[bold]ptrag run[/] " + escape(f"preset={cfg.preset} retriever={cfg.retriever.name} "
+                                               f"selector={cfg.selector.name} generator={cfg.generator.name} "
+                                               f"seed={cfg.seed}"))
     log = lambda message: con.print(f"  {message}", markup=False)
     if not cfg.output.dir:  # fixed now so an interrupted run can name its folder
         cfg.output.dir = str(new_run_dir(cfg))
     try:
-        result = run_experiment(cfg, manager, log=log, resume=resume is not None)
+        result = run_experiment(cfg, manager, log=log, resume=resume is not None, overwrite=overwrite)
     except KeyboardInterrupt:
         raise fail(f"interrupted; continue from the last checkpoint with: ptrag run --resume {cfg.output.dir}", 130) from None
     con.print(results_table(result))
     if cfg.compare:
         run_comparisons(result, manager, log=log)
         con.print(comparison_table(result))
+        for verdict in result.verdicts or []:
+            con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
     typer.echo(str(result.run_dir))
 
 
 def comparison_table(result: RunResult) -> Table:
     """Metric x preset means (this run first, then its `compare:` presets); CIs are in compare.csv."""
     runs = [result, *(result.comparisons or [])]
-    table = Table(title=f"{result.config.preset} vs {', '.join(result.config.compare)}: same split and seed "
-                        f"(mean over held-out perturbations; 95% CIs in compare.csv)")
+    table = Table(title=escape(f"{result.config.preset} vs {', '.join(result.config.compare)}: same split and seed "
+                               f"(mean over held-out perturbations; 95% CIs in compare.csv)"))
     table.add_column("metric")
     table.add_column("better")
     for run in runs:
-        table.add_column(run.config.preset or "custom", justify="right")
+        table.add_column(escape(run.config.preset or "custom"), justify="right")
     for name, agg in result.summary.items():
         means = [run.summary.get(name, {}).get("mean", float("nan")) for run in runs]
-        table.add_row(name, agg["direction"], *(_fmt(m) for m in means))
+        table.add_row(escape(name), agg["direction"], *(_fmt(m) for m in means))
     return table
 
 
 def results_table(result: RunResult) -> Table:
-    table = Table(title=f"{result.config.preset}: {result.metrics.drop_duplicates(['pert', 'context']).shape[0]} held-out perturbations")
+    table = Table(title=escape(f"{result.config.preset}: {result.metrics.drop_duplicates(['pert', 'context']).shape[0]} "
+                               "held-out perturbations"))
     for column in ("metric", "better", "mean", "95% CI", "median"):
         table.add_column(column, justify="left" if column in ("metric", "better") else "right")
     for name, agg in result.summary.items():
         lo, hi = agg["ci95"]
-        table.add_row(name, agg["direction"], _fmt(agg["mean"]), f"[{_fmt(lo)}, {_fmt(hi)}]", _fmt(agg["median"]))
+        table.add_row(escape(name), agg["direction"], _fmt(agg["mean"]), escape(f"[{_fmt(lo)}, {_fmt(hi)}]"),
+                      _fmt(agg["median"]))
     return table
 
 

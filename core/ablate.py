@@ -9,8 +9,12 @@ Grid YAML (documented in docs/metrics.md and docs/examples/ablation.yaml)::
       - {name: ptrag-hnsw, preset: ptrag, retriever: {name: hnsw, k: 32}}
       - {preset: state, set: ["train.steps=200"]}
 
-A run's folder is ``<out>/<name>-s<seed>``; a folder that already holds ``metrics.json`` is
-skipped, so an interrupted grid resumes where it stopped.
+A run's folder is ``<out>/<name>-s<seed>``. Before anything runs, every folder is checked
+against its resolved configuration (core/run_folder.py): a finished run of the same
+configuration and inputs is skipped, a killed one resumes from its checkpoint, and a folder
+holding a run of another configuration (the grid changed) is refused naming the differing keys,
+unless ``overwrite`` reruns it. So an interrupted grid resumes where it stopped and the table
+never shows old results under a new grid's names.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig, read_yaml, resolve_config
-from .errors import ConfigError
+from .errors import ConfigError, RunFolderError
+from .run_folder import inspect_folder, run_identity, write_csv, write_json
 
 RUN_KEYS = {"name", "preset", "set"}
 
@@ -119,28 +124,46 @@ def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridR
 
 def run_grid(grid: Grid, out: str | Path, manager: Any, *,
              log: Callable[[str], None] = lambda message: None,
-             runner: Callable[..., Any] | None = None) -> pd.DataFrame:
-    """Run every missing (run, seed); return and write the comparison table."""
+             runner: Callable[..., Any] | None = None, overwrite: bool = False) -> pd.DataFrame:
+    """Run every missing (run, seed), resume killed ones, skip finished ones of the same
+    configuration (see the module docstring); return and write the comparison table."""
     from .experiment import run_experiment
 
     runner = runner or run_experiment
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
     configs = grid_configs(grid, out, manager)
-    for i, (run, seed, cfg) in enumerate(configs, 1):
+    states = [inspect_folder(run_dir_for(out, run, seed), run_identity(cfg)) for run, seed, cfg in configs]
+    for (run, seed, _), state in zip(configs, states):  # refuse before running anything
         folder = run_dir_for(out, run, seed)
-        if (folder / "metrics.json").is_file():
-            log(f"[{i}/{len(configs)}] {folder.name}: done already, skipped")
+        if state.kind == "foreign":
+            raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
+                                 "move them or choose another --out")
+        if state.kind in ("different", "new-kind") and not overwrite:
+            changed = sum(s.kind in ("different", "new-kind") for s in states)
+            raise RunFolderError(f"{folder}: holds a run of another configuration ({'; '.join(state.differences[:3])}); "
+                                 f"the grid changed since it ran ({changed} run(s) differ): choose another --out, or "
+                                 "pass --overwrite to rerun the changed runs")
+    out.mkdir(parents=True, exist_ok=True)
+    for i, ((run, seed, cfg), state) in enumerate(zip(configs, states), 1):
+        folder = run_dir_for(out, run, seed)
+        if state.kind == "finished":
+            log(f"[{i}/{len(configs)}] {folder.name}: done already, skipped (same configuration and inputs)")
             continue
+        how = {"checkpoint": "resuming from its checkpoint", "different": "rerun: its configuration changed",
+               "stopped": "starting again (stopped before its first checkpoint)"}.get(state.kind, "")
         log(f"[{i}/{len(configs)}] {folder.name}: preset={cfg.preset} generator={cfg.generator.name} "
-            f"retriever={cfg.retriever.name} selector={cfg.selector.name}")
-        runner(cfg, manager, log=lambda message: log(f"    {message}"))
-    (out / "ablation.json").write_text(json.dumps({
+            f"retriever={cfg.retriever.name} selector={cfg.selector.name}" + (f"; {how}" if how else ""))
+        options = {"resume": True} if state.kind == "checkpoint" else \
+            {"overwrite": True} if state.kind in ("different", "new-kind") else {}
+        runner(cfg, manager, log=lambda message: log(f"    {message}"), **options)
+    write_json(out / "ablation.json", {
         "runs": [{"name": r.name, "folders": [run_dir_for(out, r, s).name for s in grid.seeds]} for r in grid.runs],
         "seeds": grid.seeds,
-    }, indent=2))
+    })
     table = comparison_table([run_dir_for(out, r, s) for r in grid.runs for s in grid.seeds])
-    table.to_csv(out / "comparison.csv", index=False)
+    write_csv(out / "comparison.csv", table)
     return table
 
 

@@ -1,8 +1,9 @@
 """Experiment configuration: pydantic models, YAML, presets and command-line overrides.
 
 Resolution order (later wins): built-in defaults, the preset (``--preset``, else the YAML's
-``preset:`` key, else registry.yaml's default), the YAML file, ``--retriever/--selector/
---generator`` flags, then ``--set dotted.key=value``. Every component's parameters are then
+``preset:`` key, else registry.yaml's default), the training budget (``--budget``, else the YAML's
+``budget:`` key, else the preset's), the YAML file, ``--retriever/--selector/--generator`` flags,
+then ``--set dotted.key=value``. Every component's parameters are then
 validated by that component's own pydantic model, so typos fail before any work starts.
 """
 
@@ -66,6 +67,8 @@ class DataConfig(_Strict):
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
     gene_embeddings: Optional[str] = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
+    max_dropped_test: float = Field(0.1, ge=0, le=1, description="largest share of the test groups that "
+                                    "missing_embedding=drop may remove before the run stops; 1 accepts any drop")
     split: Optional[str] = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
     split_dataset: Optional[str] = Field(None, description="dataset name in a split file naming several")
     holdout_context: Optional[str] = Field(None, description="cell line held out (random split)")
@@ -75,6 +78,11 @@ class DataConfig(_Strict):
     cell_set_len: int = Field(64, ge=1)
     gene_sets: Optional[str] = Field(None, description="GMT gene sets (complexes, pathways) for the retrieval "
                                      "co-annotation summary; `ptrag genes sets` writes one from GO")
+    dtype: Literal["float32", "float16"] = Field(
+        "float32", description="precision of the expression held in memory; float16 halves it (rows reach models "
+        "and metrics as float32; log1p values up to 10 round by at most 0.004)")
+    backed: bool = Field(False, description="keep the expression matrix in the .h5ad and read the rows each step "
+                         "needs (control cells stay in memory); needs data.path")
 
 
 class TrainConfig(_Strict):
@@ -84,9 +92,16 @@ class TrainConfig(_Strict):
     weight_decay: float = Field(1e-4, ge=0)
     warmup_steps: int = Field(50, ge=0)
     grad_clip: float = Field(1.0, ge=0)
+    optimizer: Literal["adamw", "adam"] = Field("adamw", description="adam: the authors' optimiser (no weight decay "
+                                                  "unless weight_decay > 0, coupled as in torch.optim.Adam)")
+    schedule: Literal["cosine", "constant"] = Field(
+        "cosine", description="learning rate after the linear warm-up: cosine decay to 0 at train.steps, or constant")
     val_every: int = Field(100, ge=1)
     patience: int = Field(0, ge=0, description="validations without improvement before stopping; 0 = never")
-    loss: Literal["energy", "mse", "energy+mse"] = "energy"
+    loss: Literal["energy", "mse", "energy+mse", "pc-energy", "pc-energy+mse"] = Field(
+        "energy", description="energy: Euclidean energy distance over all genes; pc-energy: mean over each "
+        "line's top 50 PCs (fitted on training cells) of the 1-D energy distance, as the evaluation scores; "
+        "+mse adds the squared error of the set means")
     log_every: int = Field(10, ge=1, description="steps between log.jsonl records / progress updates")
     val_sets: int = Field(2, ge=1, description="cell sets drawn per validation group")
     eval_batch_size: int = Field(32, ge=1, description="cell sets per forward pass in validation/prediction")
@@ -100,6 +115,8 @@ class ModelConfig(_Strict):
     context: Literal["embedding", "response", "both"] = Field(
         "embedding", description="candidate features: gene embedding (paper), observed response + cell line, or both")
     exclude_same_gene: bool = Field(True, description="never retrieve the query gene in any cell line (paper: true)")
+    nonnegative: bool = Field(True, description="floor predicted expression at 0 (log1p data cannot be negative); "
+                              "applies to every generator, so predictions need no clipping afterwards")
 
 
 class OutputConfig(_Strict):
@@ -109,6 +126,7 @@ class OutputConfig(_Strict):
 
 class ExperimentConfig(_Strict):
     preset: Optional[str] = None
+    budget: Optional[str] = Field(None, description="named training budget from registry.yaml (e.g. demo, paper)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
@@ -238,6 +256,7 @@ def resolve_config(
     config_path: str | Path | None = None,
     *,
     preset: str | None = None,
+    budget: str | None = None,
     components: dict[str, str | None] | None = None,
     sets: list[str] | tuple[str, ...] = (),
     extra: dict[str, Any] | None = None,
@@ -252,9 +271,15 @@ def resolve_config(
     registry = registry or load_registry()
     user = read_yaml(config_path) if config_path else {}
     preset_name = preset or user.get("preset") or registry.default_preset
-    raw = _merge({}, registry.preset(preset_name).config)
-    raw = _merge(raw, {k: v for k, v in user.items() if k != "preset"})
+    preset_config = dict(registry.preset(preset_name).config)
+    preset_budget = preset_config.pop("budget", None)
+    budget_name = budget or user.get("budget") or preset_budget
+    raw = _merge({}, preset_config)
+    if budget_name:
+        raw = _merge(raw, registry.budget(budget_name).config)
+    raw = _merge(raw, {k: v for k, v in user.items() if k not in ("preset", "budget")})
     raw["preset"] = preset_name
+    raw["budget"] = budget_name
     for section, name in (components or {}).items():
         if name:
             raw = _merge(raw, {section: {"name": name}})

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 import random
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +16,8 @@ import torch
 from torch import nn
 
 from .errors import ConfigError
-from .losses import energy_distance, set_loss
+from .losses import PCSpace, set_distance, set_loss
+from .progress import LoopProgress
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -53,14 +52,23 @@ def autocast(device: torch.device):
     return torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
-def lr_lambda(warmup: int, total: int):
-    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total``."""
+def lr_lambda(warmup: int, total: int, schedule: str = "cosine"):
+    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at ``total`` (or constant)."""
     def factor(step: int) -> float:
         if warmup and step < warmup:
             return (step + 1) / warmup
+        if schedule == "constant":
+            return 1.0
         span = max(total - warmup, 1)
         return 0.5 * (1 + math.cos(math.pi * min(step - warmup, span) / span))
     return factor
+
+
+def make_optimizer(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimizer:
+    """``train.optimizer``: AdamW (decoupled weight decay, our default) or the authors' Adam."""
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def rng_state(rng: np.random.Generator) -> dict[str, Any]:
@@ -95,6 +103,16 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read the checkpoint ({type(exc).__name__}: {exc})") from None
 
 
+def load_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
+    """``model.load_state_dict`` with one line instead of torch's traceback when they differ."""
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        first = " ".join(str(exc).split())[:300]
+        raise ConfigError(f"{path}: the saved weights do not fit this model ({first}); use the run's own "
+                          "configuration (config.yaml) and ptrag version") from None
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -108,9 +126,11 @@ class TrainResult:
 class Trainer:
     """One training loop for every trainable model.
 
-    AdamW, linear warmup + cosine LR, gradient clipping, validation (energy distance on fixed
-    cell sets of the validation groups) every ``val_every`` steps, best weights by validation
-    energy, early stop after ``patience`` validations without improvement. ``checkpoint.pt`` is
+    AdamW or Adam, linear warmup + cosine (or constant) LR, gradient clipping, validation (energy
+    distance on fixed cell sets of the validation groups) before training and every ``val_every``
+    steps, best weights by validation energy (the untrained start is a candidate, so a model built
+    to start at a strong baseline never ends worse than it on validation), early stop after
+    ``patience`` validations without improvement. ``checkpoint.pt`` is
     written at every validation and holds everything a resumed run needs to continue to the same
     result on CPU: model, optimiser, scheduler, step, best weights and all random states.
     """
@@ -119,15 +139,16 @@ class Trainer:
                  val_batches: list[Any], train_cfg: Any, loss: str, device: torch.device,
                  rng: np.random.Generator, run_dir: Path, meta: dict[str, Any] | None = None,
                  on_epoch: Callable[[], None] | None = None, epoch_steps: int = 0,
-                 log: Callable[[str], None] = lambda message: None):
+                 space: PCSpace | None = None, log: Callable[[str], None] = lambda message: None):
         self.model, self.sample, self.val_batches = model, sample, val_batches
+        self.space = space.to(device) if space is not None else None
         self.cfg, self.loss_name, self.device, self.rng = train_cfg, loss, device, rng
         self.run_dir, self.meta, self.log = Path(run_dir), meta or {}, log
         self.on_epoch, self.epoch_steps = on_epoch, epoch_steps
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=train_cfg.lr, weight_decay=train_cfg.weight_decay)
+        self.optimizer = make_optimizer(params, train_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer, lr_lambda(train_cfg.warmup_steps, train_cfg.steps))
+            self.optimizer, lr_lambda(train_cfg.warmup_steps, train_cfg.steps, train_cfg.schedule))
         self.step, self.best_val, self.best_step, self.bad_vals = 0, math.inf, 0, 0
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
@@ -154,7 +175,7 @@ class Trainer:
     def resume(self) -> None:
         """Continue from ``checkpoint.pt``; log records past its step are dropped (they re-run)."""
         ck = load_checkpoint(self.checkpoint_path)
-        self.model.load_state_dict(ck["model"])
+        load_weights(self.model, ck["model"], self.checkpoint_path)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.step, self.best_val, self.best_step = ck["step"], ck["best_val"], ck["best_step"]
@@ -170,16 +191,19 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean energy distance over the fixed validation cell sets (nan when there are none)."""
+        """Mean energy distance (in the loss's space: genes or PCs) over the fixed validation cell
+        sets (nan when there are none)."""
         if not self.val_batches:
             return math.nan
         self.model.eval()
         values = []
+        distance = "mse" if self.loss_name == "mse" else self.loss_name.removesuffix("+mse")
         for batch in self.val_batches:
             batch = batch.to(self.device)
             with autocast(self.device):
                 pred, _ = self.model(batch)
-            values.append(energy_distance(pred.float(), batch.target.float()).cpu())
+            values.append(set_distance(distance, pred.float(), batch.target.float(), self.space,
+                                       batch.context_index).cpu())
         self.model.train()
         return float(torch.cat(values).mean())
 
@@ -193,20 +217,20 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
+        elif self.step == 0 and not self.history:
+            self._validate_and_checkpoint()  # the untrained start: step 0 of the history
         cfg, total = self.cfg, self.cfg.steps
         started = time.perf_counter()
         window_t, window_cells, stopped = time.perf_counter(), 0, False
         self.model.train()
-        progress = _progress(total, self.step)
-        with progress as bar:
-            task = bar.add_task("training", total=total, completed=self.step, info="") if bar else None
+        with LoopProgress("training", total, self.step, log=self.log) as progress:
             while self.step < total:
                 if self.on_epoch and self.epoch_steps and self.step % self.epoch_steps == 0 and self.step:
                     self.on_epoch()
                 batch = self.sample(cfg.batch_size, self.rng).to(self.device)
                 with autocast(self.device):
                     pred, sel = self.model(batch)
-                loss = set_loss(self.loss_name, pred.float(), batch.target.float())
+                loss = set_loss(self.loss_name, pred.float(), batch.target.float(), self.space, batch.context_index)
                 total_loss = loss + sum(sel.aux_losses.values(), torch.zeros((), device=loss.device))
                 self.optimizer.zero_grad(set_to_none=True)
                 total_loss.backward()
@@ -225,10 +249,8 @@ class Trainer:
                               **{k: round(v, 4) for k, v in sel.stats.items()}}
                     self._record(record)
                     window_t, window_cells = now, 0
-                    if bar:
-                        keep = f" keep {sel.stats['keep_ratio']:.2f}" if "keep_ratio" in sel.stats else ""
-                        bar.update(task, completed=self.step,
-                                   info=f"loss {float(loss):.4g}{keep} {record['cells_per_s']:.0f} cells/s")
+                    progress.update(self.step, loss=record["loss"], keep=sel.stats.get("keep_ratio"),
+                                    cells_per_s=record["cells_per_s"])
                 if self.step % cfg.val_every == 0 or self.step == total:
                     stopped = self._validate_and_checkpoint()
                     if stopped:
@@ -256,13 +278,3 @@ class Trainer:
             self.log(f"early stop at step {self.step}: no validation improvement in {self.bad_vals} checks")
             return True
         return False
-
-
-def _progress(total: int, done: int):
-    """A rich progress bar on a terminal; a no-op context in CI / when piped."""
-    if not sys.stdout.isatty():
-        return contextlib.nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), transient=True)

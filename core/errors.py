@@ -23,3 +23,7 @@ class PluginConflictError(PluginError):
 
 class DataError(PtragError):
     """Input data (a file, a column, a gene) is missing or malformed."""
+
+
+class RunFolderError(PtragError):
+    """A run or output folder that cannot be used as asked (it holds another run, a file, ...)."""

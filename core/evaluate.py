@@ -64,7 +64,7 @@ def predict_groups(
         ).to(device)
         pred = generator(batch, None)[0].float().cpu().numpy()
         out.append(GroupPrediction(pert, context, pred, data.X[real_idx],
-                                   data.X[data.control_indices(context)], ctrl_idx))
+                                   data.control_cells(context), ctrl_idx))
     return out
 
 
@@ -133,7 +133,8 @@ def score(predictions: list[GroupPrediction], metrics: dict[str, Metric], *, n_p
         for context in dict.fromkeys(p.context for p in predictions):
             members = [i for i, p in enumerate(predictions) if p.context == context]
             mapped = [in_space(i, predictions[i], metric.space) for i in members]
-            values = metric.compute_set([m[0] for m in mapped], [m[1] for m in mapped], mapped[0][2])
+            names = {"groups": [(predictions[i].pert, context) for i in members]} if metric.wants_groups else {}
+            values = metric.compute_set([m[0] for m in mapped], [m[1] for m in mapped], mapped[0][2], **names)
             set_values.update({(name, i): float(v) for i, v in zip(members, values)})
 
     rows = []

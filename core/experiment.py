@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -12,20 +11,27 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
+from .checks import (apply_embedding_policy, check_request, data_drops, embedding_users, resolve_k,
+                     warn_untrained, warn_zero_shot)
 from .config import ExperimentConfig, component_params
 from .data.database import ResponseDatabase
 from .data.embeddings import GeneEmbeddings, random_embeddings
 from .data.gene_sets import load_gene_sets
 from .data.loading import load_screen
-from .data.split import Split, random_fewshot_split
+from .data.split import Split, resolve_split
+from .data.validation import require_expression
 from .data.cellsets import CellSetSampler, Vocab
 from .engine import Trainer, resolve_device, save_checkpoint, seed_everything
 from .errors import ConfigError, DataError
 from .evaluate import aggregate, score
 from .model import NeighbourTable, PtragModel
 from .predict import predict
+from .verdict import retrieval_verdicts
 from .hookspecs import BuildContext
+from .losses import fit_pc_space, sample_blocks, uses_pc_space
 from .manager import PluginManager
+from .run_folder import (RunFolder, config_identity, config_text, content_fingerprint, fingerprint_summary,
+                         inspect_folder, run_identity, write_csv, write_json)
 
 
 @dataclass
@@ -37,6 +43,7 @@ class RunResult:
     retrieval: pd.DataFrame | None = None  # retrieval trace of the test groups (core/predict.py)
     training: dict[str, Any] | None = None  # steps, best step, best validation energy, seconds
     comparisons: list["RunResult"] | None = None  # runs of the `compare:` presets, same split/seed
+    verdicts: list[Any] | None = None  # retrieval runs vs the best baseline (core/verdict.py)
 
 
 def new_run_dir(config: ExperimentConfig) -> Path:
@@ -48,18 +55,6 @@ def new_run_dir(config: ExperimentConfig) -> Path:
     while path.exists():
         path, i = Path(f"{base}-{i}"), i + 1
     return path
-
-
-def load_split(config: ExperimentConfig, data) -> Split:
-    """The split file (or a random few-shot split); with missing_embedding=drop, groups whose gene
-    has no embedding are removed here and reported in ``split.notes``."""
-    from .data.split import resolve_split
-
-    split = resolve_split(config.data, data, config.seed)
-    if config.data.missing_embedding == "drop":
-        table = load_embeddings(config, data.perturbations)
-        split = split.without_perts({p for p in data.perturbations if not table.has(p)}, "without a gene embedding")
-    return split
 
 
 def load_embeddings(config: ExperimentConfig, perts: list[str]) -> GeneEmbeddings:
@@ -76,10 +71,14 @@ def run_experiment(
     log: Callable[[str], None] = lambda message: None,
     resume: bool = False,
     stop_at: int | None = None,
+    overwrite: bool = False,
 ) -> RunResult:
     """Train (if the generator is trainable) and evaluate one config; ``resume`` continues the
-    run folder's ``checkpoint.pt``; ``stop_at`` interrupts training after that step (tests)."""
+    run folder's ``checkpoint.pt``; ``overwrite`` replaces the run the folder holds (the folder
+    rules: core/run_folder.py); ``stop_at`` interrupts training after that step (tests)."""
     started = time.perf_counter()
+    check_request(config)
+    folder = RunFolder.claim(new_run_dir(config), run_identity(config), resume=resume, overwrite=overwrite)
     rng = seed_everything(config.seed)
     device = resolve_device(config.device)
     if config.train.threads:  # one thread is far faster than two on an oversubscribed CPU
@@ -88,26 +87,11 @@ def run_experiment(
         torch.set_num_threads(config.train.threads)
 
     data = load_screen(config.data)
-    split = load_split(config, data)
-    log(f"data: {data.source}: {len(data.obs):,} cells, {data.n_features} features, "
-        f"{len(data.groups)} perturbation groups; split: {split.description}")
-    gene_sets = load_gene_sets(config.data.gene_sets, data.perturbations, log)
-    if not split.train or not split.test:
-        raise DataError(f"{data.source}: the split leaves no training or no test groups")
-
+    require_expression(data)  # raw counts, constant matrices: before any training
+    split = resolve_split(config.data, data, config.seed)
     perts = data.perturbations
     table = load_embeddings(config, perts)
-    matrix, missing = table.lookup(perts, config.data.missing_embedding)
-    if missing:
-        log(f"gene embeddings: {len(missing)} perturbed gene(s) without an embedding "
-            f"({', '.join(missing[:5])}); policy {config.data.missing_embedding}")
-    pert_embedding = dict(zip(perts, matrix))
-    database = ResponseDatabase.from_data(data, split.train, np.stack([pert_embedding[p] for p, _ in split.train]))
-
     contexts = data.contexts
-    run_dir = new_run_dir(config)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(config.dump_yaml())  # first, so --resume finds it
     batches = sorted(data.obs["batch"].astype(str).unique()) if "batch" in data.obs else []
     ctx = BuildContext(
         n_genes=data.n_features, embed_dim=table.dim, hidden_dim=config.model.hidden_dim,
@@ -117,13 +101,28 @@ def run_experiment(
     )
     build = lambda kind, choice: manager.get(kind, choice.name).build(component_params(choice, kind, manager), ctx)
     retriever = build("retriever", config.retriever)
-    retriever.build(database.embeddings, database.meta)
     selector = build("selector", config.selector)
     generator = build("generator", config.generator)
     metrics = {choice.name: build("metric", choice) for choice in config.metrics}
+    split, pert_embedding = apply_embedding_policy(
+        split, table, perts, policy=config.data.missing_embedding, max_dropped_test=config.data.max_dropped_test,
+        users=embedding_users(retriever, generator), log=log)
+    log(f"data: {data.source}: {len(data.obs):,} cells, {data.n_features} features, "
+        f"{len(data.groups)} perturbation groups; split: {split.summary()}")
+    gene_sets = load_gene_sets(config.data.gene_sets, data.perturbations, log)
+    if not split.train or not split.test:
+        raise DataError(f"{data.source}: the split leaves no {'training' if not split.train else 'test'} groups "
+                        f"({split.summary()})")
+    warn_zero_shot(split, log)
+    database = ResponseDatabase.from_data(data, split.train, np.stack([pert_embedding[p] for p, _ in split.train]))
+    config = resolve_k(config, len(database), log)
+    content = content_fingerprint(data, split, pert_embedding)
+    run_dir = folder.begin(content, config_text(config), resolved=config_identity(config))
+    retriever.build(database.embeddings, database.meta)
     generator.fit(database)
     model = PtragModel(generator, selector, database, hidden_dim=config.model.hidden_dim,
-                       context=config.model.context, context_names=contexts).to(device)
+                       context=config.model.context, context_names=contexts, nonnegative=config.model.nonnegative).to(device)
+    warn_untrained(config, model.trainable, log)
 
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(retriever, database, pert_embedding, k, config.model.exclude_same_gene)
@@ -135,15 +134,15 @@ def run_experiment(
     if model.trainable:
         training = train_model(config, model, sampler, neighbours, split, rng, device, run_dir, meta,
                                log=log, resume=resume, stop_at=stop_at)
-    else:
+    if not (run_dir / "checkpoint.pt").is_file():  # baselines, and train.steps=0: predict needs one
         save_checkpoint(run_dir / "checkpoint.pt", {"model": model.state_dict(), "best_model": None, "step": 0,
                                                     "meta": meta})
     predictions, trace = predict(model, sampler, split.test, neighbours,
-                                 rng=np.random.default_rng([config.seed, 2]), device=device)
+                                 rng=np.random.default_rng([config.seed, 2]), device=device, log=log)
     long = score(predictions, metrics)
     summary = aggregate(long, metrics, seed=config.seed)
 
-    long.to_csv(run_dir / "metrics.csv", index=False)
+    write_csv(run_dir / "metrics.csv", long)
     retriever.save(run_dir / "retriever")
     info = {
         "ptrag_version": _version(),
@@ -151,8 +150,10 @@ def run_experiment(
         "seconds": round(time.perf_counter() - started, 3),
         "device": str(device),
         "data": data.source,
-        "split": split.description,
+        "split": split.summary(),
         "n_test_groups": len(split.test),
+        "dropped": data_drops(data) + split.drops,  # every group left out, and why
+        "fingerprint": fingerprint_summary(folder, content, config.seed),
         "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
         "training": training,
     }
@@ -170,7 +171,7 @@ def run_experiment(
             log(f"warning: the {config.selector.name} selector kept none of the retrieved candidates for any "
                 "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "
                 "docs/model.md: the sparsity penalty can switch retrieval off)")
-    (run_dir / "metrics.json").write_text(json.dumps({"run": info, "metrics": summary}, indent=2))
+    write_json(run_dir / "metrics.json", {"run": info, "metrics": summary})  # last: marks the run finished
     return RunResult(run_dir, config, long, summary, retrieval=trace, training=training)
 
 
@@ -202,11 +203,15 @@ def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSam
     val_batches = [neighbours.attach(sampler.make_batch(val_groups[i:i + size], val_rng))
                    for i in range(0, len(val_groups), size)]
     exact = getattr(neighbours.retriever, "exact", True)
+    space = None
+    if uses_pc_space(config.train.loss):  # each line's principal axes, from its training cells only
+        blocks = sample_blocks(sampler.data, split.train, sampler.vocab.contexts, np.random.default_rng([config.seed, 3]))
+        space = fit_pc_space(blocks)
     trainer = Trainer(
         model, sample=lambda n, r: neighbours.attach(sampler.sample(n, r)), val_batches=val_batches,
         train_cfg=config.train, loss=config.train.loss, device=device, rng=rng, run_dir=run_dir, meta=meta,
         on_epoch=None if exact else neighbours.refresh,
-        epoch_steps=max(1, len(split.train) // config.train.batch_size), log=log,
+        epoch_steps=max(1, len(split.train) // config.train.batch_size), space=space, log=log,
     )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
     log(f"training {config.generator.name} + {config.selector.name} ({n_params:,} parameters) for "
@@ -214,33 +219,42 @@ def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSam
     result = trainer.fit(resume=resume, stop_at=stop_at)
     log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
         f"{result.best_val:.4g} at step {result.best_step}")
+    start = result.history[0]["val_energy"] if result.history and result.history[0]["step"] == 0 else None
     return {"steps": result.steps, "best_step": result.best_step,
             "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
+            "start_val_energy": start,
             "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early}
 
 
 def run_comparisons(result: RunResult, manager: PluginManager, *,
                     log: Callable[[str], None] = lambda message: None) -> list[RunResult]:
     """Run each ``compare:`` preset on the main run's data, split, seed, device and training
-    budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)."""
+    budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)
+    and ``<run>/verdict.csv`` (each trained retrieval run vs the best baseline, paired tests)."""
     from .config import resolve_config
 
     config = result.config
     out = []
     for name in config.compare:
+        # the same budget, but each preset keeps its own loss (part of a model's design)
         extra = {"seed": config.seed, "device": config.device, "data": config.data.model_dump(mode="json"),
-                 "train": config.train.model_dump(mode="json"), "compare": [],
+                 "train": config.train.model_dump(mode="json", exclude={"loss"}), "compare": [],
                  "output": {"dir": str(result.run_dir / "compare" / name)}}
-        cfg = resolve_config(None, preset=name, extra=extra, manager=manager)
+        cfg = resolve_config(None, preset=name, budget=config.budget, extra=extra, manager=manager)
         if config.metrics:
             cfg = cfg.model_copy(update={"metrics": config.metrics})
         log(f"compare: {name}")
-        out.append(run_experiment(cfg, manager, log=log))
+        done = inspect_folder(cfg.output.dir, run_identity(cfg)).kind in ("finished", "checkpoint")
+        out.append(run_experiment(cfg, manager, log=log, resume=done))  # a resumed main run resumes these too
     rows = [{"preset": r.config.preset, "metric": m, "mean": agg["mean"], "ci95_lo": agg["ci95"][0],
              "ci95_hi": agg["ci95"][1], "direction": agg["direction"]}
             for r in [result, *out] for m, agg in r.summary.items()]
-    pd.DataFrame(rows).to_csv(result.run_dir / "compare.csv", index=False)
+    write_csv(result.run_dir / "compare.csv", pd.DataFrame(rows))
     result.comparisons = out
+    result.verdicts = retrieval_verdicts([result, *out])
+    tests = [v.tests.assign(run=v.run, beat=v.beat) for v in result.verdicts]
+    if tests:
+        write_csv(result.run_dir / "verdict.csv", pd.concat(tests))
     return out
 
 

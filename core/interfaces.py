@@ -76,6 +76,9 @@ class Retriever(abc.ABC):
     name: ClassVar[str] = ""
     #: True when results are exact and identical across calls (contract-tested).
     exact: ClassVar[bool] = True
+    #: False only when the retriever never reads gene embeddings; then a perturbation without
+    #: one is kept (zero vector) instead of dropped. Third-party retrievers: True (the safe side).
+    uses_gene_embeddings: ClassVar[bool] = True
 
     @staticmethod
     def similarity_features(x: np.ndarray) -> np.ndarray:
@@ -117,6 +120,21 @@ class Retriever(abc.ABC):
 
 
 @dataclass
+class CandidateRelations:
+    """How each retrieved candidate relates to its query, for selectors that weigh evidence by kind.
+
+    Computed by the model from the retrieval database; a selector asks for it by setting
+    ``uses_relations = True`` and accepting a ``relations`` keyword.
+    """
+
+    same_gene: torch.Tensor  # [B,K] bool: the candidate is the query's own gene (in another cell line)
+    same_context: torch.Tensor  # [B,K] bool: the candidate comes from the query's cell line
+    has_deviation: torch.Tensor  # [B,K] bool: the candidate's gene is also measured in another line
+    query_context: torch.Tensor  # [B] long: the query's cell-line index
+    candidate_context: torch.Tensor  # [B,K] long: each candidate's cell-line index (n_contexts = unknown)
+
+
+@dataclass
 class SelectorOutput:
     """What a selector hands the generator."""
 
@@ -124,16 +142,22 @@ class SelectorOutput:
     weights: torch.Tensor | None  # [B,S,K] keep-weights (hard 0/1 for gumbel) or attention
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)  # already weighted
     stats: dict[str, float] = field(default_factory=dict)  # e.g. keep_ratio, for logging
+    #: coefficients [B,S,K] of the candidates' observed responses ("response") and line-specific
+    #: deviations ("deviation") in the predicted mean shift, for generators built on evidence
+    evidence: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 class Selector(nn.Module, abc.ABC):
     """Stage 2: scores candidates from (cell state, query, candidate) and aggregates them.
 
     forward(cell_state [B,S,H], query [B,H], candidates [B,K,H], scores [B,K] | None,
-    mask [B,K] bool | None) -> SelectorOutput.
+    mask [B,K] bool | None) -> SelectorOutput. A selector with ``uses_relations = True`` also
+    receives ``relations=CandidateRelations``.
     """
 
     name: ClassVar[str] = ""
+    #: whether forward() takes ``relations`` (same gene / same line / deviation available)
+    uses_relations: ClassVar[bool] = False
 
     @abc.abstractmethod
     def forward(
@@ -153,13 +177,19 @@ class Generator(nn.Module, abc.ABC):
     """Control cell set + perturbation (+ retrieved context) -> predicted perturbed cell set.
 
     forward(batch: CellSetBatch, context [B,S,H] | None) -> predicted cells [B,S,G].
-    Baselines set ``trainable = False`` and learn what they need in :meth:`fit`.
+    Baselines set ``trainable = False`` and learn what they need in :meth:`fit`. A generator with
+    ``uses_selection = True`` also receives the selector's whole output as ``selection=``.
     """
 
     name: ClassVar[str] = ""
     trainable: ClassVar[bool] = True
     #: whether this generator consumes a retrieved context (else the selector is skipped)
     uses_context: ClassVar[bool] = False
+    #: False when the generator never reads a perturbation's gene embedding (one-hot, baselines
+    #: that use observed responses only); may be set per instance from its parameters
+    uses_gene_embeddings: ClassVar[bool] = True
+    #: whether forward() takes ``selection`` (a SelectorOutput: weights, evidence coefficients)
+    uses_selection: ClassVar[bool] = False
 
     def fit(self, database: Any) -> None:
         """See the training data's per-(perturbation, cell line) summary before training."""
@@ -202,7 +232,11 @@ class SetMetric(Metric):
 
     The evaluator calls :meth:`compute_set` once per cell line with the groups in a fixed order
     and gets one value per group back; :meth:`compute` on a single group is undefined (NaN).
+    A metric that needs the groups' names (e.g. to hand them to an external library) sets
+    ``wants_groups``; it then also receives ``groups=[(perturbation, cell line), ...]``.
     """
+
+    wants_groups: ClassVar[bool] = False
 
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
         return float("nan")

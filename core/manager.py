@@ -2,7 +2,11 @@
 
 Built fresh on demand (:func:`build_manager`), never at import time. A plugin that fails to
 import is recorded and skipped so the rest keep working; ``PTRAG_STRICT_PLUGINS=1`` makes
-every such problem fatal. Two plugins offering the same (kind, name) is always an error.
+every such problem fatal. Two plugins offering the same (kind, name) is always an error, raised
+where that name is used (so ``ptrag plugins`` can still show both providers and every other
+component keeps working); in strict mode it is raised at once.
+An optional built-in (``extra:`` in registry.yaml) whose extra is not installed is listed as
+absent, with the pip command that adds it; that is not a problem, even in strict mode.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ class PluginRecord:
     package: str  # distribution that ships it
     version: str
     builtin: bool
-    status: str = "ok"  # ok | failed | warning
+    status: str = "ok"  # ok | failed | warning | conflict | absent (an optional built-in whose extra is not installed)
     error: str = ""
     components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
 
@@ -68,10 +72,15 @@ class PluginManager:
     """All components available in this environment, by kind and name."""
 
     def __init__(self, pm: pluggy.PluginManager, records: list[PluginRecord],
-                 components: dict[str, dict[str, Provided]]):
+                 components: dict[str, dict[str, Provided]], absent: dict[tuple[str, str], str] | None = None,
+                 conflicts: dict[tuple[str, str], tuple[str, list[Provided]]] | None = None):
         self.pm = pm
         self.records = records
         self._components = components
+        self._absent = absent or {}  # (kind, name) of an absent optional built-in -> how to get it
+        #: (kind, name) offered by two plugins -> (the error naming both, the later offers);
+        #: get() raises the error, so only what uses that name fails
+        self.conflicts = conflicts or {}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[kind])
@@ -82,17 +91,32 @@ class PluginManager:
     def get(self, kind: str, name: str) -> ComponentSpec:
         if kind not in KINDS:
             raise UnknownComponentError(f"unknown component kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if (kind, name) in self.conflicts:
+            raise PluginConflictError(self.conflicts[(kind, name)][0])
         try:
             return self._components[kind][name].spec
         except KeyError:
+            if (kind, name) in self._absent:
+                raise UnknownComponentError(f"{kind} {name!r} is {self._absent[kind, name]}") from None
             available = ", ".join(self.names(kind)) or "none installed"
             raise UnknownComponentError(
                 f"unknown {kind} {name!r}; available {kind}s: {available}"
             ) from None
 
+    def summary(self, kind: str, name: str, record: PluginRecord) -> str:
+        """The one-line summary of ``record``'s component, also when another plugin clashes with it."""
+        offers = [self._components[kind][name]] if name in self._components[kind] else []
+        offers += self.conflicts.get((kind, name), ("", []))[1]
+        return next((p.spec.summary for p in offers if p.plugin is record), "")
+
     def provider(self, kind: str, name: str) -> PluginRecord:
         self.get(kind, name)
         return self._components[kind][name].plugin
+
+    @property
+    def absent(self) -> dict[tuple[str, str], str]:
+        """(kind, name) of each component of an optional built-in whose extra is missing -> how to get it."""
+        return dict(self._absent)
 
     @property
     def failed(self) -> list[PluginRecord]:
@@ -110,17 +134,27 @@ def _builtin_version() -> str:
     return __version__
 
 
-def _load_builtins(modules: Iterable[str]) -> list[tuple[PluginRecord, Any]]:
+def _load_builtins(modules: Iterable[str], extras: dict[str, str]) -> list[tuple[PluginRecord, Any]]:
     loaded = []
     for module_path in modules:
-        short = module_path.removeprefix("ptrag.plugins.")
-        record = PluginRecord(f"ptrag:{short}", "ptrag", _builtin_version(), builtin=True)
+        record = PluginRecord(_builtin_name(module_path), "ptrag", _builtin_version(), builtin=True)
         try:
             loaded.append((record, importlib.import_module(module_path)))
-        except Exception as exc:  # a built-in whose optional dependency is broken
-            record.status, record.error = "failed", _describe(exc)
+        except Exception as exc:
+            if isinstance(exc, ModuleNotFoundError) and module_path in extras:  # its extra is not installed
+                record.status, record.error = "absent", _install_hint(extras[module_path], exc)
+            else:  # a built-in whose optional dependency is broken
+                record.status, record.error = "failed", _describe(exc)
             loaded.append((record, None))
     return loaded
+
+
+def _builtin_name(module_path: str) -> str:
+    return "ptrag:" + module_path.removeprefix("ptrag.plugins.")
+
+
+def _install_hint(extra: str, exc: BaseException) -> str:
+    return f'optional, not installed ({_describe(exc)}); get it with: pip install "ptrag[{extra}]"'
 
 
 def _load_entry_points(group: str) -> list[tuple[PluginRecord, Any]]:
@@ -153,7 +187,8 @@ def build_manager(
     pm = pluggy.PluginManager(PROJECT)
     pm.add_hookspecs(PtragHookSpecs)
 
-    candidates = _load_builtins(load_registry().plugin_modules)
+    registry = load_registry()
+    candidates = _load_builtins(registry.plugin_modules, registry.extras)
     if entry_points:
         candidates += _load_entry_points(ENTRY_POINT_GROUP)
     for name, obj in extra_plugins:
@@ -176,7 +211,7 @@ def build_manager(
             record.status = "warning"
             record.error = f"hook implementation(s) matching no ptrag hook: {', '.join(unknown)}"
 
-    problems = [r for r in records if r.status != "ok"]
+    problems = [r for r in records if r.status not in ("ok", "absent")]
     if strict and problems:
         first = problems[0]
         raise PluginError(
@@ -186,6 +221,7 @@ def build_manager(
 
     by_obj = {id(obj): record for record, obj in candidates if obj is not None}
     components: dict[str, dict[str, Provided]] = {kind: {} for kind in KINDS}
+    conflicts: dict[tuple[str, str], tuple[str, list[Provided]]] = {}
     for kind in KINDS:
         hook = getattr(pm.hook, HOOK_FOR_KIND[kind])
         for impl in reversed(hook.get_hookimpls()):  # registration order
@@ -203,10 +239,16 @@ def build_manager(
             for spec in specs:
                 if spec.name in components[kind]:
                     other = components[kind][spec.name].plugin
-                    raise PluginConflictError(
-                        f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
-                        "uninstall one of them or rename the component"
-                    )
+                    message = (f"{kind} {spec.name!r} is offered by both {_who(other)} and {_who(record)}; "
+                               "uninstall one of them or rename the component")
+                    if strict:
+                        raise PluginConflictError(message)
+                    conflicts.setdefault((kind, spec.name), (message, []))[1].append(Provided(spec, record))
+                    for who in (other, record):
+                        if who.status in ("ok", "warning"):
+                            who.status, who.error = "conflict", message
+                    record.components.append((kind, spec.name))
+                    continue
                 components[kind][spec.name] = Provided(spec, record)
                 record.components.append((kind, spec.name))
     # a plugin whose hook raised for one kind must not keep components of another kind
@@ -215,7 +257,10 @@ def build_manager(
             for kind, name in record.components:
                 components[kind].pop(name, None)
             record.components = []
-    return PluginManager(pm, records, components)
+    absent = {r.name: r.error for r in records if r.status == "absent"}
+    hints = {(e.kind, e.name): absent[_builtin_name(e.plugin)] for e in registry.components
+             if _builtin_name(e.plugin) in absent}
+    return PluginManager(pm, records, components, hints, conflicts)
 
 
 def _who(record: PluginRecord) -> str:

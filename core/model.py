@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .interfaces import CellSetBatch, Generator, Selector, SelectorOutput
+from .interfaces import CandidateRelations, CellSetBatch, Generator, Selector, SelectorOutput
 
 
 class CandidateEncoder(nn.Module):
@@ -59,19 +59,57 @@ class CandidateEncoder(nn.Module):
         return out * (ids >= 0).unsqueeze(-1).to(out.dtype)
 
 
+class RelationTable(nn.Module):
+    """Per database entry: its gene (as an id), its cell line and whether the gene has entries in
+    other lines; turns a batch's neighbour ids into :class:`CandidateRelations`."""
+
+    def __init__(self, database: Any, context_names: list[str]):
+        super().__init__()
+        genes = {p: i for i, p in enumerate(dict.fromkeys(database.perts))}
+        index = {c: i for i, c in enumerate(context_names)}
+        _, has_other = database.other_lines_mean()
+        self.gene_id = genes
+        self.register_buffer("db_gene", torch.tensor([genes[p] for p in database.perts], dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("db_context", torch.tensor([index.get(c, len(context_names)) for c in database.contexts],
+                                                        dtype=torch.long), persistent=False)
+        self.register_buffer("db_has_other", torch.as_tensor(has_other, dtype=torch.bool), persistent=False)
+
+    def forward(self, batch: CellSetBatch) -> CandidateRelations:
+        ids = batch.neighbour_ids
+        safe, valid = ids.clamp(min=0), ids >= 0
+        query_gene = torch.tensor([self.gene_id.get(p, -1) for p in batch.perts], device=ids.device)
+        query_context = batch.context_index.to(ids.device)
+        candidate_context = self.db_context[safe]
+        return CandidateRelations(
+            same_gene=valid & (self.db_gene[safe] == query_gene[:, None]),
+            same_context=valid & (candidate_context == query_context[:, None]),
+            has_deviation=valid & self.db_has_other[safe],
+            query_context=query_context,
+            candidate_context=candidate_context,
+        )
+
+
 class PtragModel(nn.Module):
-    """Selector + generator (+ candidate encoder) as one module; the engine trains this."""
+    """Selector + generator (+ candidate encoder) as one module; the engine trains this.
+
+    With ``nonnegative`` the prediction is floored at 0 for every generator: log1p expression
+    cannot be negative, so a valid cell is produced by construction instead of clipped afterwards.
+    """
 
     def __init__(self, generator: Generator, selector: Selector, database: Any, *, hidden_dim: int,
-                 context: str = "embedding", context_names: list[str] | None = None):
+                 context: str = "embedding", context_names: list[str] | None = None, nonnegative: bool = True):
         super().__init__()
         self.generator = generator
         self.selector = selector
+        self.nonnegative = nonnegative
         names = list(context_names or sorted(set(database.contexts)))
         self.uses_retrieval = bool(getattr(generator, "uses_context", False)) and selector.name != "none" \
             and len(database) > 0
         self.candidates = CandidateEncoder(database, hidden_dim, context, len(names), names) \
             if self.uses_retrieval else None
+        self.relations = RelationTable(database, names) \
+            if self.uses_retrieval and getattr(selector, "uses_relations", False) else None
 
     @property
     def trainable(self) -> bool:
@@ -79,6 +117,10 @@ class PtragModel(nn.Module):
 
     def forward(self, batch: CellSetBatch) -> tuple[torch.Tensor, SelectorOutput]:
         """Predicted cells [B,S,G] and the selector's output (weights, aux losses, stats)."""
+        pred, out = self._predict(batch)
+        return (pred.clamp(min=0) if self.nonnegative else pred), out
+
+    def _predict(self, batch: CellSetBatch) -> tuple[torch.Tensor, SelectorOutput]:
         ids = batch.neighbour_ids
         if self.candidates is None or ids is None or ids.shape[-1] == 0:
             return self.generator(batch, None), SelectorOutput(context=None, weights=None)
@@ -87,8 +129,10 @@ class PtragModel(nn.Module):
             return self.generator(batch, None), SelectorOutput(context=None, weights=None)
         states, query = encoded
         candidates = self.candidates(ids).to(states.dtype)
-        out = self.selector(states, query, candidates, batch.neighbour_scores, ids >= 0)
-        return self.generator(batch, out.context, encoded=encoded), out
+        extra = {"relations": self.relations(batch)} if self.relations is not None else {}
+        out = self.selector(states, query, candidates, batch.neighbour_scores, ids >= 0, **extra)
+        selection = {"selection": out} if getattr(self.generator, "uses_selection", False) else {}
+        return self.generator(batch, out.context, encoded=encoded, **selection), out
 
 
 def with_neighbours(batch: CellSetBatch, scores: torch.Tensor, ids: torch.Tensor) -> CellSetBatch:

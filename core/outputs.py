@@ -9,7 +9,6 @@ needed, and the number of clipped values is reported).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -21,6 +20,7 @@ from .data.dataset import BATCH, CONTEXT, PERT, PerturbationData
 from .data.gene_modules import module_of
 from .data.gene_sets import GeneSets
 from .errors import DataError
+from .run_folder import atomic_write, write_csv, write_json
 
 CLIP_MAX = float(np.nextafter(np.float32(15.0), np.float32(0.0)))  # cell-eval wants values < 15
 TRACE_COLUMNS = ["pert", "context", "rank", "candidate_pert", "candidate_context", "stage1_score", "keep_weight"]
@@ -29,10 +29,11 @@ KEEP_THRESHOLD = 0.5  # a candidate counts as kept when its keep-weight exceeds 
 
 def write_metrics(run_dir: str | Path, table: pd.DataFrame, summary: Mapping[str, Any],
                   run_info: Mapping[str, Any]) -> None:
-    """metrics.csv (perturbation x cell line x metric) and metrics.json ({run, metrics})."""
+    """metrics.csv (perturbation x cell line x metric) and metrics.json ({run, metrics}), each
+    written atomically; metrics.json last, since it marks the folder finished."""
     run_dir = Path(run_dir)
-    table.to_csv(run_dir / "metrics.csv", index=False)
-    (run_dir / "metrics.json").write_text(json.dumps({"run": dict(run_info), "metrics": dict(summary)}, indent=2))
+    write_csv(run_dir / "metrics.csv", table)
+    write_json(run_dir / "metrics.json", {"run": dict(run_info), "metrics": dict(summary)})
 
 
 def _column_names(data: PerturbationData) -> dict[str, str]:
@@ -97,8 +98,8 @@ def write_cell_eval_files(run_dir: str | Path, predictions: Sequence[Any], data:
                       obs=_categorical(pd.concat([*pred_obs, ctrl_obs])), var=var.copy(), uns=uns)
     real = ad.AnnData(X=real_x.astype(np.float32), obs=_categorical(pd.concat([*real_obs, ctrl_obs])),
                       var=var.copy(), uns={"ptrag": {"real_values_outside_0_15": real_outside}})
-    pred.write_h5ad(run_dir / "predictions.h5ad")
-    real.write_h5ad(run_dir / "real.h5ad")
+    atomic_write(run_dir / "predictions.h5ad", pred.write_h5ad)
+    atomic_write(run_dir / "real.h5ad", real.write_h5ad)
     return info
 
 
@@ -207,7 +208,7 @@ def write_retrieval(run_dir: str | Path, trace: pd.DataFrame, data: Any = None,
     if gene_sets is not None:
         table["shared_gene_sets"] = [";".join(sorted(gene_sets.shared(a, b))) for a, b in
                                      zip(table["pert"].astype(str), table["candidate_pert"].astype(str))]
-    table.to_csv(run_dir / "retrieval.csv", index=False)
+    write_csv(run_dir / "retrieval.csv", table)
     summary = retrieval_summary(trace, module, gene_sets)
-    (run_dir / "retrieval_summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(run_dir / "retrieval_summary.json", summary)  # rates without data are null, not NaN
     return summary

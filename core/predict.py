@@ -25,6 +25,7 @@ from .errors import ConfigError, DataError
 from .hookspecs import BuildContext
 from .evaluate import GroupPrediction
 from .model import NeighbourTable, PtragModel
+from .progress import LoopProgress
 from .outputs import TRACE_COLUMNS  # pert, context, rank, candidate_pert, candidate_context, stage1_score, keep_weight
 
 
@@ -39,43 +40,54 @@ def predict(
     rng: np.random.Generator,
     device: torch.device,
     database=None,
+    log=lambda message: None,
 ) -> tuple[list[GroupPrediction], pd.DataFrame]:
-    """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS)."""
+    """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS);
+    progress (bar on a terminal, plain lines through ``log`` elsewhere) per group."""
     model.eval()
     data: PerturbationData = sampler.data
     database = database if database is not None else neighbours.database
     s = sampler.cell_set_len
-    out, trace = [], []
-    for pert, context in groups:
-        real_idx = data.group_indices(pert, context)
-        ctrl_idx = sampler.matched_controls(context, real_idx, rng)
-        chunks = [ctrl_idx[i:i + s] for i in range(0, len(ctrl_idx), s)]
-        preds, weight_sum, n_cells = [], None, 0
-        template = sampler.make_batch([(pert, context)], rng, with_target=False)
-        for chunk in chunks:
-            batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
-                            batch_index=sampler.batch_index_of([chunk]))
-            batch = neighbours.attach(batch).to(device)
-            with autocast(device):
-                pred, sel = model(batch)
-            preds.append(pred[0].float().cpu().numpy())
-            if sel.weights is not None:
-                w = sel.weights[0].float().sum(0).cpu()  # [K] summed over the chunk's cells
-                weight_sum = w if weight_sum is None else weight_sum + w
-            n_cells += len(chunk)
-        out.append(GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx],
-                                   data.X[data.control_indices(context)], ctrl_idx))
-        scores, ids = neighbours.rows([(pert, context)])
-        for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist())):
-            if i < 0:
-                continue
-            trace.append({
-                "pert": pert, "context": context, "rank": rank,
-                "candidate_pert": database.perts[i], "candidate_context": database.contexts[i],
-                "stage1_score": float(score),
-                "keep_weight": float(weight_sum[rank] / n_cells) if weight_sum is not None else np.nan,
-            })
-    return out, pd.DataFrame(trace, columns=TRACE_COLUMNS)
+    out, trace, cells = [], [], 0
+    with LoopProgress("predicting", len(groups), log=log) as progress:
+        for done, (pert, context) in enumerate(groups, 1):
+            real_idx = data.group_indices(pert, context)
+            ctrl_idx = sampler.matched_controls(context, real_idx, rng)
+            chunks = [ctrl_idx[i:i + s] for i in range(0, len(ctrl_idx), s)]
+            preds, weight_sum, n_cells, coefs = [], None, 0, {}
+            template = sampler.make_batch([(pert, context)], rng, with_target=False)
+            for chunk in chunks:
+                batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
+                                batch_index=sampler.batch_index_of([chunk]))
+                batch = neighbours.attach(batch).to(device)
+                with autocast(device):
+                    pred, sel = model(batch)
+                preds.append(pred[0].float().cpu().numpy())
+                if sel.weights is not None:
+                    w = sel.weights[0].float().sum(0).cpu()  # [K] summed over the chunk's cells
+                    weight_sum = w if weight_sum is None else weight_sum + w
+                coefs = {k: v[0].float().cpu() for k, v in sel.evidence.items()}  # per set: equal in every chunk
+                n_cells += len(chunk)
+            out.append(GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx],
+                                       data.control_cells(context), ctrl_idx))
+            scores, ids = neighbours.rows([(pert, context)])
+            for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist())):
+                if i < 0:
+                    continue
+                row = {
+                    "pert": pert, "context": context, "rank": rank,
+                    "candidate_pert": database.perts[i], "candidate_context": database.contexts[i],
+                    "stage1_score": float(score),
+                    "keep_weight": float(weight_sum[rank] / n_cells) if weight_sum is not None else np.nan,
+                }
+                if coefs:  # an evidence selector weighs rather than keeps: kept = any non-zero coefficient
+                    row.update({f"{k}_coef": float(v[rank]) for k, v in coefs.items()})
+                    row["keep_weight"] = float(any(abs(float(v[rank])) > 1e-6 for v in coefs.values()))
+                trace.append(row)
+            cells += n_cells
+            progress.update(done, cells_per_s=cells / max(progress.elapsed, 1e-9))
+    columns = TRACE_COLUMNS + sorted({c for row in trace for c in row} - set(TRACE_COLUMNS))
+    return out, pd.DataFrame(trace, columns=columns)
 
 
 # --------------------------------------------------------------------------- saved runs
@@ -98,11 +110,14 @@ class LoadedRun:
 def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedRun:
     """Rebuild a run's model from ``config.yaml`` + ``checkpoint.pt`` + the saved retriever."""
     from .config import component_params, resolve_config
-    from .engine import load_checkpoint, resolve_device
+    from .engine import load_checkpoint, load_weights, resolve_device
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.yaml").is_file():
         raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); give the folder `ptrag run` printed last")
+    if not (run_dir / "metrics.json").is_file():
+        raise ConfigError(f"{run_dir}: the run has not finished (no metrics.json); continue it with "
+                          f"ptrag run --resume {run_dir}")
     config = resolve_config(run_dir / "config.yaml", manager=manager)
     ck = load_checkpoint(run_dir / "checkpoint.pt")
     meta = ck["meta"]
@@ -123,24 +138,29 @@ def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedR
     generator = build("generator", config.generator)
     generator.fit(database)  # baselines keep plain-Python state too; buffers are overwritten below
     model = PtragModel(generator, build("selector", config.selector), database, hidden_dim=config.model.hidden_dim,
-                       context=config.model.context, context_names=list(meta["contexts"]))
-    model.load_state_dict(ck.get("best_model") or ck["model"])
+                       context=config.model.context, context_names=list(meta["contexts"]), nonnegative=config.model.nonnegative)
+    load_weights(model, ck.get("best_model") or ck["model"], run_dir / "checkpoint.pt")
     return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev)
 
 
 def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
-                 ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData]:
-    """Predict every perturbation group of a new .h5ad with a loaded run.
+                 ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData, list[dict]]:
+    """Predict every perturbation group of a new .h5ad with a loaded run; also returns the drop
+    records (``Split.drops``) of groups left out.
 
-    The file must have the run's expression features (same names and order) and only cell lines
-    the run was trained on; genes new to the run get their embedding from the run's
-    gene-embedding source (or the missing-embedding policy).
+    The file must hold log-normalised expression with the run's features (same names and order)
+    and only cell lines the run was trained on; genes new to the run get their embedding from the
+    run's gene-embedding source under the run's data.missing_embedding policy (core/checks.py).
     """
+    from .checks import apply_embedding_policy, embedding_users
     from .data.loading import load_screen
+    from .data.split import Split
+    from .data.validation import require_expression
     from .experiment import load_embeddings
 
     config = run.config
     data = load_screen(config.data.model_copy(update={"path": str(path)}))
+    require_expression(data)
     if list(data.features) != list(run.meta["features"]):
         raise DataError(f"{path}: its {data.n_features} expression features differ from the run's "
                         f"{len(run.meta['features'])} (names or order); use the same feature set / data.embed_key")
@@ -155,15 +175,22 @@ def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
     known = list(run.meta["perts"])
     pert_embedding = dict(zip(known, run.meta["pert_embedding"]))
     new = sorted({p for p, _ in groups} - set(known))
+    drops: list[dict] = []
     if new:
-        matrix, missing = load_embeddings(config, new).lookup(new, config.data.missing_embedding)
-        pert_embedding.update(zip(new, matrix))
-        log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])}); "
-            f"{len(missing)} without an embedding")
+        log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])})")
+        asked = Split(train=[], test=groups, description=f"{path}: {len(groups)} groups")
+        kept, vectors = apply_embedding_policy(
+            asked, load_embeddings(config, new), new, policy=config.data.missing_embedding,
+            max_dropped_test=config.data.max_dropped_test, users=embedding_users(run.retriever, run.model.generator),
+            log=log)
+        pert_embedding.update(vectors)
+        groups, drops = kept.test, kept.drops
+        if not groups:
+            raise DataError(f"{path}: every group was dropped ({kept.summary()}); nothing to predict")
     vocab = Vocab(known + new, contexts, pert_embedding, list(run.meta["batches"]))  # unseen batches -> reserved row
     sampler = CellSetSampler(data, groups, vocab, cell_set_len=config.data.cell_set_len)
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
     preds, trace = predict(run.model, sampler, groups, neighbours,
-                           rng=np.random.default_rng([config.seed, 2]), device=run.device)
-    return preds, trace, data
+                           rng=np.random.default_rng([config.seed, 2]), device=run.device, log=log)
+    return preds, trace, data, drops

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -21,6 +21,7 @@ class RegistryEntry:
     name: str
     plugin: str  # import path of the module holding the hook implementations
     summary: str
+    extra: str = ""  # pip extra an optional built-in needs (its plugin is absent without it)
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,30 @@ class Preset:
 
 
 @dataclass(frozen=True)
+class Budget:
+    """A named training budget: train (and data) keys a preset or ``--budget`` applies."""
+
+    name: str
+    summary: str
+    config: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Registry:
     components: tuple[RegistryEntry, ...]
     presets: dict[str, Preset]
     default_preset: str
+    budgets: dict[str, Budget] = field(default_factory=dict)
 
     @property
     def plugin_modules(self) -> tuple[str, ...]:
         """Distinct plugin modules, in registry order."""
         return tuple(dict.fromkeys(entry.plugin for entry in self.components))
+
+    @property
+    def extras(self) -> dict[str, str]:
+        """Plugin module -> the pip extra it needs, for optional built-ins."""
+        return {entry.plugin: entry.extra for entry in self.components if entry.extra}
 
     def preset(self, name: str) -> Preset:
         try:
@@ -47,6 +63,14 @@ class Registry:
         except KeyError:
             raise ConfigError(
                 f"unknown preset {name!r}; available presets: {', '.join(sorted(self.presets))}"
+            ) from None
+
+    def budget(self, name: str) -> Budget:
+        try:
+            return self.budgets[name]
+        except KeyError:
+            raise ConfigError(
+                f"unknown budget {name!r}; available budgets: {', '.join(sorted(self.budgets)) or 'none'}"
             ) from None
 
 
@@ -58,7 +82,7 @@ def parse_registry(data: dict[str, Any], source: str = "registry.yaml") -> Regis
             raise ConfigError(f"{source}: component #{i} lacks {', '.join(sorted(missing))}")
         if raw["kind"] not in KINDS:
             raise ConfigError(f"{source}: component {raw['name']!r} has unknown kind {raw['kind']!r}")
-        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"]))
+        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"], raw.get("extra", "")))
     presets = {
         name: Preset(name, body.get("summary", ""), dict(body.get("config") or {}))
         for name, body in (data.get("presets") or {}).items()
@@ -66,7 +90,14 @@ def parse_registry(data: dict[str, Any], source: str = "registry.yaml") -> Regis
     default = data.get("default_preset", "")
     if default not in presets:
         raise ConfigError(f"{source}: default_preset {default!r} is not a defined preset")
-    return Registry(tuple(entries), presets, default)
+    budgets = {
+        name: Budget(name, body.get("summary", ""), dict(body.get("config") or {}))
+        for name, body in (data.get("budgets") or {}).items()
+    }
+    unknown = sorted({p.config.get("budget") for p in presets.values() if p.config.get("budget")} - set(budgets))
+    if unknown:
+        raise ConfigError(f"{source}: preset(s) name undefined budget(s) {', '.join(unknown)}")
+    return Registry(tuple(entries), presets, default, budgets)
 
 
 @lru_cache(maxsize=None)

@@ -20,6 +20,7 @@ from scipy.stats import wilcoxon
 from .ablate import comparison_table, run_label
 from .errors import ConfigError, DataError
 from .outputs import KEEP_THRESHOLD
+from .run_folder import comparability, require_same_data
 
 
 # --------------------------------------------------------------------------- finding runs
@@ -80,8 +81,13 @@ def paired_comparison(a: str | Path, b: str | Path, folders: Sequence[Path] = ()
     """Per metric, over the perturbations both runs scored: mean of A - B, A's win rate (ties
     count half, direction-aware) and the Wilcoxon signed-rank p-value of the paired differences."""
     fa, fb = _select(str(a), folders), _select(str(b), folders)
-    dirs = directions([*fa, *fb])
-    joined = per_perturbation(fa).merge(per_perturbation(fb), on=["pert", "context", "metric"], suffixes=("_a", "_b"))
+    require_same_data(fa, fb, (str(a), str(b)))
+    return paired_tests(per_perturbation(fa), per_perturbation(fb), directions([*fa, *fb]))
+
+
+def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str]) -> pd.DataFrame:
+    """:func:`paired_comparison` on two long tables (pert, context, metric, value) in memory."""
+    joined = long_a.merge(long_b, on=["pert", "context", "metric"], suffixes=("_a", "_b"))
     rows = []
     for metric, g in joined.groupby("metric", sort=False):
         g = g[np.isfinite(g.value_a) & np.isfinite(g.value_b)]
@@ -125,26 +131,28 @@ def cell_text(row: pd.Series) -> str:
     return f"{fmt(row['mean'])} [{fmt(row['ci95_lo'])}, {fmt(row['ci95_hi'])}]"
 
 
-def rich_table(table: pd.DataFrame, title: str = "ptrag report"):
+def rich_table(table: pd.DataFrame, title: str = "ptrag report", best: bool = True):
+    """The metric x run table; ``best=False`` (runs on different data) marks no best."""
+    from rich.markup import escape
     from rich.table import Table
 
     runs = list(dict.fromkeys(table["run"]))
     seeds = int(table["seeds"].max()) if len(table) else 1
     note = "mean ± sd over seeds" if seeds > 1 else "mean [95% bootstrap CI over perturbations]"
-    out = Table(title=f"{title} ({note}; best in bold green)")
+    out = Table(title=escape(f"{title} ({note}") + ("; best in bold green)" if best else "; no best: different data)"))
     out.add_column("metric")
     out.add_column("better")
     for run in runs:
-        out.add_column(run, justify="right")
-    best = best_runs(table)
+        out.add_column(escape(run), justify="right")
+    marked = best_runs(table) if best else {}
     for metric, g in table.groupby("metric", sort=False):
         by_run = {r["run"]: r for _, r in g.iterrows()}
         cells = []
         for run in runs:
-            text = cell_text(by_run[run]) if run in by_run else "-"
-            cells.append(f"[bold green]{text}[/]" if best.get(metric) == run else text)
+            text = escape(cell_text(by_run[run])) if run in by_run else "-"
+            cells.append(f"[bold green]{text}[/]" if marked.get(metric) == run else text)
         direction = g["direction"].iloc[0]
-        out.add_row(metric, "↓ lower" if direction == "lower" else "↑ higher", *cells)
+        out.add_row(escape(metric), "↓ lower" if direction == "lower" else "↑ higher", *cells)
     return out
 
 
@@ -231,15 +239,73 @@ def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
     fig, axes = plt.subplots(1, 1 + len(contexts), figsize=(3.2 * (1 + len(contexts)), 3.4), squeeze=False)
     ratio = trace.groupby("context")["kept"].mean()
     axes[0, 0].bar(ratio.index.astype(str), ratio.to_numpy(), color="#55A868")
+    for x, value in enumerate(ratio.to_numpy()):  # a ratio of 0 draws no bar: print the value
+        axes[0, 0].text(x, value + 0.02, f"{value:.2f}", ha="center", fontsize=8)
     axes[0, 0].set_ylim(0, 1)
     axes[0, 0].set_title("keep ratio per cell line", fontsize=9)
     for ax, context in zip(axes[0, 1:], contexts):
         kept = trace[(trace.context.astype(str) == context) & trace.kept]
         counts = (kept["candidate_pert"].astype(str) + "|" + kept["candidate_context"].astype(str)).value_counts().head(top)
+        ax.set_title(f"{context}: most often kept", fontsize=9)
+        if counts.empty:  # say so instead of drawing empty axes
+            ax.text(0.5, 0.5, f"nothing kept\n(no candidate above keep-weight {KEEP_THRESHOLD})", ha="center",
+                    va="center", fontsize=8, transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
         ax.barh(counts.index[::-1], counts.to_numpy()[::-1], color="#C44E52")
         ax.tick_params(axis="y", labelsize=7)
-        ax.set_title(f"{context}: most often kept", fontsize=9)
+        ax.set_xlabel("times kept (held-out queries)", fontsize=7)
     fig.suptitle(f"{folder.name}: retrieval", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def training_curves(folder: Path, keys: Sequence[str]) -> pd.DataFrame:
+    """log.jsonl records of one run that carry any of ``keys`` (step + those keys)."""
+    path = Path(folder) / "log.jsonl"
+    if not path.is_file():
+        return pd.DataFrame(columns=["step", *keys])
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [{"step": r["step"], **{k: r.get(k) for k in keys}} for r in records if any(k in r for k in keys)]
+    return pd.DataFrame(rows, columns=["step", *keys])
+
+
+def plot_keep_ratio(folders: Sequence[Path], path: Path) -> Path | None:
+    """Keep-ratio during training (Gumbel selectors), one line per run, seeds of a configuration in
+    one colour; evidence selectors show their mixing of the evidence kinds instead."""
+    curves = {f: training_curves(f, ["keep_ratio", "evidence_same", "evidence_near", "evidence_dev"]) for f in folders}
+    keep = {f: c.dropna(subset=["keep_ratio"]) for f, c in curves.items() if c["keep_ratio"].notna().any()}
+    mix = {f: c.dropna(subset=["evidence_same"]) for f, c in curves.items() if c["evidence_same"].notna().any()}
+    if not keep and not mix:
+        return None
+    plt = _plt()
+    panels = [p for p in (("keep", keep), ("mix", mix)) if p[1]]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, (kind, runs) in zip(axes[0], panels):
+        names = list(dict.fromkeys(run_label(f)[0] for f in runs))
+        for f, c in runs.items():
+            name = run_label(f)[0]
+            colour = colours[names.index(name) % len(colours)]
+            label = name if f == next(g for g in runs if run_label(g)[0] == name) else None
+            if kind == "keep":
+                ax.plot(c["step"], c["keep_ratio"], color=colour, lw=1, alpha=0.8, label=label)
+            else:
+                for key, style in (("evidence_same", "-"), ("evidence_near", "--"), ("evidence_dev", ":")):
+                    ax.plot(c["step"], c[key], color=colour, ls=style, lw=1, alpha=0.8,
+                            label=f"{name}: {key.removeprefix('evidence_')}" if label else None)
+        ax.set_xlabel("training step", fontsize=8)
+        if kind == "keep":
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_ylabel("keep ratio (share of (cell, candidate) pairs kept)", fontsize=8)
+            ax.set_title("Gumbel keep ratio during training (0 = retrieval switched off)", fontsize=9)
+        else:
+            ax.set_ylabel("mean mixing coefficient a", fontsize=8)
+            ax.set_title("evidence kinds: same gene (-), nearest genes (--), deviations (:)", fontsize=9)
+        ax.legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -276,6 +342,19 @@ def _columns(folder: Path) -> dict[str, str]:
             "control": data.get("control_label", "non-targeting")}
 
 
+def _check_genes(folder: Path, genes: Sequence[str]) -> None:
+    """``--genes`` must name features of the run (checked before a report writes anything)."""
+    if not (folder / "real.h5ad").is_file():
+        return
+    import anndata as ad
+
+    features = ad.read_h5ad(folder / "real.h5ad", backed="r").var_names
+    unknown = [g for g in genes if g not in features]
+    if unknown:
+        raise DataError(f"{folder / 'real.h5ad'}: unknown gene(s) {', '.join(unknown)}; first features: "
+                        f"{', '.join(map(str, features[:5]))}")
+
+
 def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = None, n_genes: int = 4,
                      **columns: str) -> Path | None:
     if not ((folder / "predictions.h5ad").is_file() and (folder / "real.h5ad").is_file()):
@@ -292,17 +371,21 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
     else:  # the genes whose real response varies most across perturbations
         chosen = list(real.var().sort_values(ascending=False).index[:n_genes])
     plt = _plt()
-    fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3.4), squeeze=False)
     for ax, gene in zip(axes.flat, chosen):
         x, y = real[gene].to_numpy(float), pred[gene].to_numpy(float)
         ax.scatter(x, y, s=12, alpha=0.8)
         lims = [min(x.min(), y.min()), max(x.max(), y.max())]
-        ax.plot(lims, lims, color="grey", lw=0.8)
+        ax.plot(lims, lims, color="grey", lw=0.8, label="y = x: predicted = real")
         r = np.corrcoef(x, y)[0, 1] if len(x) > 1 and x.std() > 0 and y.std() > 0 else float("nan")
-        ax.set_title(f"{gene} (r = {fmt(r)})", fontsize=9)
-        ax.set_xlabel("real mean change", fontsize=7)
-        ax.set_ylabel("predicted mean change", fontsize=7)
-    fig.suptitle(f"{folder.name}: one point per held-out perturbation", fontsize=9)
+        ax.set_title(f"read-out gene {gene} (r = {fmt(r)})", fontsize=9)
+        ax.set_xlabel("real mean change from control (log1p)", fontsize=7)
+        ax.set_ylabel("predicted mean change (log1p)", fontsize=7)
+        ax.legend(fontsize=6, loc="upper left", frameon=False)
+    lines = sorted({c for _, c in real.index})
+    how = "chosen with --genes" if genes else "the genes whose real change varies most across perturbations"
+    fig.suptitle(f"{folder.name}: each point is one of the {len(real)} held-out perturbations "
+                 f"({', '.join(map(str, lines))}); read-out genes: {how}", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -310,8 +393,8 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
 
 
 def write_html(out: Path, table: pd.DataFrame, figures: Sequence[Path], paired: pd.DataFrame | None = None,
-               title: str = "ptrag report") -> Path:
-    best = best_runs(table)
+               title: str = "ptrag report", warnings: Sequence[str] = (), mark_best: bool = True) -> Path:
+    best = best_runs(table) if mark_best else {}
     runs = list(dict.fromkeys(table["run"]))
     head = "".join(f"<th>{html.escape(r)}</th>" for r in runs)
     body = []
@@ -326,7 +409,7 @@ def write_html(out: Path, table: pd.DataFrame, figures: Sequence[Path], paired: 
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>"
             "body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}"
             ".best{font-weight:bold;color:#1a7f37}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
+            f"<h1>{html.escape(title)}</h1>{''.join(f'<p><b>warning:</b> {html.escape(w)}</p>' for w in warnings)}<table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
             f"{'<h2>paired comparison</h2>' + paired_html if paired_html else ''}<h2>figures</h2>{imgs}</body></html>")
     path = out / "report.html"
     path.write_text(page)
@@ -337,6 +420,12 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
                  genes: Sequence[str] | None = None) -> dict[str, Any]:
     """Table, paired comparison, figures and report.html for the runs; returns what was made."""
     folders = expand_runs(paths)
+    warnings, comparable = comparability(folders)  # different data: warned, no best marked
+    if compare:  # refuse before writing anything
+        require_same_data(_select(compare[0], folders), _select(compare[1], folders), compare)
+    if genes:
+        for folder in _one_per_config(folders):
+            _check_genes(folder, genes)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(folders)
@@ -347,6 +436,9 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         paired = paired_comparison(compare[0], compare[1], folders)
         paired.to_csv(out / "paired.csv", index=False)
         figures.append(plot_paired_scatter(compare[0], compare[1], folders, out / "paired_scatter.png"))
+    curves = plot_keep_ratio(folders, out / "keep_ratio.png")
+    if curves:
+        figures.append(curves)
     for folder in _one_per_config(folders):
         fig = plot_retrieval(folder, out / f"retrieval_{folder.name}.png")
         if fig:
@@ -355,8 +447,9 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         fig = plot_mean_change(folder, out / f"mean_change_{folder.name}.png", genes)
         if fig:
             figures.append(fig)
-    page = write_html(out, table, figures, paired)
-    return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page}
+    page = write_html(out, table, figures, paired, warnings=warnings, mark_best=comparable)
+    return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page,
+            "warnings": warnings, "comparable": comparable}
 
 
 def _one_per_config(folders: Sequence[Path]) -> list[Path]:

@@ -42,3 +42,14 @@ def odd_plugin(monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(autouse=True)
 def _not_strict(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("PTRAG_STRICT_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one torch thread is fastest and avoids oversubscribing shared CI cores."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

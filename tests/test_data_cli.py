@@ -5,8 +5,7 @@ from typer.testing import CliRunner
 from ptrag.cli.app import app
 from ptrag.core.config import DataConfig, resolve_config
 from ptrag.core.data.loading import load_screen, read_screen
-from ptrag.core.data.split import read_split
-from ptrag.core.experiment import load_split
+from ptrag.core.data.split import read_split, resolve_split
 
 runner = CliRunner()
 
@@ -52,7 +51,7 @@ def test_data_split_and_run_hold_out_the_same_line_and_perturbations(tmp_path):
             assert r.exit_code == 0, r.output
             cfg = resolve_config(None, preset="pert-mean", sets=[f"data.path={h5}", f"seed={seed}"])
             data = load_screen(cfg.data)
-            written, run = read_split(toml, data), load_split(cfg, data)
+            written, run = read_split(toml, data), resolve_split(cfg.data, data, cfg.seed)  # as run_experiment
             assert (written.test, written.val) == (run.test, run.val) and run.test
         lines = {c for _, c in run.test}
         assert lines == ({"rpe1"} if name == "tie" else {"k562"})

@@ -39,6 +39,8 @@ test = ["{k562[0]}", "{k562[1]}", "{k562[2].lower()}", "AARS"]
     assert split.val == [(k562[0], "k562")]
     assert not set(split.train) & set(split.test) and len(split.train) == len(data.groups) - 3
     assert any("1 of 4 test perturbation(s) of k562 are not in the data (first: AARS)" in n for n in split.notes)
+    assert split.drops == [{"reason": "named by the split but not in the data (k562)", "groups": {"test": 1},
+                            "perturbations": 1, "first": ["AARS"]}]
     assert any("in both val and test" in n for n in split.notes)
     assert any("AARS" in r.message for r in caplog.records)
 
@@ -88,6 +90,12 @@ def test_written_toml_round_trips(tmp_path, data):
 def test_without_perts_reports():
     from ptrag.core.data.split import Split
 
-    s = Split(train=[("A", "x"), ("B", "x")], test=[("A", "y")]).without_perts({"A"}, "without a gene embedding")
-    assert s.train == [("B", "x")] and s.test == []
+    s = Split(train=[("A", "x"), ("B", "x")], test=[("A", "y"), ("B", "y")], description="two lines")
+    s = s.without_perts({"A", "Q"}, "without a gene embedding")  # Q is in no group: not counted
+    assert s.train == [("B", "x")] and s.test == [("B", "y")]
     assert s.notes == ["dropped 2 group(s) of 1 perturbation(s) without a gene embedding (first: A)"]
+    assert s.drops == [{"reason": "without a gene embedding", "groups": {"train": 1, "val": 0, "test": 1},
+                        "perturbations": 1, "first": ["A"]}]
+    assert s.summary() == ("two lines; dropped 2 group(s) without a gene embedding (1 test; first: A); "
+                           "left: 1 train / 0 val / 1 test groups")
+    assert s.without_perts({"Q"}, "whatever") is s

@@ -12,8 +12,8 @@ from ptrag.core.data.gene_modules import GENE_MODULES, MODULE_STATE_SHIFTS, NULL
 from ptrag.core.data.loading import adata_to_data, load_screen
 from ptrag.core.data.readout_genes import (CELL_CYCLE_G1S, CELL_CYCLE_G2M, DIFFERENTIATION, P53_TARGETS,
                                            readout_genes)
+from ptrag.core.data.split import resolve_split
 from ptrag.core.data.synth import PRESETS, STATES, VERSION, synth_screen
-from ptrag.core.experiment import load_split
 
 
 @pytest.fixture(scope="module")
@@ -262,7 +262,7 @@ def test_built_in_data_follows_data_seed_not_the_run_seed():
     np.testing.assert_array_equal(a.X, b.X)
     assert a.truth["seed"] == b.truth["seed"] == 0 and a.truth["version"] == VERSION
     # the run seed still draws the split: same held-out line, other perturbations
-    s1, s2 = load_split(one, a), load_split(two, b)
+    s1, s2 = resolve_split(one.data, a, one.seed), resolve_split(two.data, b, two.seed)
     assert {c for _, c in s1.test} == {c for _, c in s2.test} and s1.test != s2.test
     other = load_screen(DataConfig(synth_preset="tiny", seed=1))
     assert other.truth["seed"] == 1 and (other.X.shape != a.X.shape or not np.array_equal(other.X, a.X))

@@ -10,8 +10,8 @@ def test_builtins_are_registered_through_hooks():
     manager = build_manager(entry_points=False)
     listed = {(e.kind, e.name) for e in load_registry().components}
     provided = {(k, n) for r in manager.records for k, n in r.components}
-    assert listed == provided
-    assert all(r.builtin and r.status == "ok" for r in manager.records)
+    assert listed - set(manager.absent) == provided  # absent: optional built-ins without their extra
+    assert all(r.builtin and r.status in ("ok", "absent") for r in manager.records)
 
 
 def test_fake_plugin_is_discovered_and_broken_one_listed_as_failed(fake_plugins):
@@ -34,12 +34,21 @@ def test_strict_mode_makes_a_failed_import_fatal(fake_plugins, monkeypatch):
         build_manager()
 
 
-def test_name_clash_names_both_providers(clash_plugin):
+def test_name_clash_names_both_providers_where_the_name_is_used(clash_plugin, monkeypatch):
+    manager = build_manager()  # every other component keeps working
+    assert manager.get("generator", "control").name == "control"
     with pytest.raises(PluginConflictError) as info:
-        build_manager()
+        manager.get("generator", "pert-mean")
     message = str(info.value)
     assert "'pert-mean'" in message
     assert "ptrag-clash-plugin" in message and "ptrag:generators.baselines" in message
+    both = [r for r in manager.records if ("generator", "pert-mean") in r.components]
+    assert {r.package for r in both} == {"ptrag", "ptrag-clash-plugin"} and {r.status for r in both} == {"conflict"}
+    assert {manager.summary("generator", "pert-mean", r) for r in both} == {
+        "a clashing generator", "Baseline: control cells plus the cell line's mean training response"}
+    monkeypatch.setenv("PTRAG_STRICT_PLUGINS", "1")
+    with pytest.raises(PluginConflictError, match="ptrag-clash-plugin"):
+        build_manager()
 
 
 def test_unknown_hook_is_a_warning_then_an_error_in_strict_mode(odd_plugin, monkeypatch):

@@ -141,3 +141,22 @@ def test_score_maps_spaces_and_aggregates():
     summary = aggregate(table, metrics)
     assert summary["de-overlap@20"]["direction"] == "higher" and summary["w1"]["space"] == "pca50"
     assert summary["mse"]["n"] == 5
+
+
+def test_set_metrics_that_ask_get_the_groups_names():
+    from ptrag.core.interfaces import SetMetric
+
+    class Named(SetMetric):
+        name, wants_groups = "named", True
+
+        def compute_set(self, preds, reals, ctrl, groups=None):
+            seen.append(groups)
+            return np.arange(len(preds), dtype=float)
+
+    seen = []
+    cells = lambda: rng.normal(size=(4, 3))
+    groups = [GroupPrediction(p, c, cells(), cells(), cells()) for p, c in
+              [("A", "k562"), ("B", "rpe1"), ("C", "k562")]]
+    table = score(groups, {"named": Named(), "discrimination": Discrimination()})
+    assert seen == [[("A", "k562"), ("C", "k562")], [("B", "rpe1")]]
+    assert table[table.metric == "named"].value.tolist() == [0.0, 0.0, 1.0]

@@ -13,6 +13,8 @@ from ptrag.plugins.selectors.attention import AttentionParams, AttentionSelector
 from ptrag.plugins.selectors.gumbel import GumbelParams, GumbelSelector
 from ptrag.plugins.selectors.uniform import UniformSelector
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 def test_energy_distance_is_zero_for_equal_sets_and_grows_with_a_shift():
     torch.manual_seed(0)
@@ -75,9 +77,9 @@ def test_gumbel_is_deterministic_at_eval_unless_asked_to_sample():
     assert torch.equal(a, (sel.logits(states, query, cands).argmax(-1) == 0).float())
 
 
-def _keep_ratio_after_training(sparsity: float) -> float:
+def _keep_ratio_after_training(sparsity: float, **params) -> float:
     torch.manual_seed(0)
-    sel = GumbelSelector(GumbelParams(sparsity_weight=sparsity), BuildContext(hidden_dim=8)).train()
+    sel = GumbelSelector(GumbelParams(sparsity_weight=sparsity, **params), BuildContext(hidden_dim=8)).train()
     states, query, cands = _selector_inputs(b=4, s=8, k=8)
     cands = cands.detach()
     with torch.no_grad():
@@ -94,6 +96,36 @@ def _keep_ratio_after_training(sparsity: float) -> float:
 
 def test_sparsity_penalty_lowers_the_keep_ratio():
     assert _keep_ratio_after_training(2.0) < _keep_ratio_after_training(0.0) - 0.1
+
+
+@pytest.mark.parametrize("target", [0.25, 0.6])
+def test_a_keep_target_holds_the_keep_ratio_where_the_l1_penalty_drives_it_to_zero(target):
+    assert _keep_ratio_after_training(5.0) < 0.05  # the paper's L1 at a strong weight: (almost) nothing kept
+    assert abs(_keep_ratio_after_training(5.0, keep_target=target) - target) < 0.1
+
+
+def test_standardized_logits_change_training_samples_not_the_evaluation_argmax():
+    states, query, cands = _selector_inputs()
+    plain = GumbelSelector(GumbelParams(), BuildContext(hidden_dim=8))
+    scaled = GumbelSelector(GumbelParams(standardize_logits=True), BuildContext(hidden_dim=8))
+    scaled.load_state_dict(plain.state_dict())
+    torch.nn.init.normal_(plain.scorer[3].weight, std=10.0)  # large logits: training samples saturate
+    scaled.load_state_dict(plain.state_dict())
+    assert torch.equal(plain.eval()(states, query, cands).weights, scaled.eval()(states, query, cands).weights)
+    logits = scaled.logits(states, query, cands)
+    assert logits.std() > 5  # the raw logits are large; the sampler sees them divided by their sd
+    torch.manual_seed(0)
+    a = plain.train()(states, query, cands).weights
+    torch.manual_seed(0)
+    b = scaled.train()(states, query, cands).weights
+    assert not torch.equal(a, b)
+
+
+def test_temperature_anneals_geometrically_over_training_steps():
+    states, query, cands = _selector_inputs()
+    sel = GumbelSelector(GumbelParams(tau=0.5, tau_start=2.0, tau_anneal_steps=4), BuildContext(hidden_dim=8)).train()
+    taus = [sel(states, query, cands).stats["tau"] for _ in range(6)]
+    assert taus == pytest.approx([2.0, 2.0 * 0.25 ** 0.25, 1.0, 2.0 * 0.25 ** 0.75, 0.5, 0.5])
 
 
 def test_sparsity_warmup_ramps_the_penalty_in_training_steps_only():
@@ -120,13 +152,6 @@ def test_attention_and_uniform_respect_padding():
     assert torch.allclose(uni.weights[0, 0], torch.tensor([1 / 3] * 3 + [0.0] * 3))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread is fastest and avoids oversubscription on shared CI cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 class FakeDB:

@@ -2,6 +2,8 @@
 
 import json
 
+import pandas as pd
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -12,18 +14,14 @@ from ptrag.core.experiment import run_experiment
 from ptrag.core.manager import build_manager
 from ptrag.core.registry import load_registry
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 FAST = ["data.synth_preset=tiny", "model.hidden_dim=16", "data.cell_set_len=8", "train.batch_size=2",
         "train.steps=3", "train.val_every=3", "device=cpu", "compare=[]"]
-PAPER = {"ptrag", "vanilla-rag", "state", "state-genept", "ptrag-response"}
+PAPER = {"ptrag", "vanilla-rag", "state", "state-genept", "ptrag-response", "ptrag-evidence"}
 BASELINES = {"control", "pert-mean", "context-mean", "linear", "neighbour-mean", "gene-other-lines"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_registry_has_the_paper_presets_and_ptrag_is_the_default():
@@ -35,7 +33,8 @@ def test_registry_has_the_paper_presets_and_ptrag_is_the_default():
         ("exact", 32, "gumbel", "set_transformer")
     assert cfg.selector.params["sparsity_weight"] == 0.1 and cfg.selector.params["tau"] == 0.5
     assert cfg.model.hidden_dim == 128 and cfg.data.cell_set_len == 64 and cfg.model.exclude_same_gene
-    assert cfg.compare == ["state", "pert-mean"]
+    assert cfg.compare == ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean"]
+    assert cfg.budget == "demo" and cfg.train.steps == 400 and cfg.train.patience == 4
     state = resolve_config(None, preset="state", manager=manager)
     assert state.retriever.name == "none" and state.generator.params["pert_encoding"] == "onehot"
     response = resolve_config(None, preset="ptrag-response", manager=manager)
@@ -57,15 +56,23 @@ def test_every_preset_runs_on_tiny(tmp_path, preset):
         assert same_gene == (preset == "ptrag-response")  # only it may retrieve the gene in other lines
 
 
-def test_default_run_prints_a_table_against_state_and_pert_mean(tmp_path):
+def test_default_run_compares_with_the_baselines_and_ends_with_the_retrieval_verdict(tmp_path):
     out = tmp_path / "run"
     sets = [*FAST[:-1], "generator.n_layers=1", "generator.n_heads=2"]
     result = CliRunner().invoke(app, ["run", *sum((["--set", s] for s in sets), []), "--out", str(out)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    assert "ptrag vs state, pert-mean" in result.output
-    assert result.output.strip().splitlines()[-1] == str(out)
-    for name in ("state", "pert-mean"):
-        compared = json.loads((out / "compare" / name / "metrics.json").read_text())
-        assert compared["run"]["split"] == json.loads((out / "metrics.json").read_text())["run"]["split"]
+    compared = ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean"]
+    assert f"ptrag vs {', '.join(compared)}" in " ".join(result.output.split())
+    lines = result.output.strip().splitlines()
+    assert lines[-1] == str(out)
+    # one verdict line per trained retrieval model (ptrag, ptrag-evidence), just before the folder
+    verdicts = [line for line in lines if line.startswith("retrieval vs best baseline:")]
+    assert [v.split()[4] for v in verdicts] == ["ptrag", "ptrag-evidence"] and lines[-3:-1] == verdicts
+    table = pd.read_csv(out / "verdict.csv")
+    assert set(table.run) == {"ptrag", "ptrag-evidence"} and set(table.metric) == {"energy", "pearson-delta"}
+    assert set(table.baseline) <= {"gene-other-lines", "neighbour-mean", "pert-mean"}
+    for name in compared:
+        metrics = json.loads((out / "compare" / name / "metrics.json").read_text())
+        assert metrics["run"]["split"] == json.loads((out / "metrics.json").read_text())["run"]["split"]
     assert (out / "compare.csv").is_file()

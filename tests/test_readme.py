@@ -14,7 +14,7 @@ def _commands() -> list[str]:
 def test_readme_opens_with_run_and_test_commands():
     run, test = _commands()
     assert run.endswith("ptrag run") and "pip install torch==2.13.0" in run
-    assert test.endswith("pytest") and 'pip install ".[test,genes]"' in test
+    assert test.endswith("pytest") and 'pip install ".[test,genes,celleval]"' in test
 
 
 def test_ci_runs_the_readme_test_command():

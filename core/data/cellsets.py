@@ -73,18 +73,22 @@ class CellSetSampler:
             cells = rng.choice(idx, size=s, replace=len(idx) < s)
             ctrl.append(self.matched_controls(context, cells, rng))
             target.append(cells)
-        X = self.data.X
         return CellSetBatch(
-            ctrl=torch.from_numpy(np.stack([X[i] for i in ctrl])),
+            ctrl=torch.from_numpy(self.rows(ctrl)),
             pert_emb=torch.from_numpy(np.stack([self.vocab.pert_embedding[p] for p, _ in groups])),
             pert_index=torch.tensor([self.vocab.pert_index[p] for p, _ in groups]),
             context_index=torch.tensor([self.vocab.context_index[c] for _, c in groups]),
-            target=torch.from_numpy(np.stack([X[i] for i in target])) if with_target else None,
+            target=torch.from_numpy(self.rows(target)) if with_target else None,
             batch_index=self.batch_index_of(ctrl),
             query_entry=torch.tensor([self.query_entry.get(g, -1) for g in groups]),
             perts=[p for p, _ in groups],
             contexts=[c for _, c in groups],
         )
+
+    def rows(self, sets: list[np.ndarray]) -> np.ndarray:
+        """[len(sets), S, G] expression of equal-sized cell sets, read in one call (one sorted pass
+        over the file when the data is backed)."""
+        return self.data.X[np.concatenate(sets)].reshape(len(sets), len(sets[0]), self.data.n_features)
 
     def batch_index_of(self, ctrl: list[np.ndarray]) -> torch.Tensor | None:
         """[len(ctrl), S] vocabulary index of each control cell's batch (-1 unseen); None without batches."""

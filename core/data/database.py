@@ -43,13 +43,12 @@ class ResponseDatabase:
     def from_data(
         cls, data: PerturbationData, groups: list[Group], embeddings: np.ndarray
     ) -> "ResponseDatabase":
-        control_mean = {c: data.X[data.control_indices(c)].mean(axis=0) for c in data.contexts
-                        if len(data.control_indices(c))}
+        control_mean = {c: data.control_mean(c) for c in data.contexts if len(data.control_indices(c))}
         batch_mean = _batch_control_means(data)
         rows = []
         for p, c in groups:
             idx = data.group_indices(p, c)
-            rows.append(data.X[idx].mean(axis=0) - _matched_mean(data, idx, c, control_mean, batch_mean))
+            rows.append(data.group_mean(p, c) - _matched_mean(data, idx, c, control_mean, batch_mean))
         response = np.stack(rows).astype(np.float32) if rows else np.zeros((0, data.n_features), np.float32)
         return cls(
             perts=[p for p, _ in groups],
@@ -62,6 +61,24 @@ class ResponseDatabase:
 
     def entries_of(self, pert: str, context: str | None = None) -> list[int]:
         return [i for i in self._by_pert.get(pert, []) if context is None or self.contexts[i] == context]
+
+    def other_lines_mean(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per entry (gene g, line c): the mean response of g's entries in the *other* lines [N,G]
+        (each line weighs the same; zeros where g has none) and whether there is any [N] bool.
+
+        ``response - other_lines_mean`` is the entry's line-specific deviation: how the gene's
+        response in this line departs from its response elsewhere (DESIGN.md section 6).
+        """
+        out = np.zeros_like(self.response)
+        has = np.zeros(len(self), dtype=bool)
+        for rows in self._by_pert.values():
+            if len(rows) < 2:
+                continue
+            total = self.response[rows].sum(axis=0)
+            for i in rows:
+                out[i] = (total - self.response[i]) / (len(rows) - 1)
+                has[i] = True
+        return out, has
 
     def exclusion_ids(self, pert: str, context: str, exclude_same_gene: bool) -> list[int]:
         """Entries a query (pert, context) must not retrieve: its own entry always, and the same
@@ -77,7 +94,7 @@ def _batch_control_means(data: PerturbationData) -> dict[tuple[str, str], np.nda
         ctrl = data.control_indices(c)
         batches = data.batches_of(ctrl)
         for b in np.unique(batches):
-            out[(c, str(b))] = data.X[ctrl[batches == b]].mean(axis=0)
+            out[(c, str(b))] = data.control_mean(c, b)
     return out
 
 

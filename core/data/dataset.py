@@ -1,14 +1,29 @@
-"""A perturbation screen in memory: expression, per-cell labels, and group lookups."""
+"""A perturbation screen: expression, per-cell labels, group lookups and group means."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Union
 
 import numpy as np
 import pandas as pd
 
+from .store import BackedStore, HalfStore
+
 PERT, CONTEXT, BATCH = "pert", "context", "batch"
+
+#: rows come back as float32 from each: ``X[idx]`` (see :mod:`store`)
+Expression = Union[np.ndarray, HalfStore, BackedStore]
+
+
+@dataclass
+class StreamedMeans:
+    """Group and control means summed while a backed file was streamed, so building the retrieval
+    database reads nothing from disk again."""
+
+    groups: dict[tuple[str, str], np.ndarray]  # (pert, context) -> [G]
+    controls: dict[tuple[str, str | None], tuple[np.ndarray, int]]  # (context, batch) -> ([G], cells)
 
 
 @dataclass
@@ -19,7 +34,7 @@ class PerturbationData:
     input's schema.
     """
 
-    X: np.ndarray
+    X: Expression
     obs: pd.DataFrame
     features: list[str]
     control_label: str
@@ -31,6 +46,8 @@ class PerturbationData:
     info: dict = field(default_factory=dict)
     #: ground truth of the built-in dataset (``uns['ptrag_synth']``), else None
     truth: dict | None = None
+    #: means from the loading pass (backed mode); else means are computed from ``X``
+    means: StreamedMeans | None = field(default=None, repr=False)
 
     @property
     def n_features(self) -> int:
@@ -78,13 +95,45 @@ class PerturbationData:
         return self._control_index.get(context, np.empty(0, dtype=np.int64))
 
     def batches_of(self, indices: np.ndarray) -> np.ndarray | None:
-        if BATCH not in self.obs:
-            return None
-        return self.obs[BATCH].astype(str).to_numpy()[indices]
+        return None if self._batch_labels is None else self._batch_labels[indices]
+
+    @cached_property
+    def _batch_labels(self) -> np.ndarray | None:  # once: a str copy per call cost minutes at 600k cells
+        return self.obs[BATCH].astype(str).to_numpy() if BATCH in self.obs else None
 
     def n_cells_of(self, pert: str, context: str) -> int:
         idx = self._group_index.get((pert, context))
         return 0 if idx is None else len(idx)
+
+    def group_mean(self, pert: str, context: str) -> np.ndarray:
+        """Mean expression [G] of a (perturbation, context) group."""
+        if self.means is not None:
+            return self.means.groups[(pert, context)]
+        return self.X[self.group_indices(pert, context)].mean(axis=0)
+
+    def control_mean(self, context: str, batch: str | None = None) -> np.ndarray:
+        """Mean expression [G] of a context's control cells (of one batch when given)."""
+        if self.means is not None:
+            parts = [(m, n) for (c, b), (m, n) in self.means.controls.items()
+                     if c == context and (batch is None or b == str(batch))]
+            total = sum(n for _, n in parts)
+            return (sum(m.astype(np.float64) * n for m, n in parts) / total).astype(np.float32)
+        idx = self.control_indices(context)
+        if batch is not None:
+            idx = idx[self.batches_of(idx) == str(batch)]
+        return self.X[idx].mean(axis=0)
+
+    def control_cells(self, context: str) -> np.ndarray:
+        """All control cells [c,G] of a context, read once and shared (read-only) by every caller."""
+        if context not in self._control_cells:
+            block = self.X[self.control_indices(context)]
+            block.setflags(write=False)
+            self._control_cells[context] = block
+        return self._control_cells[context]
+
+    @cached_property
+    def _control_cells(self) -> dict[str, np.ndarray]:
+        return {}
 
     def summary(self) -> pd.DataFrame:
         """Per context: cells, controls, perturbations, batches (for `ptrag data inspect`)."""

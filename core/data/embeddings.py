@@ -2,8 +2,9 @@
 
 Formats (chosen by suffix): GenePT's own pickle (dict symbol -> list of floats), ``.npz``
 (``names`` [V] str, ``embeddings`` [V,E], optional ``provenance`` JSON string, as written by
-``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header) and
-``.parquet`` (symbols in the index or the first column). Symbols match case-insensitively, then
+``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header),
+``.parquet`` (symbols in the index or the first column) and STATE's perturbation-feature files
+(``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``). Symbols match case-insensitively, then
 through a small table of renamed HGNC symbols (e.g. an old embedding keyed by ``SEPT7`` serves
 ``SEPTIN7``).
 """
@@ -120,10 +121,10 @@ def read_gene_embeddings(path: str | Path) -> GeneEmbeddings:
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix.lower() == ".gz" else path.suffix.lower()
     readers = {".pkl": _read_pickle, ".pickle": _read_pickle, ".npz": _read_npz, ".csv": _read_table,
                ".tsv": _read_table, ".csv.gz": _read_table, ".tsv.gz": _read_table, ".parquet": _read_parquet,
-               ".pq": _read_parquet}
+               ".pq": _read_parquet, ".pt": _read_torch, ".pth": _read_torch}
     if suffix not in readers:
         raise DataError(f"{path}: unknown gene-embedding format {suffix or '(no suffix)'!r}; use "
-                        ".pkl (GenePT), .npz, .csv/.tsv or .parquet")
+                        ".pkl (GenePT), .npz, .csv/.tsv, .parquet or .pt (STATE)")
     try:
         names, matrix, provenance = readers[suffix](path)
     except DataError:
@@ -154,6 +155,31 @@ def _read_pickle(path: Path):
     sidecar = Path(str(path) + ".provenance.json")  # written beside a pickle by `ptrag genes build`
     provenance = json.loads(sidecar.read_text()) if sidecar.is_file() else None
     return list(table), np.array([np.asarray(v, dtype=np.float32) for v in table.values()]), provenance
+
+
+def _read_torch(path: Path):
+    """STATE's perturbation features: ``torch.save({symbol: 1-D tensor})``. ``weights_only`` loads
+    tensors and plain containers only, never code."""
+    import torch
+
+    try:
+        table = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise DataError(f"{path}: not a torch-saved dict of tensors ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
+    if not isinstance(table, dict) or not table:
+        raise DataError(f"{path}: expected a non-empty dict of gene symbol -> 1-D tensor (STATE's "
+                        f"perturbation features), got {type(table).__name__}")
+    vectors = {}
+    for name, value in table.items():
+        array = value.detach().float().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, np.float32)
+        if array.ndim != 1:
+            raise DataError(f"{path}: the vector of {name!r} has shape {tuple(array.shape)}; expected 1-D")
+        vectors[str(name)] = array
+    lengths = {len(v) for v in vectors.values()}
+    if len(lengths) > 1:
+        raise DataError(f"{path}: vectors have different lengths ({sorted(lengths)[:5]})")
+    return list(vectors), np.stack(list(vectors.values())), None
 
 
 def _read_npz(path: Path):

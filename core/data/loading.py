@@ -1,10 +1,13 @@
 """Read a screen (an .h5ad file or the built-in dataset) into :class:`PerturbationData`.
 
 Files are read with h5py through anndata's element readers: ``obs`` first (only the columns we
-need), then the expression matrix in row blocks straight into one float32 array. So a
-643k x 2,000 file needs the matrix once plus a block, never several dense copies, and cells of
-dropped groups are never materialised. Validation (see :mod:`validation`) runs on the labels
-before the matrix is touched and on every block while it is read.
+need), then the expression matrix in row blocks straight into one array (float32, or float16 with
+``data.dtype``). So a 643k x 2,000 file needs the matrix once plus a block, never several dense
+copies, and cells of dropped groups are never materialised. With ``data.backed`` the same single
+pass keeps no matrix at all: it checks the values, sums the group and control means the retrieval
+database needs, and copies only the control cells; training then reads rows from the file
+(:class:`store.BackedStore`). Validation (see :mod:`validation`) runs on the labels before the
+matrix is touched and on every block while it is read.
 """
 
 from __future__ import annotations
@@ -20,11 +23,13 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import DataError
-from .dataset import BATCH, CONTEXT, PERT, PerturbationData
+from .dataset import BATCH, CONTEXT, PERT, PerturbationData, StreamedMeans
+from .store import BackedStore, HalfStore
 from .validation import ValueCheck, plan_cells
 
 log = logging.getLogger("ptrag.data")
 BLOCK_ROWS = 8192
+FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 try:  # anndata >= 0.11
     from anndata.io import read_elem, sparse_dataset
@@ -55,6 +60,9 @@ def read_screen(path: str | Path, cfg: Any) -> PerturbationData:
         raise DataError(f"{path}: cannot be read as .h5ad (not an HDF5 file: {exc})") from None
     with f:
         if "obs" not in f or not isinstance(f["obs"], h5py.Group):
+            if _backed(cfg):
+                raise DataError(f"{path}: an old .h5ad layout (obs not a group) cannot be read backed; set "
+                                "data.backed=false, or rewrite it with anndata (read_h5ad, then write_h5ad)")
             return _read_with_anndata(path, cfg)  # very old layout: let anndata convert it
         obs = _read_obs_columns(f, cfg, source)
         plan = plan_cells(obs, cfg, source)
@@ -64,15 +72,23 @@ def read_screen(path: str | Path, cfg: Any) -> PerturbationData:
             raise DataError(f"{path}: {where} has {n_rows} rows but obs has {len(obs)} cells")
         var = read_elem(f["var"]) if "var" in f else pd.DataFrame(index=[])
         features, feature_note = _feature_names(var, n_cols, cfg.embed_key)
-        X, check = _read_rows(matrix, plan.keep, obs.index, where, source)
+        labels = _labels(plan)
+        means = None
+        if _backed(cfg):
+            X, check, means = _stream_backed(matrix, plan, labels, cfg, where, source, path)
+        else:
+            X, check = _read_rows(matrix, plan.keep, obs.index, where, source, _dtype_of(cfg))
         info = {"expression": where, "storage": _storage(matrix), "stored_dtype": _dtype(matrix),
                 "n_vars": len(var)}
         truth = _synth_truth(f)
-    return _finish(X, plan, features, cfg, source, check, info, feature_note, truth)
+    return _finish(X, labels, plan, features, cfg, source, check, info, feature_note, truth, means)
 
 
 def adata_to_data(adata: ad.AnnData, cfg: Any, source: str) -> PerturbationData:
     """Validate an in-memory (or backed) AnnData and convert it; same checks as for files."""
+    if _backed(cfg):
+        raise DataError(f"{source}: data.backed=true reads the rows of an .h5ad file (data.path) on demand, and this "
+                        "data is made in memory; set data.backed=false or write it to a file first (ptrag data synth -o)")
     cols = [c for c in (cfg.pert_col, cfg.context_col, cfg.batch_col) if c and c in adata.obs]
     obs = adata.obs[cols].copy()
     plan = plan_cells(obs, cfg, source)
@@ -87,18 +103,46 @@ def adata_to_data(adata: ad.AnnData, cfg: Any, source: str) -> PerturbationData:
         raise DataError(f"{source}: no expression under obsm[{cfg.embed_key!r}]; available: "
                         f"{', '.join(avail) or 'none'} (set data.embed_key)")
     features, feature_note = _feature_names(adata.var, matrix.shape[1], cfg.embed_key)
-    X, check = _read_rows(matrix, plan.keep, obs.index, where, source)
+    X, check = _read_rows(matrix, plan.keep, obs.index, where, source, _dtype_of(cfg))
     info = {"expression": where, "storage": "sparse" if sp.issparse(matrix) else "dense",
             "stored_dtype": str(getattr(matrix, "dtype", "mixed")), "n_vars": adata.n_vars}
     truth = _plain(adata.uns["ptrag_synth"]) if "ptrag_synth" in adata.uns else None
-    return _finish(X, plan, features, cfg, source, check, info, feature_note, truth)
+    return _finish(X, _labels(plan), plan, features, cfg, source, check, info, feature_note, truth)
 
 
 # --------------------------------------------------------------------------- helpers
 
 
-def _finish(X, plan, features, cfg, source, check: ValueCheck, info, feature_note, truth) -> PerturbationData:
+def _backed(cfg: Any) -> bool:
+    return bool(getattr(cfg, "backed", False))
+
+
+def _dtype_of(cfg: Any) -> type:
+    return np.float16 if getattr(cfg, "dtype", "float32") == "float16" else np.float32
+
+
+def _beyond_float16(dtype, check: ValueCheck) -> bool:
+    return np.dtype(dtype) == np.float16 and max(abs(check.vmin), abs(check.vmax)) > FLOAT16_MAX
+
+
+def _labels(plan) -> pd.DataFrame:
+    """The kept cells' normalised labels (pert, context, batch) as string categoricals."""
+    obs = pd.DataFrame({PERT: plan.obs[PERT].to_numpy(), CONTEXT: plan.obs[CONTEXT].to_numpy()},
+                       index=plan.obs.index)
+    if BATCH in plan.obs:
+        obs[BATCH] = plan.obs[BATCH].to_numpy()
+    for col in obs:
+        obs[col] = pd.Categorical(obs[col].astype(str))
+    return obs
+
+
+def _finish(X, obs, plan, features, cfg, source, check: ValueCheck, info, feature_note, truth,
+            means: StreamedMeans | None = None) -> PerturbationData:
     check.raise_if_bad()
+    if _beyond_float16(_dtype_of(cfg), check):
+        raise DataError(f"{source}: {info['expression']} has values up to {max(abs(check.vmin), abs(check.vmax)):.4g}, "
+                        f"beyond float16's range ({FLOAT16_MAX:,.0f}); set data.dtype=float32 "
+                        "(or give log-normalised expression)")
     notes = list(plan.notes)
     if feature_note:
         notes.append(f"{source}: {feature_note}")
@@ -106,18 +150,20 @@ def _finish(X, plan, features, cfg, source, check: ValueCheck, info, feature_not
         notes.append(check.negative_message())
     for line in notes:
         log.warning(line)
-    obs = pd.DataFrame({PERT: plan.obs[PERT].to_numpy(), CONTEXT: plan.obs[CONTEXT].to_numpy()},
-                       index=plan.obs.index)
-    if BATCH in plan.obs:
-        obs[BATCH] = plan.obs[BATCH].to_numpy()
-    for col in obs:
-        obs[col] = pd.Categorical(obs[col].astype(str))
-    info.update(plan.counts, value_min=check.vmin, value_max=check.vmax, zeros=check.zero_fraction)
+    info.update(plan.counts, value_min=check.vmin, value_max=check.vmax, zeros=check.zero_fraction,
+                memory=_memory_mode(X), held_bytes=int(X.nbytes),
+                expression_problem=check.expression_problem(), median_library_size=check.median_library_size)
     return PerturbationData(
         X=X, obs=obs, features=features, control_label=cfg.control_label, source=source,
         columns={PERT: cfg.pert_col, CONTEXT: cfg.context_col, BATCH: cfg.batch_col if BATCH in obs else None},
-        notes=notes, info=info, truth=truth,
+        notes=notes, info=info, truth=truth, means=means,
     )
+
+
+def _memory_mode(X) -> str:
+    if isinstance(X, BackedStore):
+        return f"backed: rows read from the file, {len(X.held):,} control cells held as {X.held.dtype}"
+    return f"{'float16' if isinstance(X, HalfStore) else 'float32'} in memory"
 
 
 def _read_obs_columns(f: h5py.File, cfg: Any, source: str) -> pd.DataFrame:
@@ -185,18 +231,15 @@ def _feature_names(var: pd.DataFrame, n_cols: int, key: str) -> tuple[list[str],
             f"'highly_variable' mask; features are named {key}_0..{key}_{n_cols - 1}")
 
 
-def _read_rows(matrix, keep: np.ndarray, cell_names: pd.Index, where: str, source: str):
-    """The kept rows as one C-contiguous float32 array, read and checked block by block."""
-    n_rows = int(matrix.shape[0]) if not _is_sparse_group(matrix) else _shape(matrix)[0]
-    n_cols = int(matrix.shape[1]) if not _is_sparse_group(matrix) else _shape(matrix)[1]
-    check = ValueCheck(where, source)
-    if isinstance(matrix, np.ndarray) and keep.all() and matrix.dtype == np.float32 and matrix.flags.c_contiguous:
-        for start in range(0, n_rows, BLOCK_ROWS):  # already what we need: check, do not copy
-            check.update(matrix[start:start + BLOCK_ROWS], cell_names[start:start + BLOCK_ROWS])
-        return matrix, check
+def _n_rows_cols(matrix) -> tuple[int, int]:
+    return _shape(matrix) if _is_sparse_group(matrix) else (int(matrix.shape[0]), int(matrix.shape[1]))
+
+
+def _kept_blocks(matrix, keep: np.ndarray, cell_names: pd.Index, check: ValueCheck):
+    """(position among kept cells, block of kept rows) over the matrix in file order, each checked."""
+    n_rows = _n_rows_cols(matrix)[0]
     if _is_sparse_group(matrix):
         matrix = sparse_dataset(matrix)
-    out = np.empty((int(keep.sum()), n_cols), dtype=np.float32)
     pos = 0
     for start in range(0, n_rows, BLOCK_ROWS):
         stop = min(n_rows, start + BLOCK_ROWS)
@@ -206,11 +249,75 @@ def _read_rows(matrix, keep: np.ndarray, cell_names: pd.Index, where: str, sourc
         block = matrix[start:stop]
         if sp.issparse(block):
             block = block.toarray()
-        block = np.asarray(block)[mask]
-        check.update(block, cell_names[start:stop][mask])
-        out[pos:pos + len(block)] = block
+        block = np.asarray(block)
+        names = cell_names[start:stop]
+        if not mask.all():
+            block, names = block[mask], names[mask]
+        check.update(block, names)
+        yield pos, block
         pos += len(block)
-    return out, check
+
+
+def _read_rows(matrix, keep: np.ndarray, cell_names: pd.Index, where: str, source: str, dtype=np.float32):
+    """The kept rows as one C-contiguous array (float32, or float16 wrapped in a HalfStore)."""
+    check = ValueCheck(where, source)
+    if (dtype is np.float32 and isinstance(matrix, np.ndarray) and keep.all() and matrix.dtype == np.float32
+            and matrix.flags.c_contiguous):
+        for start in range(0, len(matrix), BLOCK_ROWS):  # already what we need: check, do not copy
+            check.update(matrix[start:start + BLOCK_ROWS], cell_names[start:start + BLOCK_ROWS])
+        return matrix, check
+    out = np.empty((int(keep.sum()), _n_rows_cols(matrix)[1]), dtype=dtype)
+    for pos, block in _kept_blocks(matrix, keep, cell_names, check):
+        if _beyond_float16(dtype, check):
+            break  # _finish says so
+        out[pos:pos + len(block)] = block
+    return (HalfStore(out) if dtype is np.float16 else out), check
+
+
+def _stream_backed(matrix, plan, labels: pd.DataFrame, cfg: Any, where: str, source: str, path: Path):
+    """One pass over the file that keeps no matrix: checks values, sums group and control means,
+    and copies the control cells into the store (every cell set reads them)."""
+    if _is_sparse_group(matrix) and not str(matrix.attrs["encoding-type"]).startswith("csr"):
+        raise DataError(f"{source}: {where} is stored {_storage(matrix)}, whose rows cannot be read one by one; "
+                        "set data.backed=false, or store it dense or CSR")
+    n_cols = _n_rows_cols(matrix)[1]
+    is_ctrl = (labels[PERT] == cfg.control_label).to_numpy()
+    codes, group_keys, control_keys = _mean_codes(labels, is_ctrl)
+    store = BackedStore(str(path), matrix.name, np.flatnonzero(plan.keep), n_cols, sparse=_is_sparse_group(matrix),
+                        held=np.flatnonzero(is_ctrl), held_dtype=_dtype_of(cfg))
+    n_keys = len(group_keys) + len(control_keys)
+    sums = np.zeros((n_keys, n_cols), dtype=np.float64)
+    check = ValueCheck(where, source)
+    for pos, block in _kept_blocks(matrix, plan.keep, plan.obs.index, check):
+        stop = pos + len(block)
+        present, local = np.unique(codes[pos:stop], return_inverse=True)
+        one_hot = sp.csr_matrix((np.ones(len(block), block.dtype), (local, np.arange(len(block)))),
+                                shape=(len(present), len(block)))
+        sums[present] += one_hot @ block  # per-block sums (BLOCK_ROWS cells at most), then float64
+        ctrl = is_ctrl[pos:stop]
+        if not _beyond_float16(store.held.dtype, check):
+            store.held[store.held_slot[pos:stop][ctrl]] = block[ctrl]
+    counts = np.bincount(codes, minlength=n_keys)
+    mean = lambda i: (sums[i] / counts[i]).astype(np.float32)
+    n_groups = len(group_keys)
+    means = StreamedMeans(
+        groups={key: mean(i) for i, key in enumerate(group_keys)},
+        controls={key: (mean(n_groups + i), int(counts[n_groups + i])) for i, key in enumerate(control_keys)},
+    )
+    return store, check, means
+
+
+def _mean_codes(labels: pd.DataFrame, is_ctrl: np.ndarray):
+    """Per cell: the index of its (pert, context) group, or after those of its (context, batch) controls."""
+    codes = np.empty(len(labels), dtype=np.int64)
+    perturbed = pd.MultiIndex.from_arrays([labels[PERT].to_numpy()[~is_ctrl], labels[CONTEXT].to_numpy()[~is_ctrl]])
+    codes[~is_ctrl], groups = pd.factorize(perturbed)
+    has_batch = BATCH in labels
+    batch = labels[BATCH].to_numpy()[is_ctrl] if has_batch else np.full(int(is_ctrl.sum()), "")
+    ctrl_codes, controls = pd.factorize(pd.MultiIndex.from_arrays([labels[CONTEXT].to_numpy()[is_ctrl], batch]))
+    codes[is_ctrl] = len(groups) + ctrl_codes
+    return (codes, [(str(p), str(c)) for p, c in groups],
+            [(str(c), str(b) if has_batch else None) for c, b in controls])
 
 
 def _keys(mapping) -> list[str]:

@@ -49,15 +49,32 @@ class Split:
     description: str = ""
     #: what resolving the split reported (unknown names, dropped groups); for the run log
     notes: list[str] = field(default_factory=list)
+    #: what was left out, one record per reason: {reason, groups per role, perturbations, first};
+    #: metrics.json carries these under run.dropped
+    drops: list[dict] = field(default_factory=list)
 
     def without_perts(self, perts: set[str], reason: str) -> "Split":
-        """The same split minus every group of ``perts``, with a note saying why."""
-        if not perts:
-            return self
+        """The same split minus every group of ``perts``, with a note and a drop record saying why."""
         keep = lambda groups: [g for g in groups if g[0] not in perts]
-        removed = sum(len(gs) - len(keep(gs)) for gs in (self.train, self.val, self.test))
-        note = f"dropped {removed} group(s) of {len(perts)} perturbation(s) {reason} (first: {_first(sorted(perts))})"
-        return Split(keep(self.train), keep(self.val), keep(self.test), self.description, [*self.notes, note])
+        roles = {role: len(gs) - len(keep(gs)) for role, gs in (("train", self.train), ("val", self.val),
+                                                                ("test", self.test))}
+        if not perts or not any(roles.values()):
+            return self
+        named = sorted({p for gs in (self.train, self.val, self.test) for p, _ in gs} & set(perts))
+        note = (f"dropped {sum(roles.values())} group(s) of {len(named)} perturbation(s) {reason} "
+                f"(first: {_first(named)})")
+        drop = {"reason": reason, "groups": roles, "perturbations": len(named), "first": named[:5]}
+        return Split(keep(self.train), keep(self.val), keep(self.test), self.description, [*self.notes, note],
+                     [*self.drops, drop])
+
+    def summary(self) -> str:
+        """The description, and after any drop the counts that remain (what is really evaluated)."""
+        if not self.drops:
+            return self.description
+        dropped = "; ".join(f"{sum(d['groups'].values())} group(s) {d['reason']} ({d['groups'].get('test', 0)} test; "
+                            f"first: {_first(d['first'])})" for d in self.drops)
+        return (f"{self.description}; dropped {dropped}; left: {len(self.train)} train / {len(self.val)} val / "
+                f"{len(self.test)} test groups")
 
 
 def _first(names, k: int = 5) -> str:
@@ -141,6 +158,7 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
     dataset = _pick_dataset(names, dataset, data, path)
     contexts = {c.lower(): c for c in data.contexts}
     notes: list[str] = []
+    drops: list[dict] = []
 
     def context_of(key: str, section: str) -> str | None:
         if key.lower() in contexts:  # a bare cell line name (YAML convenience)
@@ -184,6 +202,9 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
             if absent:
                 notes.append(f"{path}: {len(absent)} of {len(perts)} {role} perturbation(s) of {context} are not in "
                              f"the data (first: {_first(absent)})")
+                drops.append({"reason": f"named by the split but not in the data ({context})",
+                              "groups": {role: len(absent)}, "perturbations": len(absent),
+                              "first": [str(p) for p in absent[:5]]})
             groups = {(available[str(p).upper()], context) for p in perts if str(p).upper() not in
                       {a.upper() for a in absent}}
             (held_val if role == "val" else held_test).update(groups)
@@ -202,7 +223,8 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
         log.warning(line)
     description = (f"{path.name}: {len(train)} train / {len(held_val)} val / {len(held_test)} test groups"
                    + (f" (dataset {dataset})" if dataset else ""))
-    return Split(train=train, val=sorted(held_val), test=sorted(held_test), description=description, notes=notes)
+    return Split(train=train, val=sorted(held_val), test=sorted(held_test), description=description, notes=notes,
+                 drops=drops)
 
 
 def _dataset_names(spec: dict[str, Any]) -> list[str]:

@@ -1,9 +1,10 @@
 """Checks on a screen before any training, each failing with one line that names file and fix.
 
 ``plan_cells`` works on the labels alone (cheap, before the matrix is read): required columns,
-empty labels, control cells per cell line, and groups below ``min_cells`` (dropped and
-reported). ``ValueCheck`` accumulates NaN/inf and negative values over the row blocks of the
-matrix as it is read.
+empty labels, duplicated cell names, control cells per cell line, and groups below ``min_cells``
+(dropped and reported). ``ValueCheck`` accumulates NaN/inf, negative and non-integer values, the
+value range and library sizes over the row blocks of the matrix as it is read, so raw counts and
+all-zero or constant matrices are caught before any training (:func:`require_expression`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class CellPlan:
     obs: pd.DataFrame  # kept cells, normalised columns pert/context(/batch)
     keep: np.ndarray  # [n_input_cells] bool
     notes: list[str] = field(default_factory=list)
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)  # input/dropped cells and groups, first dropped
 
 
 def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
@@ -39,6 +40,11 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
             raise DataError(f"{source}: obs has no {role} column {col!r}; columns: "
                             f"{', '.join(map(str, present)) or 'none'} (set data.{'pert_col' if role == 'perturbation' else 'context_col'})")
     notes: list[str] = []
+    duplicated = obs.index.duplicated()
+    if duplicated.any():
+        notes.append(f"{source}: {int(duplicated.sum())} duplicated cell name(s) in obs (first: "
+                     f"{_first(obs.index[duplicated].unique())}); every cell is kept, but cell-eval and scanpy "
+                     "expect unique names (adata.obs_names_make_unique())")
     labels = {PERT: obs[cfg.pert_col], CONTEXT: obs[cfg.context_col]}
     if cfg.batch_col and cfg.batch_col in obs:
         labels[BATCH] = obs[cfg.batch_col]
@@ -78,20 +84,29 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
         "input_cells": int(len(norm)),
         "dropped_groups": int(len(small)),
         "dropped_cells": int((~keep).sum()),
+        "dropped_first": [f"{p}/{c}" for p, c in small.index[:5]],
     }
     return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts)
 
 
+#: integer-valued matrices above this maximum are raw counts; non-integer ones above
+#: NOT_LOG_MAX are normalised but not log-transformed (log1p of CP10k stays below ~10)
+COUNTS_MAX, NOT_LOG_MAX = 15.0, 30.0
+
+
 class ValueCheck:
-    """Running NaN/inf and negative-value counts over the blocks of an expression matrix."""
+    """Running statistics over the blocks of an expression matrix: NaN/inf, negative and
+    non-integer values, the value range and the library size (row sum) of every cell."""
 
     def __init__(self, where: str, source: str):
         self.where, self.source = where, source
         self.nonfinite = 0
         self.bad_cells: list[str] = []
         self.negative = 0
+        self.non_integer = 0  # counted until the first block that has any
         self.vmin, self.vmax = float("inf"), float("-inf")
         self._zeros, self._values = 0, 0
+        self._library: list[np.ndarray] = []
 
     def update(self, block: np.ndarray, cell_names) -> None:
         if block.size == 0:
@@ -103,6 +118,9 @@ class ValueCheck:
             self.bad_cells.extend(map(str, np.asarray(cell_names)[bad_rows][:5]))
             block = np.where(finite, block, 0)
         self.negative += int((block < 0).sum())
+        if not self.non_integer:  # one block with non-integer values settles it: skip the rest
+            self.non_integer += int(np.count_nonzero(block != np.round(block)))
+        self._library.append(block.sum(axis=1, dtype=np.float64))
         self.vmin = min(self.vmin, float(block.min()))
         self.vmax = max(self.vmax, float(block.max()))
         self._zeros += int((block == 0).sum())
@@ -117,6 +135,40 @@ class ValueCheck:
             raise DataError(f"{self.source}: {self.where} has {self.nonfinite} NaN/inf value(s) "
                             f"(cells: {_first(self.bad_cells)}); remove or impute them before training")
 
+    @property
+    def median_library_size(self) -> float:
+        return float(np.median(np.concatenate(self._library))) if self._library else float("nan")
+
+    def expression_problem(self) -> str | None:
+        """One line when the matrix cannot be log-normalised expression (raw counts, values too
+        large for log1p data, all zeros, one constant value), else None."""
+        if not self._values:
+            return None
+        head = f"{self.source}: {self.where}"
+        if self.vmax == self.vmin == 0:
+            return f"{head} is all zeros, so there is nothing to learn or score; check data.embed_key (the matrix ptrag reads)"
+        if self.vmax == self.vmin:
+            return (f"{head} holds one constant value ({self.vmax:.3g}) in every cell and gene, so there is nothing "
+                    "to learn or score; check data.embed_key (the matrix ptrag reads)")
+        library = f"median library size {self.median_library_size:,.0f}"
+        if not self.non_integer and self.vmax > COUNTS_MAX:
+            return (f"{head} looks like raw counts (integer values up to {self.vmax:,.0f}, {library}); ptrag expects "
+                    "log-normalised expression: normalise and log1p it first (scanpy: sc.pp.normalize_total, then "
+                    "sc.pp.log1p) or set data.embed_key to a log-normalised matrix")
+        if self.vmax > NOT_LOG_MAX:
+            return (f"{head} has values up to {self.vmax:,.4g} ({library}): normalised but not log-transformed? "
+                    "ptrag expects log-normalised expression: apply log1p first (scanpy: sc.pp.log1p) or set "
+                    "data.embed_key to a log-normalised matrix")
+        return None
+
     def negative_message(self) -> str:
         return (f"{self.source}: {self.where} has {self.negative} negative value(s) (min {self.vmin:.3g}); "
                 f"expected log-normalised expression, not scaled or centred data")
+
+
+def require_expression(data: Any) -> None:
+    """Raise the loader's expression problem (raw counts, constant matrix; see
+    :meth:`ValueCheck.expression_problem`) before any training or prediction."""
+    problem = (getattr(data, "info", None) or {}).get("expression_problem")
+    if problem:
+        raise DataError(problem)

@@ -20,6 +20,7 @@ class ControlBaseline(Generator):
 
     name = "control"
     trainable = False
+    uses_gene_embeddings = False
 
     def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor:
         return batch.ctrl.clone()
@@ -30,6 +31,7 @@ class PertMeanBaseline(Generator):
 
     name = "pert-mean"
     trainable = False
+    uses_gene_embeddings = False  # nor do its subclasses: observed responses only
 
     def __init__(self, ctx: BuildContext):
         super().__init__()

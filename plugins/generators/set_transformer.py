@@ -24,13 +24,34 @@ def mlp(n_in: int, n_hidden: int, n_out: int, dropout: float = 0.0) -> nn.Sequen
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(n_hidden, n_out))
 
 
-class SetTransformerParams(ComponentParams):
+def set_encoder(hidden_dim: int, params: "SetEncoderParams") -> nn.TransformerEncoder:
+    """A bidirectional transformer over the cells of a set (pre-norm, GELU; no positions: a set)."""
+    if hidden_dim % params.n_heads:
+        from ptrag.core.errors import ConfigError
+
+        raise ConfigError(f"generator.n_heads {params.n_heads} must divide model.hidden_dim {hidden_dim}")
+    layer = nn.TransformerEncoderLayer(
+        d_model=hidden_dim, nhead=params.n_heads, dim_feedforward=params.ff_mult * hidden_dim,
+        dropout=params.dropout, activation="gelu", batch_first=True, norm_first=True,
+    )
+    return nn.TransformerEncoder(layer, num_layers=params.n_layers, enable_nested_tensor=False)
+
+
+class SetEncoderParams(ComponentParams):
+    """The transformer over a cell set (shared by the generators built on it)."""
+
     n_layers: int = Field(2, ge=1, description="transformer encoder layers")
     n_heads: int = Field(4, ge=1, description="attention heads (must divide model.hidden_dim)")
     ff_mult: int = Field(4, ge=1, description="feed-forward width as a multiple of hidden_dim")
     dropout: float = Field(0.1, ge=0, lt=1)
+
+
+class SetTransformerParams(SetEncoderParams):
     pert_encoding: Literal["embedding", "onehot"] = "embedding"
     batch_encoder: bool = Field(False, description="add a learned embedding of each control cell's batch")
+    context_mode: Literal["add", "replace"] = Field(
+        "add", description="add: the selected context is added to the cell states; replace: it replaces the "
+        "(control + perturbation) input of the transformer, as in the PT-RAG authors' code")
     decoder_init: Literal["default", "zero"] = Field(
         "default", description="default: torch's init; zero: the decoder's last layer starts at 0, so an untrained "
         "model predicts the controls (measured slower to learn: docs/model.md)")
@@ -46,11 +67,8 @@ class SetTransformerGenerator(Generator):
     def __init__(self, params: SetTransformerParams, ctx: BuildContext):
         super().__init__()
         h, g = ctx.hidden_dim, ctx.n_genes
-        if h % params.n_heads:
-            from ptrag.core.errors import ConfigError
-
-            raise ConfigError(f"generator.n_heads {params.n_heads} must divide model.hidden_dim {h}")
         self.params = params
+        self.uses_gene_embeddings = params.pert_encoding == "embedding"  # one-hot never reads them
         self.cell_encoder = mlp(g, h, h, params.dropout)
         if params.pert_encoding == "onehot":
             # one-hot times a linear layer == an embedding table; the last row is "unknown gene"
@@ -60,11 +78,7 @@ class SetTransformerGenerator(Generator):
         else:
             self.pert_encoder = mlp(max(ctx.embed_dim, 1), h, h)
         self.batch_embedding = nn.Embedding(max(ctx.n_batches, 1) + 1, h) if params.batch_encoder else None
-        layer = nn.TransformerEncoderLayer(
-            d_model=h, nhead=params.n_heads, dim_feedforward=params.ff_mult * h, dropout=params.dropout,
-            activation="gelu", batch_first=True, norm_first=True,
-        )
-        self.transformer = nn.TransformerEncoder(layer, num_layers=params.n_layers, enable_nested_tensor=False)
+        self.transformer = set_encoder(h, params)
         self.norm = nn.LayerNorm(h)
         self.decoder = mlp(h, h, g)
         if params.decoder_init == "zero":  # start as "no effect": predicted = control cells
@@ -93,7 +107,7 @@ class SetTransformerGenerator(Generator):
                 encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         states, _ = encoded if encoded is not None else self.encode(batch)
         if context is not None:
-            states = states + context
+            states = context if self.params.context_mode == "replace" else states + context
         h = self.norm(self.transformer(states))
         return batch.ctrl + self.decoder(h).to(batch.ctrl.dtype)
 

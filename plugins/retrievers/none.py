@@ -16,6 +16,7 @@ from ptrag.core.interfaces import RetrievalResult, Retriever
 class NoRetrieval(Retriever):
     name = "none"
     exact = True
+    uses_gene_embeddings = False
 
     def __init__(self) -> None:
         self._n = 0

@@ -6,9 +6,21 @@ Gumbel-Softmax (forward 0/1, backward the soft sample's gradient, temperature ``
 takes the argmax unless ``sample_at_eval``. Kept candidates are projected and summed into the
 generator input. The auxiliary loss ``sparsity_weight * mean keep-weight`` pushes towards
 keeping few candidates. Padding candidates (id -1, ``mask`` False) are never kept.
+
+Controls of how much is kept (docs/model.md has the measurements):
+
+- ``standardize_logits`` divides the logits by their standard deviation over the batch before the
+  Gumbel sample, as the authors' code does: the logits cannot grow without bound, so training
+  samples stay stochastic. The argmax at evaluation is unchanged by a positive scale.
+- ``keep_target`` turns the L1 penalty into ``sparsity_weight * |mean keep - keep_target|``, which
+  pulls the keep-ratio towards the target from both sides instead of towards 0.
+- ``tau_start`` + ``tau_anneal_steps`` anneal the temperature geometrically from ``tau_start`` to
+  ``tau`` (smoother gradients first, sharper later).
 """
 
 from __future__ import annotations
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +38,13 @@ class GumbelParams(ComponentParams):
     scorer_hidden: int = Field(128, ge=1, description="hidden width of the keep/drop scorer MLP")
     sparsity_warmup: int = Field(0, ge=0, description="training steps over which the sparsity weight "
                                  "ramps linearly from 0 to sparsity_weight; 0 = full weight from step 1")
+    standardize_logits: bool = Field(False, description="divide the keep/drop logits by their standard "
+                                     "deviation over the batch before sampling (the authors' code)")
+    keep_target: Optional[float] = Field(None, ge=0, le=1, description="penalise |mean keep - keep_target| "
+                                         "instead of the mean keep (a budget that cannot drive keeping to 0)")
+    tau_start: Optional[float] = Field(None, gt=0, description="initial temperature, annealed geometrically to "
+                                       "tau over tau_anneal_steps; empty = constant tau")
+    tau_anneal_steps: int = Field(0, ge=0, description="training steps of the temperature annealing")
 
 
 class GumbelSelector(Selector):
@@ -53,6 +72,14 @@ class GumbelSelector(Selector):
         """
         warmup = self.params.sparsity_warmup
         return 1.0 if warmup == 0 else min(1.0, float(self.train_steps) / warmup)
+
+    def temperature(self) -> float:
+        """``tau`` now: annealed from ``tau_start`` over ``tau_anneal_steps`` training steps."""
+        p = self.params
+        if p.tau_start is None or p.tau_anneal_steps == 0:
+            return p.tau
+        frac = min(1.0, float(self.train_steps) / p.tau_anneal_steps)
+        return p.tau_start * (p.tau / p.tau_start) ** frac
 
     def logits(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """[B,S,K,2] keep/drop logits: scorer(LayerNorm([cell state, query, candidate])).
@@ -96,8 +123,11 @@ class GumbelSelector(Selector):
         if candidates.shape[1] == 0:
             return SelectorOutput(context=None, weights=None, stats={"keep_ratio": 0.0})
         logits = self.logits(cell_state, query, candidates).float()
+        if self.params.standardize_logits:
+            logits = logits / (logits.std() + 1e-6)
+        tau = self.temperature()
         if self.training or self.params.sample_at_eval:
-            sample = F.gumbel_softmax(logits, tau=self.params.tau, hard=True, dim=-1)
+            sample = F.gumbel_softmax(logits, tau=tau, hard=True, dim=-1)
         else:
             sample = F.one_hot(logits.argmax(-1), 2).to(logits.dtype)
         keep = sample[..., 0]  # [B,S,K]; 0/1 forward, straight-through gradient backward
@@ -113,9 +143,13 @@ class GumbelSelector(Selector):
         if self.training:
             self.train_steps += 1
         weight = self.params.sparsity_weight * self.sparsity_scale()
-        aux = {"sparsity": weight * mean_keep.float()} if self.params.sparsity_weight else {}
-        return SelectorOutput(context=context, weights=keep, aux_losses=aux,
-                              stats={"keep_ratio": float(mean_keep.detach())})
+        target = self.params.keep_target
+        penalty = mean_keep.float() if target is None else (mean_keep.float() - target).abs()
+        aux = {"sparsity": weight * penalty} if self.params.sparsity_weight else {}
+        stats = {"keep_ratio": float(mean_keep.detach())}
+        if self.params.tau_start is not None:
+            stats["tau"] = tau
+        return SelectorOutput(context=context, weights=keep, aux_losses=aux, stats=stats)
 
 
 @hookimpl
