@@ -30,7 +30,7 @@ def run(
     generator: Optional[str] = typer.Option(None, "--generator", help="Generator name."),
     sets: list[str] = typer.Option([], "--set", help="Override any key: --set train.steps=200 (repeatable)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Training steps (train.steps)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data, sampling and model."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split, sampling and model (the built-in data follows data.seed)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder from its checkpoint.pt (same result on CPU); overrides may change only device and train.threads."),

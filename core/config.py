@@ -57,7 +57,9 @@ class ComponentChoice(_Strict):
 
 class DataConfig(_Strict):
     path: Optional[str] = Field(None, description="an .h5ad file; empty = the built-in dataset")
-    synth_preset: Literal["tiny", "demo", "large"] = "demo"
+    synth_preset: Literal["tiny", "demo", "screen", "large"] = "demo"
+    seed: int = Field(0, description="seed of the built-in dataset (not the run seed, so every run seed sees the "
+                      "same data; vary it on purpose, e.g. in an ablation grid)")
     pert_col: str = "gene"
     context_col: str = "cell_line"
     batch_col: Optional[str] = "gem_group"

@@ -91,7 +91,7 @@ def run_experiment(
 
         torch.set_num_threads(config.train.threads)
 
-    data = load_screen(config.data, config.seed)
+    data = load_screen(config.data)
     require_expression(data)  # raw counts, constant matrices: before any training
     split = resolve_split(config.data, data, config.seed)
     perts = data.perturbations

@@ -170,7 +170,7 @@ def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
     from .experiment import load_embeddings
 
     config = run.config
-    data = load_screen(config.data.model_copy(update={"path": str(path)}), config.seed)
+    data = load_screen(config.data.model_copy(update={"path": str(path)}))
     require_expression(data)
     if list(data.features) != list(run.meta["features"]):
         raise DataError(f"{path}: its {data.n_features} expression features differ from the run's "
