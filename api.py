@@ -28,6 +28,7 @@ from ptrag.core.data.dataset import CONTEXT, PERT, PerturbationData
 from ptrag.core.data.gene_sets import read_gmt
 from ptrag.core.data.loading import adata_to_data, load_screen
 from ptrag.core.data.validation import require_expression
+from ptrag.core.distributed import broadcast, setup
 from ptrag.core.errors import ConfigError, DataError, PtragError, os_error_message
 from ptrag.core.evaluate import GroupPrediction, aggregate, score as score_groups, summary_frame
 from ptrag.core.experiment import RunResult, new_run_dir, run_comparisons as compare_presets, run_experiment
@@ -226,13 +227,12 @@ def _data_config(base: DataConfig, updates: Mapping[str, Any]) -> DataConfig:
         raise ConfigError(format_validation_error(exc, "data")) from None
 
 
-def _screen(data: ad.AnnData | str | os.PathLike, cfg: DataConfig, seed: int, name: str = IN_MEMORY
-            ) -> PerturbationData:
+def _screen(data: ad.AnnData | str | os.PathLike, cfg: DataConfig, name: str = IN_MEMORY) -> PerturbationData:
     """An AnnData or an .h5ad path as a validated screen: the same checks either way."""
     if _is_anndata(data):
         return adata_to_data(data, cfg, name)
     if _is_path(data):
-        return load_screen(cfg.model_copy(update={"path": str(data)}), seed)
+        return load_screen(cfg.model_copy(update={"path": str(data)}))
     raise ConfigError(f"expected an AnnData or an .h5ad path, got {type(data).__name__}")
 
 
@@ -292,9 +292,10 @@ def run(
                         **asked, **overrides)
     if in_memory:
         cfg.data.path = None  # the AnnData, not a file named by the config
+    dist = setup(cfg.device)  # under torchrun: join the process group; rank 0 names the folder
     if not cfg.output.dir:
-        cfg.output.dir = str(new_run_dir(cfg))
-    screen = _screen(data, cfg.data, cfg.seed) if in_memory else None
+        cfg.output.dir = broadcast(str(new_run_dir(cfg)), dist)
+    screen = _screen(data, cfg.data) if in_memory else None
     log = _log(log)
     with _threads_kept():
         result = run_experiment(cfg, manager, log=log, resume=resume is not None, overwrite=overwrite, data=screen,
@@ -316,7 +317,7 @@ def run_comparisons(result: RunResult, *, data: ad.AnnData | None = None, keep_c
         raise ConfigError(f"data: expected the run's AnnData, got {type(data).__name__} "
                           "(a run made on a file reads it again)")
     if data is not None:
-        screen = _screen(data, result.config.data, result.config.seed)
+        screen = _screen(data, result.config.data)
         made_on = (recorded_fingerprint(result.run_dir) or {}).get("data")
         if made_on and data_fingerprint(screen)["hash"] != made_on:
             raise DataError(f"{result.run_dir}: this data differs from the data the run was made on (content "
@@ -380,7 +381,7 @@ def predict(
     sets_path = gene_sets or loaded.config.data.gene_sets
     screen, memory = None, {}
     if _is_anndata(data):  # converted now: its content hash is part of the output's identity
-        screen = _screen(data, cfg, loaded.config.seed)
+        screen = _screen(data, cfg)
         source, data_file, memory = IN_MEMORY, None, {"data": memory_input(screen)}
     elif _is_path(data):
         source, data_file = str(Path(data).resolve()), str(data)
@@ -396,7 +397,7 @@ def predict(
         folder = RunFolder.claim(out, identity, overwrite=overwrite)
     sets = read_gmt(sets_path) if sets_path and out is not None else None  # before predicting: fail fast
     if screen is None:
-        screen = _screen(data, cfg, loaded.config.seed)
+        screen = _screen(data, cfg)
     log = _log(log)
     predictions, trace, screen, dropped = predict_screen(loaded, screen, log=log)
     scores = _score(predictions, loaded.config.metrics, screen.features, loaded.config.seed, manager)
@@ -439,8 +440,8 @@ def score(
     manager = manager or build_manager()
     cfg = _data_config(DataConfig(), {"pert_col": pert_col, "context_col": context_col, "batch_col": None,
                                       "control_label": control_label, "embed_key": embed_key, "min_cells": 1})
-    pred = _screen(predictions, cfg, seed, f"predictions ({IN_MEMORY})")
-    true = _screen(real, cfg, seed, f"real ({IN_MEMORY})")
+    pred = _screen(predictions, cfg, f"predictions ({IN_MEMORY})")
+    true = _screen(real, cfg, f"real ({IN_MEMORY})")
     for screen in (pred, true):
         require_expression(screen)
     if list(pred.features) != list(true.features):

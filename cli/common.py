@@ -29,13 +29,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 
+def _other_rank() -> bool:
+    """Under torchrun, only rank 0 talks (every rank raises the same one-line errors)."""
+    from ptrag.core.distributed import from_env
+
+    return not from_env().is_main
+
+
 def console() -> Console:
     # created per call so test runners that swap sys.stdout capture the output
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False)
+    return Console(file=sys.stdout, soft_wrap=True, highlight=False, quiet=_other_rank())
 
 
 def error_console() -> Console:
-    return Console(file=sys.stderr, soft_wrap=True, highlight=False)
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False, quiet=_other_rank())
 
 
 def escape(text: Any) -> str:

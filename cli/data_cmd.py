@@ -34,8 +34,8 @@ def _cfg(path: Path | None, **fields) -> DataConfig:
 @friendly_errors
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5ad file."),
-    preset: str = typer.Option("demo", "--preset", help="tiny | demo | large."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generative model."),
+    preset: str = typer.Option("demo", "--preset", help="tiny | demo | screen | large (docs/data.md)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run)."),
 ) -> None:
     """Write the built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
     from ptrag.core.data.synth import synth_screen
@@ -43,7 +43,7 @@ def synth(
     started = time.perf_counter()
     adata = synth_screen(preset, seed)
     write_output(out, adata.write_h5ad)
-    console().print(f"{escape(preset)} screen (seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
+    console().print(f"built-in {escape(preset)} dataset (data seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
                     f"in {time.perf_counter() - started:.1f} s")
     typer.echo(str(out))
@@ -110,7 +110,7 @@ def inspect(
 def split(
     file: Path = typer.Argument(..., help="An .h5ad screen."),
     out: Path = typer.Option(..., "--out", "-o", help="Output split (.toml, STATE format)."),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="Cell line whose perturbations are held out; default: the one with most."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="Cell line whose perturbations are held out; default: the one with most perturbations (as in `ptrag run`)."),
     seed: int = typer.Option(0, "--seed"),
     test_fraction: float = typer.Option(0.3, "--test-fraction", help="Share of the held-out line's perturbations in test (0 < x < 1)."),
     val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the held-out line's perturbations in validation (0 <= x < 1)."),
@@ -123,15 +123,14 @@ def split(
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
     from ptrag.core.checks import warn_zero_shot
     from ptrag.core.data.loading import read_screen
-    from ptrag.core.data.split import random_fewshot_split, split_to_toml
+    from ptrag.core.data.split import resolve_split, split_to_toml
 
     if out.suffix.lower() != ".toml":
         raise ConfigError(f"-o {out}: write the split as .toml (STATE format)")
     cfg = _cfg(file, embed_key=embed_key, pert_col=pert_col, context_col=context_col, control_label=control_label,
-               test_fraction=test_fraction, val_fraction=val_fraction)
+               test_fraction=test_fraction, val_fraction=val_fraction, holdout_context=holdout)
     data = read_screen(file, cfg)
-    result = random_fewshot_split(data, seed=seed, holdout_context=holdout, test_fraction=test_fraction,
-                                  val_fraction=val_fraction)
+    result = resolve_split(cfg, data, seed)  # what `ptrag run --data FILE --seed SEED` splits
     name = dataset or file.stem.replace(".", "_")
     text = split_to_toml(result, name, str(file.resolve().parent))
     write_output(out, lambda tmp: tmp.write_text(text))

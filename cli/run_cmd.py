@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from ptrag import api
+from ptrag.core.distributed import broadcast, setup
 from ptrag.core.experiment import RunResult, new_run_dir
 from ptrag.core.manager import build_manager
 
@@ -28,7 +29,7 @@ def run(
     generator: Optional[str] = typer.Option(None, "--generator", help="Generator name."),
     sets: list[str] = typer.Option([], "--set", help="Override any key: --set train.steps=200 (repeatable)."),
     steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Training steps (train.steps)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for data, sampling and model."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split, sampling and model (the built-in data follows data.seed)."),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder from its checkpoint.pt (same result on CPU); overrides may change only device and train.threads."),
@@ -53,8 +54,9 @@ def run(
                                                f"selector={cfg.selector.name} generator={cfg.generator.name} "
                                                f"seed={cfg.seed}"))
     log = lambda message: con.print(f"  {message}", markup=False)
-    if not cfg.output.dir:  # fixed now so an interrupted run can name its folder
-        cfg.output.dir = str(new_run_dir(cfg))
+    dist = setup(cfg.device)  # under torchrun: join the process group
+    if not cfg.output.dir:  # fixed now so an interrupted run can name its folder (rank 0's name)
+        cfg.output.dir = broadcast(str(new_run_dir(cfg)), dist)
     try:  # the main run's table comes before its comparator runs start; no cells held in memory
         result = api.run(config=cfg, resume=resume, overwrite=overwrite, comparisons=False, keep_cells=False,
                          log=log, manager=manager)
@@ -66,7 +68,8 @@ def run(
         con.print(comparison_table(result))
         for verdict in result.verdicts or []:
             con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
-    typer.echo(str(result.run_dir))
+    if dist.is_main:
+        typer.echo(str(result.run_dir))
 
 
 def comparison_table(result: RunResult) -> Table:

@@ -57,7 +57,9 @@ class ComponentChoice(_Strict):
 
 class DataConfig(_Strict):
     path: Optional[str] = Field(None, description="an .h5ad file; empty = the built-in dataset")
-    synth_preset: Literal["tiny", "demo", "large"] = "demo"
+    synth_preset: Literal["tiny", "demo", "screen", "large"] = "demo"
+    seed: int = Field(0, description="seed of the built-in dataset (not the run seed, so every run seed sees the "
+                      "same data; vary it on purpose, e.g. in an ablation grid)")
     pert_col: str = "gene"
     context_col: str = "cell_line"
     batch_col: Optional[str] = "gem_group"
@@ -104,6 +106,10 @@ class TrainConfig(_Strict):
     val_sets: int = Field(2, ge=1, description="cell sets drawn per validation group")
     eval_batch_size: int = Field(32, ge=1, description="cell sets per forward pass in validation/prediction")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default (all cores)")
+    compile: bool = Field(False, description="torch.compile the training step's model (pays on a GPU over long runs; "
+                          "compiling takes tens of seconds)")
+    find_unused_parameters: bool = Field(False, description="torchrun only: let DistributedDataParallel look for "
+                                         "parameters a step does not use (needed by models that skip some; slower)")
 
 
 class ModelConfig(_Strict):

@@ -15,9 +15,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from .data.cellsets import step_seed
+from .distributed import SINGLE, Dist, all_sum, broadcast
 from .errors import ConfigError
 from .losses import PCSpace, set_distance, set_loss
 from .progress import LoopProgress
+
+#: test aid: every process exits at once (as after kill -9) after this step's checkpoint
+EXIT_AFTER_STEP = "PTRAG_EXIT_AFTER_STEP"
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -71,22 +76,6 @@ def make_optimizer(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimize
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    """Every random state a training step reads: NumPy sampling, torch (CPU, CUDA), Python."""
-    state = {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(rng: np.random.Generator, state: dict[str, Any]) -> None:
-    rng.bit_generator.state = state["numpy"]
-    torch.set_rng_state(state["torch"])
-    random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write atomically so an interrupt never leaves a half-written checkpoint."""
     tmp = path.with_suffix(".tmp")
@@ -124,27 +113,42 @@ class TrainResult:
 
 
 class Trainer:
-    """One training loop for every trainable model.
+    """One training loop for every trainable model, in one process or several (torchrun).
 
     AdamW or Adam, linear warmup + cosine (or constant) LR, gradient clipping, validation (energy
     distance on fixed cell sets of the validation groups) before training and every ``val_every``
     steps, best weights by validation energy (the untrained start is a candidate, so a model built
     to start at a strong baseline never ends worse than it on validation), early stop after
-    ``patience`` validations without improvement. ``checkpoint.pt`` is
-    written at every validation and holds everything a resumed run needs to continue to the same
-    result on CPU: model, optimiser, scheduler, step, best weights and all random states.
+    ``patience`` validations without improvement. ``checkpoint.pt`` is written at every validation
+    and holds everything a resumed run needs: model, optimiser, scheduler, step, best weights.
+
+    ``sample(step)`` gives this process's batch of a step and every step reseeds torch from
+    (seed, step, rank), so nothing random carries over between steps: a run resumed from its
+    checkpoint reaches the same result as an uninterrupted one (on CPU), and it can resume on
+    another number of processes. With ``dist`` enabled the model is wrapped in
+    ``DistributedDataParallel`` (each rank its own batch; gradients averaged), validation batches
+    are shared out and their distances all-reduced, and only rank 0 reads and writes the run folder.
     """
 
-    def __init__(self, model: nn.Module, *, sample: Callable[[int, np.random.Generator], Any],
-                 val_batches: list[Any], train_cfg: Any, loss: str, device: torch.device,
-                 rng: np.random.Generator, run_dir: Path, meta: dict[str, Any] | None = None,
+    def __init__(self, model: nn.Module, *, sample: Callable[[int], Any], val_batches: list[Any], train_cfg: Any,
+                 loss: str, device: torch.device, seed: int, run_dir: Path, meta: dict[str, Any] | None = None,
                  on_epoch: Callable[[], None] | None = None, epoch_steps: int = 0,
-                 space: PCSpace | None = None, log: Callable[[str], None] = lambda message: None):
+                 space: PCSpace | None = None, dist: Dist = SINGLE,
+                 log: Callable[[str], None] = lambda message: None):
         self.model, self.sample, self.val_batches = model, sample, val_batches
         self.space = space.to(device) if space is not None else None
-        self.cfg, self.loss_name, self.device, self.rng = train_cfg, loss, device, rng
-        self.run_dir, self.meta, self.log = Path(run_dir), meta or {}, log
+        self.cfg, self.loss_name, self.device, self.seed = train_cfg, loss, device, seed
+        self.run_dir, self.meta, self.log, self.dist = Path(run_dir), meta or {}, log, dist
         self.on_epoch, self.epoch_steps = on_epoch, epoch_steps
+        self.train_model = model
+        if dist.enabled:  # buffers (the retrieval database) never change: do not re-broadcast them
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.train_model = DistributedDataParallel(
+                model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
+                find_unused_parameters=train_cfg.find_unused_parameters)
+        if train_cfg.compile:  # the training forward only; validation and prediction run the plain module
+            self.train_model = torch.compile(self.train_model)
         params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params, train_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -168,58 +172,69 @@ class Trainer:
             "model": self.model.state_dict(), "best_model": self.best_state,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "step": self.step, "best_val": self.best_val, "best_step": self.best_step,
-            "bad_vals": self.bad_vals, "history": self.history, "rng": rng_state(self.rng),
+            "bad_vals": self.bad_vals, "history": self.history, "world_size": self.dist.world_size,
             "meta": self.meta,
         }
 
     def resume(self) -> None:
-        """Continue from ``checkpoint.pt``; log records past its step are dropped (they re-run)."""
-        ck = load_checkpoint(self.checkpoint_path)
+        """Continue from ``checkpoint.pt`` (read by rank 0, sent to the others); log records past its
+        step are dropped (they re-run)."""
+        ck = broadcast(load_checkpoint(self.checkpoint_path) if self.dist.is_main else None, self.dist)
         load_weights(self.model, ck["model"], self.checkpoint_path)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.step, self.best_val, self.best_step = ck["step"], ck["best_val"], ck["best_step"]
         self.bad_vals, self.history, self.best_state = ck["bad_vals"], ck["history"], ck["best_model"]
-        set_rng_state(self.rng, ck["rng"])
-        if self.log_path.is_file():
+        if self.dist.is_main and self.log_path.is_file():
             kept = [line for line in self.log_path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= self.step]
             self.log_path.write_text("".join(line + "\n" for line in kept))
-        self.log(f"resumed at step {self.step} (best validation energy {self.best_val:.4g} at step {self.best_step})")
+        before = ck.get("world_size", 1)
+        more = f"; trained on {before} process(es) before, {self.dist.world_size} now" \
+            if before != self.dist.world_size else ""
+        self.log(f"resumed at step {self.step} (best validation energy {self.best_val:.4g} at step "
+                 f"{self.best_step}{more})")
 
     # ------------------------------------------------------------------ loop
 
     @torch.no_grad()
     def validate(self) -> float:
         """Mean energy distance (in the loss's space: genes or PCs) over the fixed validation cell
-        sets (nan when there are none)."""
+        sets, each rank scoring its share (nan when there are none)."""
         if not self.val_batches:
             return math.nan
         self.model.eval()
-        values = []
+        total, count = 0.0, 0
         distance = "mse" if self.loss_name == "mse" else self.loss_name.removesuffix("+mse")
-        for batch in self.val_batches:
+        for batch in self.dist.shard(self.val_batches):
             batch = batch.to(self.device)
             with autocast(self.device):
                 pred, _ = self.model(batch)
-            values.append(set_distance(distance, pred.float(), batch.target.float(), self.space,
-                                       batch.context_index).cpu())
+            values = set_distance(distance, pred.float(), batch.target.float(), self.space, batch.context_index)
+            total, count = total + float(values.double().sum()), count + len(values)
         self.model.train()
-        return float(torch.cat(values).mean())
+        total, count = all_sum([total, count], self.dist)
+        return total / count if count else math.nan
 
     def _record(self, record: dict[str, Any]) -> None:
-        with self.log_path.open("a") as fh:
-            fh.write(json.dumps(record) + "\n")
+        if self.dist.is_main:
+            with self.log_path.open("a") as fh:
+                fh.write(json.dumps(record) + "\n")
+
+    def _seed_step(self) -> None:
+        torch.manual_seed(step_seed(self.seed, self.step, self.dist.rank, stream=1))
 
     def fit(self, *, resume: bool = False, stop_at: int | None = None) -> TrainResult:
         """Train to ``train.steps`` (or early stop). ``stop_at`` interrupts after that step, as a
         crash would, leaving the last checkpoint behind (used to test resuming)."""
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
         elif self.step == 0 and not self.history:
             self._validate_and_checkpoint()  # the untrained start: step 0 of the history
         cfg, total = self.cfg, self.cfg.steps
+        exit_after = int(os.environ.get(EXIT_AFTER_STEP, "0") or 0)
         started = time.perf_counter()
         window_t, window_cells, stopped = time.perf_counter(), 0, False
         self.model.train()
@@ -227,9 +242,10 @@ class Trainer:
             while self.step < total:
                 if self.on_epoch and self.epoch_steps and self.step % self.epoch_steps == 0 and self.step:
                     self.on_epoch()
-                batch = self.sample(cfg.batch_size, self.rng).to(self.device)
+                batch = self.sample(self.step).to(self.device, non_blocking=self.device.type == "cuda")
+                self._seed_step()
                 with autocast(self.device):
-                    pred, sel = self.model(batch)
+                    pred, sel = self.train_model(batch)
                 loss = set_loss(self.loss_name, pred.float(), batch.target.float(), self.space, batch.context_index)
                 total_loss = loss + sum(sel.aux_losses.values(), torch.zeros((), device=loss.device))
                 self.optimizer.zero_grad(set_to_none=True)
@@ -239,7 +255,7 @@ class Trainer:
                 self.optimizer.step()
                 self.scheduler.step()
                 self.step += 1
-                window_cells += batch.ctrl.shape[0] * batch.ctrl.shape[1]
+                window_cells += batch.ctrl.shape[0] * batch.ctrl.shape[1] * self.dist.world_size
                 if self.step % cfg.log_every == 0 or self.step == total:
                     now = time.perf_counter()
                     record = {"step": self.step, "loss": round(float(loss.detach()), 6),
@@ -253,6 +269,8 @@ class Trainer:
                                     cells_per_s=record["cells_per_s"])
                 if self.step % cfg.val_every == 0 or self.step == total:
                     stopped = self._validate_and_checkpoint()
+                    if exit_after and self.step >= exit_after:
+                        os._exit(137)  # EXIT_AFTER_STEP: die like kill -9, on every rank
                     if stopped:
                         break
                 if stop_at is not None and self.step >= stop_at:
@@ -273,7 +291,8 @@ class Trainer:
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         else:
             self.bad_vals += 1
-        save_checkpoint(self.checkpoint_path, self.state())
+        if self.dist.is_main:
+            save_checkpoint(self.checkpoint_path, self.state())
         if self.cfg.patience and self.bad_vals >= self.cfg.patience:
             self.log(f"early stop at step {self.step}: no validation improvement in {self.bad_vals} checks")
             return True

@@ -21,7 +21,8 @@ from .data.dataset import PerturbationData
 from .data.loading import load_screen
 from .data.split import Split, resolve_split
 from .data.validation import require_expression
-from .data.cellsets import CellSetSampler, Vocab
+from .data.cellsets import CellSetSampler, EpochSchedule, Vocab, step_seed
+from .distributed import SINGLE, Dist, broadcast, device_for, gather, on_main, setup
 from .engine import Trainer, resolve_device, save_checkpoint, seed_everything
 from .errors import ConfigError, DataError
 from .evaluate import aggregate, score, summary_frame
@@ -94,18 +95,22 @@ def run_experiment(
     run folder's ``checkpoint.pt``; ``overwrite`` replaces the run the folder holds (the folder
     rules: core/run_folder.py); ``stop_at`` interrupts training after that step (tests).
     ``data``: a screen already loaded (an in-memory AnnData, validated by ``adata_to_data``) in
-    place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad in the result."""
+    place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad in the result (rank 0)."""
     started = time.perf_counter()
     check_request(config)
-    folder = RunFolder.claim(new_run_dir(config), run_identity(config, data), resume=resume, overwrite=overwrite)
-    rng = seed_everything(config.seed)
-    device = resolve_device(config.device)
+    dist = setup(config.device)  # torchrun: join the process group; rank 0 owns the run folder
+    if not dist.is_main:
+        log = lambda message: None
+    folder = on_main(lambda: RunFolder.claim(new_run_dir(config), run_identity(config, data), resume=resume,
+                                             overwrite=overwrite), dist)
+    seed_everything(config.seed)
+    device = device_for(dist, resolve_device(config.device))
     if config.train.threads:  # one thread is far faster than two on an oversubscribed CPU
         import torch
 
         torch.set_num_threads(config.train.threads)
 
-    data = data if data is not None else load_screen(config.data, config.seed)
+    data = data if data is not None else load_screen(config.data)
     require_expression(data)  # raw counts, constant matrices: before any training
     split = resolve_split(config.data, data, config.seed)
     perts = data.perturbations
@@ -136,7 +141,7 @@ def run_experiment(
     database = ResponseDatabase.from_data(data, split.train, np.stack([pert_embedding[p] for p, _ in split.train]))
     config = resolve_k(config, len(database), log)
     content = content_fingerprint(data, split, pert_embedding)
-    run_dir = folder.begin(content, config_text(config), resolved=config_identity(config))
+    run_dir = on_main(lambda: folder.begin(content, config_text(config), resolved=config_identity(config)), dist)
     retriever.build(database.embeddings, database.meta)
     generator.fit(database)
     model = PtragModel(generator, selector, database, hidden_dim=config.model.hidden_dim,
@@ -151,49 +156,83 @@ def run_experiment(
     meta = run_meta(config, vocab, database, batches, list(data.features))
     training = None
     if model.trainable:
-        training = train_model(config, model, sampler, neighbours, split, rng, device, run_dir, meta,
+        training = train_model(config, model, sampler, neighbours, split, device, run_dir, meta, dist,
                                log=log, resume=resume, stop_at=stop_at)
-    if not (run_dir / "checkpoint.pt").is_file():  # baselines, and train.steps=0: predict needs one
-        save_checkpoint(run_dir / "checkpoint.pt", {"model": model.state_dict(), "best_model": None, "step": 0,
-                                                    "meta": meta})
-    predictions, trace = predict(model, sampler, split.test, neighbours,
-                                 rng=np.random.default_rng([config.seed, 2]), device=device, log=log)
-    long = score(predictions, metrics)
-    summary = aggregate(long, metrics, seed=config.seed)
 
-    write_csv(run_dir / "metrics.csv", long)
-    retriever.save(run_dir / "retriever")
-    info = {
-        "ptrag_version": _version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - started, 3),
-        "device": str(device),
-        "data": data.source,
-        "split": split.summary(),
-        "n_test_groups": len(split.test),
-        "dropped": data_drops(data) + split.drops,  # every group left out, and why
-        "fingerprint": fingerprint_summary(folder, content, config.seed),
-        "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
-        "training": training,
-    }
-    from .outputs import cell_eval_data, describe_cell_eval_files, write_retrieval  # issue 7
+    def baseline_checkpoint() -> None:  # baselines, and train.steps=0: predict needs one
+        if not (run_dir / "checkpoint.pt").is_file():
+            save_checkpoint(run_dir / "checkpoint.pt", {"model": model.state_dict(), "best_model": None, "step": 0,
+                                                        "meta": meta})
+    on_main(baseline_checkpoint, dist)
+    # each rank predicts its share of the held-out groups; rank 0 gathers, scores and writes
+    mine = dist.shard(list(enumerate(split.test)))
+    parts = gather(predict(model, sampler, [g for _, g in mine], neighbours, seed=config.seed,
+                           positions=[i for i, _ in mine], device=device, log=log), dist)
 
-    cells = cell_eval_data(predictions, data, where=run_dir)
-    info["outputs"] = cells.write(run_dir)  # predictions.h5ad, real.h5ad
-    log(describe_cell_eval_files(info["outputs"]))
-    if trace is not None and len(trace):
-        write_retrieval(run_dir, trace, data, gene_sets)  # retrieval.csv + retrieval_summary.json
-        # a selector that keeps nothing turns a RAG model into its generator alone; say so loudly.
-        # No keep-weights at all (selector none) means the generator uses the candidates directly.
-        weights = trace["keep_weight"].astype(float)
-        info["retrieval_used"] = bool(weights.isna().all() or (weights > 0).any())
-        if not info["retrieval_used"]:
-            log(f"warning: the {config.selector.name} selector kept none of the retrieved candidates for any "
-                "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "
-                "docs/model.md: the sparsity penalty can switch retrieval off)")
-    write_json(run_dir / "metrics.json", {"run": info, "metrics": summary})  # last: marks the run finished
+    held: dict[str, Any] = {}  # rank 0's cells: kept out of the broadcast below
+
+    def finish() -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
+        """On rank 0: score the gathered predictions and write the run's result files."""
+        predictions, trace = merge_shards(parts)
+        long = score(predictions, metrics)
+        summary = aggregate(long, metrics, seed=config.seed)
+        write_csv(run_dir / "metrics.csv", long)
+        retriever.save(run_dir / "retriever")
+        info = {
+            "ptrag_version": _version(),
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - started, 3),
+            "device": str(device),
+            "world_size": dist.world_size,
+            "global_batch": {"sets": dist.world_size * config.train.batch_size,
+                             "cells": dist.world_size * config.train.batch_size * config.data.cell_set_len},
+            "data": data.source,
+            "split": split.summary(),
+            "n_test_groups": len(split.test),
+            "dropped": data_drops(data) + split.drops,  # every group left out, and why
+            "fingerprint": fingerprint_summary(folder, content, config.seed),
+            "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
+            "training": training,
+        }
+        from .outputs import cell_eval_data, describe_cell_eval_files, write_retrieval  # issue 7
+
+        held["cells"] = cell_eval_data(predictions, data, where=run_dir)
+        info["outputs"] = held["cells"].write(run_dir)  # predictions.h5ad, real.h5ad
+        log(describe_cell_eval_files(info["outputs"]))
+        if trace is not None and len(trace):
+            write_retrieval(run_dir, trace, data, gene_sets)  # retrieval.csv + retrieval_summary.json
+            # a selector that keeps nothing turns a RAG model into its generator alone; say so loudly.
+            # No keep-weights at all (selector none) means the generator uses the candidates directly.
+            weights = trace["keep_weight"].astype(float)
+            info["retrieval_used"] = bool(weights.isna().all() or (weights > 0).any())
+            if not info["retrieval_used"]:
+                log(f"warning: the {config.selector.name} selector kept none of the retrieved candidates for any "
+                    "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "
+                    "docs/model.md: the sparsity penalty can switch retrieval off)")
+        write_json(run_dir / "metrics.json", {"run": info, "metrics": summary})  # last: marks the run finished
+        return long, summary, trace
+
+    long, summary, trace = on_main(finish, dist)
     return RunResult(run_dir, config, long, summary, retrieval=trace, training=training,
-                     cells=cells if keep_cells else None)
+                     cells=held.get("cells") if keep_cells else None)
+
+
+def merge_shards(parts: list[tuple[list[Any], pd.DataFrame]]) -> tuple[list[Any], pd.DataFrame]:
+    """The ranks' (predictions, trace) back in the order of the full list of groups: rank r
+    predicted groups r, r + world, r + 2 world, ... (``Dist.shard``)."""
+    world = len(parts)
+    n = sum(len(preds) for preds, _ in parts)
+    predictions = [parts[i % world][0][i // world] for i in range(n)]
+    order = {(p.pert, p.context): i for i, p in enumerate(predictions)}
+    traces = [t for _, t in parts if t is not None and len(t)]
+    if not traces:
+        return predictions, parts[0][1]
+    trace = pd.concat(traces, ignore_index=True)
+    key = trace.apply(lambda row: order[(row["pert"], row["context"])], axis=1) if world > 1 else None
+    if key is not None:
+        trace = trace.assign(_order=key).sort_values(["_order", "rank"], kind="stable") \
+            .drop(columns="_order").reset_index(drop=True)
+    return predictions, trace
 
 
 def run_meta(config: ExperimentConfig, vocab: Vocab, database: ResponseDatabase, batches: list[str],
@@ -213,11 +252,13 @@ def run_meta(config: ExperimentConfig, vocab: Vocab, database: ResponseDatabase,
 
 
 def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSampler,
-                neighbours: NeighbourTable, split: Split, rng: np.random.Generator, device,
-                run_dir: Path, meta: dict[str, Any], *, log: Callable[[str], None], resume: bool,
+                neighbours: NeighbourTable, split: Split, device, run_dir: Path, meta: dict[str, Any],
+                dist: Dist = SINGLE, *, log: Callable[[str], None], resume: bool,
                 stop_at: int | None) -> dict[str, Any]:
-    """Precompute stage-1 neighbours, draw fixed validation sets, and run the engine."""
-    neighbours.add(list(split.train) + list(split.val))
+    """Precompute stage-1 neighbours (rank 0, shared with the others), draw fixed validation sets,
+    and run the engine; each rank draws its share of every epoch's training groups."""
+    groups = list(split.train) + list(split.val)
+    share_neighbours(neighbours, dist, lambda: neighbours.add(groups))
     val_rng = np.random.default_rng([config.seed, 1])  # fixed sets, independent of training draws
     val_groups = [g for g in split.val for _ in range(config.train.val_sets)]
     size = config.train.eval_batch_size
@@ -228,15 +269,26 @@ def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSam
     if uses_pc_space(config.train.loss):  # each line's principal axes, from its training cells only
         blocks = sample_blocks(sampler.data, split.train, sampler.vocab.contexts, np.random.default_rng([config.seed, 3]))
         space = fit_pc_space(blocks)
+    schedule = EpochSchedule(len(split.train), config.train.batch_size, config.seed, dist.rank, dist.world_size)
+    pin = device.type == "cuda"
+
+    def sample(step: int):
+        rng = np.random.default_rng(step_seed(config.seed, step, dist.rank))
+        batch = neighbours.attach(sampler.make_batch([split.train[i] for i in schedule.groups(step)], rng))
+        return batch.pin_memory() if pin else batch
+
     trainer = Trainer(
-        model, sample=lambda n, r: neighbours.attach(sampler.sample(n, r)), val_batches=val_batches,
-        train_cfg=config.train, loss=config.train.loss, device=device, rng=rng, run_dir=run_dir, meta=meta,
-        on_epoch=None if exact else neighbours.refresh,
-        epoch_steps=max(1, len(split.train) // config.train.batch_size), space=space, log=log,
+        model, sample=sample, val_batches=val_batches, train_cfg=config.train, loss=config.train.loss,
+        device=device, seed=config.seed, run_dir=run_dir, meta=meta,
+        on_epoch=None if exact else lambda: share_neighbours(neighbours, dist, neighbours.refresh),
+        epoch_steps=schedule.steps_per_epoch, space=space, dist=dist, log=log,
     )
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    procs = f" x {dist.world_size} processes (global batch {dist.world_size * config.train.batch_size} sets)" \
+        if dist.enabled else ""
     log(f"training {config.generator.name} + {config.selector.name} ({n_params:,} parameters) for "
-        f"{config.train.steps} steps on {device}; validation on {len(split.val)} groups every {config.train.val_every}")
+        f"{config.train.steps} steps on {device}{procs}; validation on {len(split.val)} groups every "
+        f"{config.train.val_every}")
     result = trainer.fit(resume=resume, stop_at=stop_at)
     log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
         f"{result.best_val:.4g} at step {result.best_step}")
@@ -245,6 +297,17 @@ def train_model(config: ExperimentConfig, model: PtragModel, sampler: CellSetSam
             "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
             "start_val_energy": start,
             "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early}
+
+
+def share_neighbours(neighbours: NeighbourTable, dist: Dist, search: Callable[[], None]) -> None:
+    """Run a stage-1 ``search`` on rank 0 only and give every rank its rows (one search per run,
+    and identical neighbours on every rank even for approximate indexes)."""
+    if not dist.enabled:
+        search()
+        return
+    if dist.is_main:
+        search()
+    neighbours.adopt(broadcast(neighbours.export() if dist.is_main else None, dist))
 
 
 def run_comparisons(result: RunResult, manager: PluginManager, *,

@@ -32,13 +32,17 @@ class CellSetBatch:
     perts: list[str] = field(default_factory=list)  # B perturbation names, for diagnostics
     contexts: list[str] = field(default_factory=list)  # B cell line names
 
-    def to(self, device: torch.device | str) -> "CellSetBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "CellSetBatch":
         moved = {
-            name: value.to(device)
+            name: value.to(device, non_blocking=non_blocking)
             for name, value in self.__dict__.items()
             if isinstance(value, torch.Tensor)
         }
         return replace(self, **moved)
+
+    def pin_memory(self) -> "CellSetBatch":
+        """Tensors in page-locked memory, so copies to a GPU can overlap with compute."""
+        return replace(self, **{n: v.pin_memory() for n, v in self.__dict__.items() if isinstance(v, torch.Tensor)})
 
     @property
     def shape(self) -> tuple[int, int, int]:

@@ -179,6 +179,13 @@ class NeighbourTable:
         for g, s, i in zip(groups, result.scores, result.ids):
             self._rows[g] = (s, i)
 
+    def export(self) -> tuple[list[tuple[str, str]], dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor]]]:
+        """The searched groups and their rows, to hand to another process (:meth:`adopt`)."""
+        return list(self.groups), dict(self._rows)
+
+    def adopt(self, state: tuple[list[tuple[str, str]], dict]) -> None:
+        self.groups, self._rows = list(state[0]), dict(state[1])
+
     def rows(self, groups: list[tuple[str, str]]) -> tuple[torch.Tensor, torch.Tensor]:
         self.add(groups)
         scores = torch.stack([self._rows[g][0] for g in groups])

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .data.cellsets import CellSetSampler, Vocab
+from .data.cellsets import CellSetSampler, Vocab, step_seed
 from .data.database import ResponseDatabase
 from .data.dataset import PerturbationData
 from .data.split import Group
@@ -37,13 +37,20 @@ def predict(
     groups: list[Group],
     neighbours: NeighbourTable,
     *,
-    rng: np.random.Generator,
     device: torch.device,
+    seed: int | None = None,
+    positions: list[int] | None = None,
+    rng: np.random.Generator | None = None,
     database=None,
     log=lambda message: None,
 ) -> tuple[list[GroupPrediction], pd.DataFrame]:
     """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS);
-    progress (bar on a terminal, plain lines through ``log`` elsewhere) per group."""
+    progress (bar on a terminal, plain lines through ``log`` elsewhere) per group.
+
+    With ``seed``, each group's draws (matched controls; torch's generator for stochastic models)
+    come from (seed, its position in the full list: ``positions``, default 0, 1, ...), so a group's
+    prediction does not depend on which other groups are predicted, or by which process. Without
+    it, one ``rng`` is drawn from group after group."""
     model.eval()
     data: PerturbationData = sampler.data
     database = database if database is not None else neighbours.database
@@ -51,6 +58,10 @@ def predict(
     out, trace, cells = [], [], 0
     with LoopProgress("predicting", len(groups), log=log) as progress:
         for done, (pert, context) in enumerate(groups, 1):
+            if seed is not None:
+                where = positions[done - 1] if positions is not None else done - 1
+                rng = np.random.default_rng([seed, 2, where])
+                torch.manual_seed(step_seed(seed, where, stream=2))
             real_idx = data.group_indices(pert, context)
             ctrl_idx = sampler.matched_controls(context, real_idx, rng)
             chunks = [ctrl_idx[i:i + s] for i in range(0, len(ctrl_idx), s)]
@@ -148,7 +159,7 @@ def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
     """Predict every perturbation group of a new .h5ad with a loaded run (:func:`predict_screen`)."""
     from .data.loading import load_screen
 
-    data = load_screen(run.config.data.model_copy(update={"path": str(path)}), run.config.seed)
+    data = load_screen(run.config.data.model_copy(update={"path": str(path)}))
     return predict_screen(run, data, log=log)
 
 
@@ -199,6 +210,5 @@ def predict_screen(run: LoadedRun, data: PerturbationData, *, log=lambda message
     sampler = CellSetSampler(data, groups, vocab, cell_set_len=config.data.cell_set_len)
     k = int(config.retriever.params.get("k", 0) or 0)
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
-    preds, trace = predict(run.model, sampler, groups, neighbours,
-                           rng=np.random.default_rng([config.seed, 2]), device=run.device, log=log)
+    preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device, log=log)
     return preds, trace, data, drops

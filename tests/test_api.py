@@ -246,7 +246,7 @@ def test_compare_is_the_reports_paired_test(adata, baseline, tmp_path):
     in_memory = ptrag.compare(ptrag.score(baseline.predictions, baseline.real),
                               ptrag.score(control.predictions, control.real))
     pd.testing.assert_frame_equal(in_memory, table)
-    builtin = ptrag.run(preset="control", seed=5, set=["data.synth_preset=tiny"], out=tmp_path / "other")
+    builtin = ptrag.run(preset="control", set=["data.synth_preset=tiny", "data.seed=5"], out=tmp_path / "other")
     with pytest.raises(RunFolderError) as excinfo:
         ptrag.compare(baseline, builtin)
     assert "made on different data" in one_line_error(excinfo)

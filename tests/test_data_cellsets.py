@@ -13,7 +13,7 @@ from ptrag.core.data.loading import load_screen
 
 @pytest.fixture(scope="module")
 def data():
-    return load_screen(DataConfig(synth_preset="tiny"), seed=0)
+    return load_screen(DataConfig(synth_preset="tiny"))
 
 
 def sampler_for(data, s=64):

@@ -166,6 +166,6 @@ def test_custom_columns_and_in_memory_path():
 
 
 def test_builtin_tiny_loads_with_default_config():
-    data = load_screen(DataConfig(synth_preset="tiny"), seed=0)
+    data = load_screen(DataConfig(synth_preset="tiny"))
     assert data.notes == [] and len(data.contexts) >= 2 and data.truth["preset"] == "tiny"
     assert data.features[0].isupper() and not data.features[0].startswith("HVG")

@@ -12,7 +12,7 @@ from ptrag.core.errors import DataError
 
 @pytest.fixture(scope="module")
 def data():
-    return load_screen(DataConfig(synth_preset="tiny"), seed=0)
+    return load_screen(DataConfig(synth_preset="tiny"))
 
 
 def test_state_toml_fewshot_as_published(tmp_path, data, caplog):

@@ -155,8 +155,8 @@ def test_backed_refuses_csc_and_in_memory_data(tmp_path):
     with pytest.raises(DataError, match=r"csc.h5ad: \.X is stored CSC sparse.*set data.backed=false") as e:
         load(path, "backed", embed_key="X")
     assert "\n" not in str(e.value)
-    with pytest.raises(DataError, match=r"built-in tiny dataset: data.backed=true .* write it to a file first"):
-        load_screen(DataConfig(synth_preset="tiny", backed=True), seed=0)
+    with pytest.raises(DataError, match=r"built-in tiny dataset \(data seed 0\): data.backed=true .* write it to a file first"):
+        load_screen(DataConfig(synth_preset="tiny", backed=True))
 
 
 def test_float16_refuses_values_beyond_its_range(tmp_path):

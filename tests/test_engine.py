@@ -99,12 +99,13 @@ def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
 
 
 def test_training_lowers_the_validation_energy(tmp_path):
-    # zero-initialised decoder: training starts from "predict the controls", a fixed reference
-    result = run_experiment(config(tmp_path, "t", "train.steps=60", "train.val_every=30", "train.lr=0.003",
-                                   "data.cell_set_len=32", "train.batch_size=4", "generator.decoder_init=zero",
-                                   preset="state"), build_manager(entry_points=False))
+    # zero-initialised decoder: training starts from "predict the controls", a fixed reference;
+    # 100 steps of 4 x 32 cells end below it on every run seed tried (0-7, data v3)
+    result = run_experiment(config(tmp_path, "t", "train.steps=100", "train.val_every=50", "train.lr=0.003",
+                                   "data.cell_set_len=32", "train.batch_size=4", "model.hidden_dim=32",
+                                   "generator.decoder_init=zero", preset="state"), build_manager(entry_points=False))
     history = [r["val_energy"] for r in load_checkpoint(result.run_dir / "checkpoint.pt")["history"]]
-    assert len(history) == 3 and history[2] < history[1] < history[0]  # steps 0 (untrained), 30, 60
+    assert len(history) == 3 and history[2] < history[0]  # steps 0 (untrained), 50, 100
     assert result.training["best_val_energy"] == pytest.approx(min(history), rel=1e-5)
     assert result.training["start_val_energy"] == pytest.approx(history[0], rel=1e-5)
     assert result.retrieval is not None and result.retrieval.empty  # no retrieval in `state`
@@ -112,8 +113,9 @@ def test_training_lowers_the_validation_energy(tmp_path):
 
 def test_the_untrained_start_is_kept_when_validation_prefers_it(tmp_path):
     manager = build_manager(entry_points=False)
-    # 8-cell sets, 2 per batch: 40 steps make the zero-decoder start worse on validation (measured)
-    cfg = config(tmp_path, "t", "train.steps=40", "train.val_every=20", "train.lr=0.003",
+    # a learning rate far too high, unclipped, makes every later validation worse than the
+    # zero-decoder start (8 of 8 run seeds; at lr 0.003 the built-in data v3 improves instead)
+    cfg = config(tmp_path, "t", "train.steps=40", "train.val_every=20", "train.lr=3", "train.grad_clip=0",
                  "generator.decoder_init=zero", preset="state")
     result = run_experiment(cfg, manager)
     ck = load_checkpoint(result.run_dir / "checkpoint.pt")

@@ -25,7 +25,7 @@ def tiny():
     manager = build_manager(entry_points=False)
     cfg = resolve_config(None, preset="ptrag-evidence", sets=["data.synth_preset=tiny", "model.hidden_dim=16"],
                          manager=manager)
-    data = load_screen(cfg.data, 0)
+    data = load_screen(cfg.data)
     table = load_gene_embeddings(None, data.perturbations)
     matrix, _ = table.lookup(data.perturbations, "zero")
     return manager, cfg, data, dict(zip(data.perturbations, matrix))

@@ -17,7 +17,7 @@ from ptrag.core.outputs import gene_modules_for, retrieval_summary, write_cell_e
 
 @pytest.fixture(scope="module")
 def tiny():
-    return load_screen(DataConfig(synth_preset="tiny"), 0)
+    return load_screen(DataConfig(synth_preset="tiny"))
 
 
 def _predictions(data, shift):

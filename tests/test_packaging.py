@@ -53,3 +53,14 @@ def test_ptrag_is_a_regular_package_with_its_api():
 
     assert Path(ptrag.__file__).name == "__init__.py" and Path(ptrag.__file__).parent == Path(ptrag.api.__file__).parent
     assert ptrag.run is ptrag.api.run and ptrag.core.errors.PtragError is ptrag.PtragError
+
+
+def test_python_dash_m_ptrag_is_the_ptrag_command():
+    """`python -m ptrag` (and so `torchrun -m ptrag run ...`) runs the CLI."""
+    import subprocess
+    import sys
+
+    from ptrag.core import __version__
+
+    done = subprocess.run([sys.executable, "-m", "ptrag", "--version"], capture_output=True, text=True, cwd="/")
+    assert done.returncode == 0 and done.stdout.strip() == f"ptrag {__version__}"

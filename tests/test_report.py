@@ -87,7 +87,7 @@ def test_seeds_aggregate_and_best_is_direction_aware(tmp_path):
 
 
 def test_mean_change_scatter_from_the_h5ad_files(tmp_path):
-    data = load_screen(DataConfig(synth_preset="tiny"), 0)
+    data = load_screen(DataConfig(synth_preset="tiny"))
     rows = data.obs.groupby(["pert", "context"], observed=True).indices
     folder = _run(tmp_path / "r-s0", [1] * 6, [0.5] * 6)
     preds = []

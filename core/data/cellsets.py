@@ -112,3 +112,29 @@ class CellSetSampler:
         """``batch_size`` groups drawn uniformly (with replacement) from the training groups."""
         picks = rng.integers(0, len(self.groups), size=batch_size)
         return self.make_batch([self.groups[i] for i in picks], rng)
+
+
+def step_seed(seed: int, step: int, rank: int = 0, stream: int = 0) -> int:
+    """A 63-bit seed for one (training step, rank, stream): draws depend on the step, not on what
+    ran before it, so a resumed run (on any number of processes) continues exactly where it was."""
+    return int(np.random.SeedSequence([seed, stream, step, rank]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+class EpochSchedule:
+    """Which training groups each step uses: every epoch a new permutation of all groups (seeded by
+    the run's seed and the epoch), cut into global batches of ``batch_size x world_size`` groups;
+    rank r takes its ``batch_size`` slice of each (DistributedSampler's scheme). The last batch of
+    an epoch wraps to the permutation's start. Stateless: ``groups(step)`` needs no history."""
+
+    def __init__(self, n_groups: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1):
+        if n_groups < 1:
+            raise ValueError("EpochSchedule needs at least one group")
+        self.n, self.batch, self.seed, self.rank, self.world = n_groups, batch_size, seed, rank, world_size
+        self.steps_per_epoch = -(-n_groups // (batch_size * world_size))
+
+    def groups(self, step: int) -> np.ndarray:
+        """Indices of this rank's groups at ``step`` (0-based)."""
+        epoch, i = divmod(step, self.steps_per_epoch)
+        order = np.random.default_rng([self.seed, 7, epoch]).permutation(self.n)
+        start = (i * self.world + self.rank) * self.batch
+        return order[np.arange(start, start + self.batch) % self.n]

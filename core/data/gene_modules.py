@@ -55,6 +55,21 @@ GENE_MODULES: dict[str, tuple[str, ...]] = {
     "integrator": ("INTS1", "INTS2", "INTS3", "INTS4", "INTS5", "INTS6", "INTS7", "INTS8", "INTS9", "INTS11"),
 }
 
+#: Modules whose knock-down changes the mix of cell states, and the state it enriches: slowed
+#: growth arrests cells in G1 (ribosome, translation, mTOR); replication defects stall S phase
+#: (MCM/GINS); cohesin/condensin and CCT (tubulin folding) loss holds cells in G2/M; RNA-exosome
+#: loss promotes erythroid maturation (Mullin et al. 2017; K562 "differentiated" state).
+MODULE_STATE_SHIFTS: dict[str, str] = {
+    "cytosolic_ribosome_large": "G1",
+    "cytosolic_ribosome_small": "G1",
+    "translation_initiation": "G1",
+    "mtor_signalling": "G1",
+    "mcm_replication": "S",
+    "cohesin_condensin": "G2M",
+    "chaperonin_cct": "G2M",
+    "exosome": "differentiated",
+}
+
 #: Genes known from Replogle-Nadig to have little transcriptional effect when knocked down;
 #: the synthetic screen also includes them as perturbations (null knock-downs).
 NULL_GENES: tuple[str, ...] = (

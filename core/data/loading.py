@@ -37,13 +37,15 @@ except ImportError:  # pragma: no cover - older anndata
     from anndata.experimental import read_elem, sparse_dataset
 
 
-def load_screen(cfg: Any, seed: int) -> PerturbationData:
-    """The configured .h5ad file, or the built-in dataset when ``cfg.path`` is empty."""
+def load_screen(cfg: Any) -> PerturbationData:
+    """The configured .h5ad file, or the built-in dataset when ``cfg.path`` is empty; the latter
+    comes from ``cfg.seed`` (``data.seed``), never the run seed, so every run sees the same data."""
     if cfg.path:
         return read_screen(cfg.path, cfg)
     from .synth import synth_screen
 
-    return adata_to_data(synth_screen(cfg.synth_preset, seed), cfg, f"built-in {cfg.synth_preset} dataset")
+    return adata_to_data(synth_screen(cfg.synth_preset, cfg.seed), cfg,
+                         f"built-in {cfg.synth_preset} dataset (data seed {cfg.seed})")
 
 
 def read_screen(path: str | Path, cfg: Any) -> PerturbationData:

@@ -2,7 +2,8 @@
 
 The perturbed genes come from :mod:`gene_modules`; these are the other measured genes: cell-line
 markers, housekeeping, stress/UPR, cell-cycle and members of large protein families, so that the
-feature names of the synthetic screen look like a real HVG list (current HGNC symbols).
+feature names of the synthetic screen look like a real HVG list (current HGNC symbols). The named
+subsets below carry the synthetic screen's cell states and its p53 response.
 """
 
 from __future__ import annotations
@@ -13,6 +14,45 @@ LINE_MARKERS: dict[str, tuple[str, ...]] = {
     "rpe1": ("KRT8", "KRT18", "KRT19", "KRT7", "VIM", "CDH2", "FN1", "COL1A1", "COL4A1", "SPARC", "TAGLN", "ACTA2", "TPM1", "CCN1", "CCN2", "SERPINE1"),
     "jurkat": ("CD3D", "CD3E", "CD3G", "CD2", "CD5", "CD7", "CD1A", "LCK", "ZAP70", "LAT", "ITK", "TRBC1", "IL2RG", "BCL11B", "GATA3", "DNTT"),
     "hepg2": ("ALB", "APOA1", "APOA2", "APOB", "APOC3", "APOE", "APOH", "TTR", "TF", "SERPINA1", "FGA", "FGB", "FGG", "AHSG", "AFP", "RBP4"),
+}
+
+#: Cell lines of the screen with wild-type TP53 (RPE1, HepG2); K562 is TP53-null and Jurkat
+#: TP53-mutant. In wild-type lines the stress of an effective knock-down activates p53 targets
+#: and arrests cells in G1 (as Replogle et al. 2022 saw in RPE1).
+TP53_WILD_TYPE_LINES: tuple[str, ...] = ("rpe1", "hepg2")
+
+#: p53 target genes (CDKN1A and MDM2 are also perturbed genes: used when they are measured).
+P53_TARGETS: tuple[str, ...] = (
+    "CDKN1A", "MDM2", "BAX", "BBC3", "PMAIP1", "FAS", "TNFRSF10B", "RRM2B", "SESN1", "SESN2", "TP53I3",
+    "ZMAT3", "TIGAR", "FDXR", "AEN", "SPATA18", "PLK3", "BTG2", "GDF15",
+)
+
+#: Cell-cycle phase genes (G1/S: E2F targets and replication; G2/M: mitosis), after the lists
+#: of Whitfield et al. 2002 and Tirosh et al. 2016 restricted to the read-outs below.
+CELL_CYCLE_G1S: tuple[str, ...] = (
+    "MCM10", "PCNA", "TYMS", "RRM1", "RRM2", "TK1", "CDT1", "GMNN", "E2F1", "E2F2", "E2F8", "CHAF1A",
+    "CHAF1B", "FEN1", "LIG1", "POLA1", "PRIM1", "RFC2", "RFC3", "RFC4", "RFC5", "RPA2", "DHFR", "GINS3",
+    "GINS4", "CLSPN", "CCNE1", "CCNE2", "CDC6", "CDC25A", "POLD3", "POLE2", "RAD51",
+)
+CELL_CYCLE_G2M: tuple[str, ...] = (
+    "MKI67", "TOP2A", "CCNB1", "CCNB2", "CCNA2", "CDK1", "CDC20", "PLK1", "AURKA", "AURKB", "BUB1", "BUB1B",
+    "BIRC5", "CENPA", "CENPE", "CENPF", "KIF11", "KIF20A", "KIF2C", "KIF23", "NUSAP1", "PRC1", "TPX2",
+    "UBE2C", "UBE2S", "HMMR", "ASPM", "DLGAP5", "CDCA3", "CDCA8", "CDCA2", "NDC80", "NUF2", "PTTG1",
+    "CDKN3", "CDC25C", "KIF4A", "KIF14", "KIF15", "FOXM1",
+)
+
+#: Genes of each line's non-cycling "differentiated" state: erythroid maturation (K562), a
+#: quiescent / senescence-like, matrix-secreting state (RPE1), T-cell activation (Jurkat),
+#: hepatocyte maturation (HepG2).
+DIFFERENTIATION: dict[str, tuple[str, ...]] = {
+    "k562": ("HBG1", "HBG2", "HBA1", "HBA2", "HBB", "HBZ", "HBE1", "GYPA", "ALAS2", "KLF1", "AHSP", "CA1",
+             "FECH", "UROD", "HMBS", "BLVRB", "CPOX", "TFRC"),
+    "rpe1": ("CDKN2A", "IGFBP3", "IGFBP5", "IGFBP7", "SERPINE1", "CCN2", "FN1", "THBS1", "TGFBI", "CAV1",
+             "COL1A1", "COL1A2", "SPARC", "TAGLN", "ACTA2"),
+    "jurkat": ("IL2RA", "CD69", "CD28", "CTLA4", "GZMA", "IL32", "CCL3", "CCL4", "CCL5", "NR4A1", "EGR1",
+               "EGR2", "IL7R", "CD83", "FOS", "JUNB"),
+    "hepg2": ("ALB", "APOA1", "APOA2", "APOH", "TTR", "SERPINA1", "FGA", "FGB", "FGG", "AHSG", "CYP2E1", "HP",
+              "ORM1", "ORM2", "FABP1", "TF"),
 }
 
 _FAMILIES = """

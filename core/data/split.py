@@ -82,6 +82,14 @@ def _first(names, k: int = 5) -> str:
     return ", ".join(map(str, names[:k])) + (", ..." if len(names) > k else "")
 
 
+def default_holdout_context(data: PerturbationData) -> str:
+    """The cell line a random few-shot split holds out when none is named: the one with the most
+    perturbations (ties: the last name in sorted order). The one rule for `ptrag run` and
+    `ptrag data split`, both of which reach it through :func:`resolve_split`."""
+    counts = {c: sum(1 for _, gc in data.groups if gc == c) for c in data.contexts}
+    return max(data.contexts, key=lambda c: (counts[c], c))
+
+
 def random_fewshot_split(
     data: PerturbationData,
     *,
@@ -93,8 +101,7 @@ def random_fewshot_split(
     """Hold out a fraction of one context's perturbations; everything else trains (few-shot)."""
     contexts = data.contexts
     if holdout_context is None:
-        counts = {c: sum(1 for _, gc in data.groups if gc == c) for c in contexts}
-        holdout_context = max(contexts, key=lambda c: (counts[c], c))
+        holdout_context = default_holdout_context(data)
     elif holdout_context not in contexts:
         raise DataError(f"{data.source}: no cell line {holdout_context!r} to hold out; cell lines: "
                         f"{', '.join(contexts)} (set data.holdout_context)")

@@ -3,25 +3,32 @@
 The generative model (documented in docs/data.md) is built so that retrieval has something real
 to find and cannot win by construction:
 
-- cell lines differ in size, baseline expression (line markers) and batches (gem groups);
+- cell lines differ in size, baseline expression (line markers), batches (gem groups), TP53
+  status and the mix of cell states their control cells are in;
 - knock-down effects are organised by real complexes (``gene_modules.GENE_MODULES``): genes of a
   module share a response program, scaled by a per-gene loading, plus gene-specific effects and
-  a generic response shared by all effective knock-downs (growth/stress, as in essential screens);
-- a sizeable fraction of knock-downs has no transcriptional effect (``NULL_GENES`` and weak
-  module members);
-- some modules act in one cell line only and some flip sign in one line, and every module has a
-  line-specific component, so the same gene's response in another line is informative but not a
-  copy;
+  a generic response shared by all effective knock-downs (growth/stress, as in essential screens;
+  in TP53 wild-type lines it includes p53 targets);
+- about a third of knock-downs have no transcriptional effect (``NULL_GENES`` and weak module
+  members);
+- some modules act in one cell line only and some flip sign in one line, every module has a
+  line-specific component and every gene a line-specific potency, so the same gene's response in
+  another line is informative but not a copy;
+- cells are in one of four states (G1, S, G2M, differentiated) with their own expression
+  programs on real read-out genes; knock-downs of some modules shift the mix of states (arrest,
+  differentiation), shared across lines but not identically;
 - the perturbed gene itself is knocked down when it is a measured feature; a fraction of cells
-  escape the knock-down and the response magnitude varies per cell;
+  escape the knock-down (no effect, the control mix of states) and the response magnitude varies
+  per cell;
 - counts are negative binomial (gamma-Poisson), library-size normalised to 1e4 and log1p'd.
 
-The ground truth is stored in ``uns['ptrag_synth']`` for retrieval diagnostics.
+The ground truth is stored in ``uns['ptrag_synth']`` for retrieval diagnostics and tests.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import zip_longest
 
 import anndata as ad
 import numpy as np
@@ -29,11 +36,15 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import ConfigError
-from .gene_modules import GENE_MODULES, NULL_GENES
-from .readout_genes import LINE_MARKERS, readout_genes
+from .gene_modules import GENE_MODULES, MODULE_STATE_SHIFTS, NULL_GENES
+from .readout_genes import (CELL_CYCLE_G1S, CELL_CYCLE_G2M, DIFFERENTIATION, LINE_MARKERS, P53_TARGETS,
+                            TP53_WILD_TYPE_LINES, readout_genes)
 
-VERSION = "2"
+VERSION = "3"
 CONTROL_LABEL = "non-targeting"
+STATES = ("G1", "S", "G2M", "differentiated")
+_STATE_MIX = np.array([0.42, 0.30, 0.22, 0.06])  # typical control mix; each line draws its own around it
+_STATE_LIBRARY = np.array([1.0, 1.15, 1.4, 0.85], dtype=np.float32)  # RNA content per state
 
 
 @dataclass(frozen=True)
@@ -52,16 +63,18 @@ class Preset:
     store_x: bool  # also write .X (sparse); off for `large` to keep one matrix
 
 
+_FOUR = ("k562", "rpe1", "jurkat", "hepg2")
+_SCALE = (1.0, 0.8, 0.7, 0.6)
 PRESETS: dict[str, Preset] = {
     "tiny": Preset(("k562", "rpe1"), (1.0, 0.8), 6, 4, 6, 64, 0.3, 30, 250, 2, 1.0, True),
-    "demo": Preset(("k562", "rpe1", "jurkat", "hepg2"), (1.0, 0.8, 0.7, 0.6), 20, 7, 16, 800, 0.3,
-                   40, 800, 3, 0.9, True),
-    "large": Preset(("k562", "rpe1", "jurkat", "hepg2"), (1.0, 0.8, 0.7, 0.6), 20, 0, 16, 2000, 0.5,
-                    270, 4000, 4, 0.95, False),
+    "demo": Preset(_FOUR, _SCALE, 20, 7, 16, 800, 0.3, 40, 800, 3, 0.9, True),
+    "screen": Preset(_FOUR, _SCALE, 20, 0, 16, 1000, 0.3, 60, 2000, 4, 0.9, True),
+    "large": Preset(_FOUR, _SCALE, 20, 0, 16, 2000, 0.5, 270, 4000, 4, 0.95, False),
 }
 
 _MIN_CELLS = 15  # floor on group size, above the default data.min_cells
 _CHUNK = 16384  # cells generated at once (bounds the temporary memory of `large`)
+_WEAK_SHARE = 0.25  # module members without transcriptional effect (with NULL_GENES: ~30% nulls)
 
 
 def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
@@ -89,13 +102,16 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
     features = _pick_features(p, perts, rng)
     G = len(features)
     feat_index = {f: i for i, f in enumerate(features)}
+    L = len(p.lines)
+    p53_wt = np.array([line in TP53_WILD_TYPE_LINES for line in p.lines])
 
     # ---- biology: module programs, loadings, gene-specific and line-specific effects
-    L = len(p.lines)
     programs = {m: _sparse_effects(rng, G, 0.12, 0.8, strong=3) for m in modules}
     strength = {m: rng.uniform(0.6, 1.4) for m in modules}
     line_factor = {m: rng.normal(1.0, 0.1, L) for m in modules}
-    order = [modules[i] for i in rng.permutation(len(modules))]
+    if "tp53_pathway" in line_factor:  # no p53 to regulate in TP53-null / mutant lines
+        line_factor["tp53_pathway"] *= p53_wt
+    order = [modules[i] for i in rng.permutation(len(modules)) if modules[i] != "tp53_pathway"]
     n_specific = max(1, round(0.15 * len(modules)))
     n_flip = max(1, round(0.10 * len(modules)))
     line_specific, opposite = {}, {}
@@ -109,25 +125,41 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
         opposite[m] = p.lines[j]
     line_program = {(m, j): _sparse_effects(rng, G, 0.05, 0.4) for m in modules for j in range(L)}
     fitness = _sparse_effects(rng, G, 0.15, 0.4)  # generic response shared by effective knock-downs
+    p53 = _program(rng, feat_index, P53_TARGETS, 0.4, 1.0)  # joins the generic response in TP53 wt lines
+    # state shifts (log-odds of one state vs the control mix): module-driven, shared across lines
+    # with a line factor; in TP53 wild-type lines every effective knock-down also arrests in G1
+    state_strength = {m: rng.uniform(0.8, 1.6) for m in modules}
+    state_line = {m: np.clip(rng.normal(1.0, 0.3, L), 0.0, None) * (line_factor[m] != 0) for m in modules}
+    p53_arrest = rng.uniform(0.6, 1.0)
 
     weak = []
-    delta = np.zeros((len(perts), L, G), dtype=np.float32)
+    P = len(perts)
+    delta = np.zeros((P, L, G), dtype=np.float32)
+    shift = np.zeros((P, L, len(STATES)), dtype=np.float32)
     for i, gene in enumerate(perts):
         m = gene_module[gene]
         if m != "null":
-            loading = strength[m] * rng.uniform(0.5, 1.2)
-            if rng.random() < 0.15:  # a module member without transcriptional effect
+            relative = rng.uniform(0.5, 1.2)
+            loading = strength[m] * relative
+            effective = rng.random() >= _WEAK_SHARE
+            if not effective:  # a module member without transcriptional effect
                 loading = rng.uniform(0.0, 0.08)
                 weak.append(gene)
-            own = _sparse_effects(rng, G, 0.06, 0.4) * (gene not in weak)
-            generic = rng.uniform(0.3, 1.0) * fitness * (gene not in weak)
+            potency = rng.lognormal(0.0, 0.2, L)  # how much the gene matters in each line
+            own = _sparse_effects(rng, G, 0.06, 0.4) * effective
+            b = rng.uniform(0.3, 1.0) * effective
+            p53_on = p53_wt & (gene != "TP53")  # without TP53, stress cannot activate p53
             for j in range(L):
-                delta[i, j] = line_factor[m][j] * loading * (programs[m] + line_program[(m, j)]) + own + generic
+                delta[i, j] = potency[j] * (line_factor[m][j] * loading * (programs[m] + line_program[(m, j)])
+                                            + own + b * (fitness + p53_on[j] * p53))
+            if effective and m in MODULE_STATE_SHIFTS:
+                shift[i, :, STATES.index(MODULE_STATE_SHIFTS[m])] += potency * state_line[m] * state_strength[m] * relative
+            shift[i, :, STATES.index("G1")] += potency * p53_on * b * p53_arrest
         if gene in feat_index:  # on-target knock-down of a measured gene (~85% less mRNA)
             delta[i, :, feat_index[gene]] += np.log(0.15)
-    escape = rng.uniform(0.05, 0.3, (len(perts), L))
+    escape = rng.uniform(0.05, 0.3, (P, L))
 
-    # ---- baselines: shared level, line deviations, line markers, batch shifts, dispersion
+    # ---- baselines: shared level, line deviations, line markers, batch shifts, dispersion, states
     level = rng.normal(0.0, 1.0, G)
     base = level[None, :] + rng.normal(0.0, 0.35, (L, G)) * (rng.random((L, G)) < 0.3)
     for j, line in enumerate(p.lines):
@@ -137,6 +169,8 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
                 base[j, feat_index[gene]] += 4.0
     theta = rng.uniform(2.0, 10.0, G).astype(np.float32)  # NB inverse dispersion
     mean_count = 6.0 * G  # library size over the measured genes
+    state_program = _state_programs(rng, p.lines, feat_index)  # [L, K, G]
+    control_mix = np.stack([rng.dirichlet(80.0 * _STATE_MIX) for _ in p.lines])  # [L, K]
 
     # ---- cells: labels first (shuffled within each line), then expression in chunks
     labels, lines_col, batch_col = [], [], []
@@ -158,20 +192,27 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
     batch_shift = rng.normal(0.0, 0.08, (L * p.batches, G)).astype(np.float32)
     pert_index = {g: i for i, g in enumerate(perts)}
     pidx = np.array([pert_index.get(g, -1) for g in cell_pert])
+    log_mix = np.log(control_mix)
 
     X = np.empty((n, G), dtype=np.float32)
+    cell_state = np.empty(n, dtype=np.int8)
+    escaped = np.zeros(n, dtype=bool)
     for start in range(0, n, _CHUNK):
         sl = slice(start, min(n, start + _CHUNK))
         pi, li, bi = pidx[sl], cell_line[sl], cell_batch[sl]
         m = len(pi)
-        knocked = (pi >= 0) & (rng.random(m) >= escape[np.maximum(pi, 0), li])
+        gi = np.maximum(pi, 0)
+        knocked = (pi >= 0) & (rng.random(m) >= escape[gi, li])
+        escaped[sl] = (pi >= 0) & ~knocked
         magnitude = rng.gamma(6.0, 1.0 / 6.0, m).astype(np.float32) * knocked
-        log_rate = base[li].astype(np.float32) + batch_shift[bi]
-        log_rate += magnitude[:, None] * delta[np.maximum(pi, 0), li]
+        state = _draw_states(rng, log_mix[li] + magnitude[:, None] * shift[gi, li])
+        cell_state[sl] = state
+        log_rate = base[li].astype(np.float32) + batch_shift[bi] + state_program[li, state]
+        log_rate += magnitude[:, None] * delta[gi, li]
         log_rate -= log_rate.max(axis=1, keepdims=True)
         prop = np.exp(log_rate)
         prop /= prop.sum(axis=1, keepdims=True)
-        lib = (mean_count * rng.lognormal(0.0, 0.35, m)).astype(np.float32)
+        lib = (mean_count * _STATE_LIBRARY[state] * rng.lognormal(0.0, 0.35, m)).astype(np.float32)
         mu = prop * lib[:, None]
         counts = rng.poisson(rng.gamma(theta, 1.0, (m, G)).astype(np.float32) * mu / theta)
         total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
@@ -197,8 +238,20 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
         "weak_module_genes": weak or ["<none>"],
         "line_specific_modules": line_specific,
         "opposite_sign_modules": opposite,
+        "tp53_wild_type_lines": [line for line in p.lines if line in TP53_WILD_TYPE_LINES] or ["<none>"],
         "effect_groups": [f"{g}|{line}" for g, line in groups],
-        "effect": delta.reshape(len(perts) * L, G),
+        "effect": delta.reshape(P * L, G),  # log-rate shift of a knocked-down cell (magnitude 1)
+        "escape_rate": escape.reshape(P * L).astype(np.float32),
+        # cell states: programs [line, state, gene], control mix [line, state], and per group the
+        # log-odds shift of a knocked-down cell's state (magnitude 1); rows as in effect_groups
+        "state_names": list(STATES),
+        "state_modules": {m: s for m, s in MODULE_STATE_SHIFTS.items() if m in modules} or {"<none>": "<none>"},
+        "state_programs": state_program,
+        "control_state_mix": control_mix.astype(np.float32),
+        "state_shift": shift.reshape(P * L, len(STATES)),
+        # per cell, in obs order: the state drawn and whether the cell escaped the knock-down
+        "cell_state": cell_state,
+        "escaped": escaped,
     }
     return adata
 
@@ -214,9 +267,12 @@ def _pick_modules(k: int) -> list[str]:
 def _pick_features(p: Preset, perts: list[str], rng: np.random.Generator) -> list[str]:
     measured = [g for g in perts if rng.random() < p.frac_pert_features]
     pool = [g for g in readout_genes() if g not in set(perts)]
-    markers = [g for line in p.lines for g in LINE_MARKERS.get(line, ())]
     n_rest = p.n_features - len(measured)
-    head = [g for g in markers if g in pool][: max(0, n_rest // 4)]
+    # line markers and the genes of the cell states and the p53 response first (interleaved, so
+    # even `tiny` measures some of each), then a random draw from the other read-outs
+    lists = ([LINE_MARKERS.get(line, ()) for line in p.lines] + [CELL_CYCLE_G1S, CELL_CYCLE_G2M]
+             + [DIFFERENTIATION.get(line, ()) for line in p.lines] + [P53_TARGETS])
+    head = _interleave(lists, set(pool), max(0, n_rest // 3))
     rest = [g for g in pool if g not in set(head)]
     need = n_rest - len(head)
     if need > len(rest):  # not enough read-outs: measure more perturbed genes
@@ -226,6 +282,49 @@ def _pick_features(p: Preset, perts: list[str], rng: np.random.Generator) -> lis
     picked = head + [rest[i] for i in sorted(rng.choice(len(rest), size=need, replace=False))]
     features = measured + picked
     return [features[i] for i in rng.permutation(len(features))]
+
+
+def _interleave(lists: list, allowed: set[str], cap: int) -> list[str]:
+    out: dict[str, None] = {}
+    for row in zip_longest(*lists):
+        for gene in row:
+            if len(out) >= cap:
+                return list(out)
+            if gene is not None and gene in allowed:
+                out.setdefault(gene)
+    return list(out)
+
+
+def _program(rng: np.random.Generator, feat_index: dict[str, int], genes, lo: float, hi: float) -> np.ndarray:
+    """Up-regulation of the measured genes of a real gene set (log-rate shift U(lo, hi) each)."""
+    out = np.zeros(len(feat_index), dtype=np.float32)
+    for gene in genes:
+        if gene in feat_index:
+            out[feat_index[gene]] = rng.uniform(lo, hi)
+    return out
+
+
+def _state_programs(rng: np.random.Generator, lines: tuple[str, ...], feat_index: dict[str, int]) -> np.ndarray:
+    """Expression program of each state per line, relative to G1: S raises G1/S genes, G2M the
+    G2/M genes (and some G1/S), the differentiated state its line's genes and silences both."""
+    g1s = _program(rng, feat_index, CELL_CYCLE_G1S, 0.5, 1.2)
+    g2m = _program(rng, feat_index, CELL_CYCLE_G2M, 0.6, 1.5)
+    cycling = ((g1s > 0) | (g2m > 0)).astype(np.float32)
+    out = np.zeros((len(lines), len(STATES), len(feat_index)), dtype=np.float32)
+    for j, line in enumerate(lines):
+        scale = rng.normal(1.0, 0.1)
+        out[j, STATES.index("S")] = scale * g1s
+        out[j, STATES.index("G2M")] = scale * (g2m + 0.4 * g1s)
+        out[j, STATES.index("differentiated")] = (_program(rng, feat_index, DIFFERENTIATION.get(line, ()), 0.8, 1.8)
+                                                  - 0.8 * cycling)
+    return out
+
+
+def _draw_states(rng: np.random.Generator, logits: np.ndarray) -> np.ndarray:
+    prob = np.exp(logits - logits.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    u = rng.random(len(prob))
+    return np.minimum((prob.cumsum(axis=1) < u[:, None]).sum(axis=1), len(STATES) - 1).astype(np.int8)
 
 
 def _sparse_effects(rng: np.random.Generator, G: int, density: float, sd: float, strong: int = 0) -> np.ndarray:
