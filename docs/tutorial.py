@@ -19,7 +19,7 @@ import ptrag
 from ptrag.core.data.synth import synth_screen
 
 # Settings. The test suite shrinks these through the environment; change them freely.
-DATA = os.environ.get("PTRAG_TUTORIAL_DATA", "demo")  # built-in screen: tiny | demo | large
+DATA = os.environ.get("PTRAG_TUTORIAL_DATA", "demo")  # built-in screen: tiny | demo | screen | large
 STEPS = int(os.environ.get("PTRAG_TUTORIAL_STEPS", "400"))  # training steps per learned model
 OUT = Path(os.environ.get("PTRAG_TUTORIAL_OUT", "tutorial"))  # run folders and the figure go here
 SEED = 0
