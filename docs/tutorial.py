@@ -1,6 +1,6 @@
 """ptrag from Python: train, compare, plot and predict on an AnnData, without leaving the notebook.
 
-Run it as a script (`python docs/tutorial.py`, a few minutes on 2 CPU cores with the defaults) or
+Run it as a script (`python docs/tutorial.py`: 122 s with the defaults on 2 shared CPU cores) or
 paste the sections into notebook cells. The test suite runs this very file on the `tiny` built-in
 screen with a few training steps (tests/test_tutorial.py), so every line here works as written.
 The functions are documented in docs/api.md.
@@ -77,13 +77,14 @@ x, y = energy["state"].loc[both], energy["ptrag-evidence"].loc[both]
 left.scatter(x, y, s=14)
 lims = [min(x.min(), y.min()), max(x.max(), y.max())]
 left.plot(lims, lims, color="grey", lw=0.8)
-left.set(xlabel="state: energy distance", ylabel="ptrag-evidence: energy distance",
-         title="per held-out perturbation (below the line: evidence better)")
+left.set(xlabel="state: energy distance", ylabel="ptrag-evidence: energy distance")
+left.set_title("per held-out perturbation (below the line: evidence better)", fontsize=9)
 means = [r.aggregates.loc["pearson-delta"] for r in runs.values()]
 right.bar(list(runs), [m["mean"] for m in means],
           yerr=np.array([[m["mean"] - m["ci95_lo"], m["ci95_hi"] - m["mean"]] for m in means]).T.clip(min=0),
           capsize=4)
-right.set(ylabel="pearson-delta (higher is better)", title="mean, 95% bootstrap CI")
+right.set(ylabel="pearson-delta (higher is better)")
+right.set_title("mean, 95% bootstrap CI", fontsize=9)
 fig.tight_layout()
 OUT.mkdir(parents=True, exist_ok=True)
 figure = OUT / "tutorial.png"
