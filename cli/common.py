@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import functools
 import logging
-import os
 import sys
 from typing import Any, Callable, TypeVar
 
@@ -23,7 +22,7 @@ from rich.console import Console
 from rich.markup import escape as _escape
 from typer.core import TyperGroup
 
-from ptrag.core.errors import PtragError
+from ptrag.core.errors import PtragError, os_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: click's base exception, whichever click typer uses (recent typer vendors its own copy)
@@ -68,16 +67,6 @@ def check_device(device: str) -> str:
 def fail(message: str, code: int = 1) -> "typer.Exit":
     error_console().print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False)
     return typer.Exit(code)
-
-
-def os_error_message(exc: OSError) -> str:
-    """``PATH: what went wrong`` for a filesystem error (libraries such as h5py give no path:
-    then the system's words for the error number, else the library's own first line)."""
-    where = exc.filename if exc.filename is not None else ""
-    other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
-    if where:
-        return f"{where}{other}: {exc.strerror or type(exc).__name__}"
-    return os.strerror(exc.errno) if isinstance(exc.errno, int) and exc.errno > 0 else one_line(exc) or type(exc).__name__
 
 
 def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> Path:

@@ -9,10 +9,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ptrag.core.config import resolve_config
+from ptrag import api
 from ptrag.core.distributed import broadcast, setup
-from ptrag.core.errors import ConfigError
-from ptrag.core.experiment import RunResult, new_run_dir, run_comparisons, run_experiment
+from ptrag.core.experiment import RunResult, new_run_dir
 from ptrag.core.manager import build_manager
 
 from .common import check_device, console, escape, fail, friendly_errors
@@ -45,32 +44,11 @@ def run(
     `--config RUN/config.yaml` reruns a run into a new folder; a run folder is never reused
     silently (see --resume and --overwrite).
     """
-    extra: dict = {}
-    if data is not None:
-        extra.setdefault("data", {})["path"] = str(data)
-    if split is not None:
-        extra.setdefault("data", {})["split"] = str(split)
-    if steps is not None:
-        extra.setdefault("train", {})["steps"] = steps
-    if seed is not None:
-        extra["seed"] = seed
-    if device is not None:
-        extra["device"] = check_device(device)
-    if out is not None:
-        extra.setdefault("output", {})["dir"] = str(out)
     manager = build_manager()
-    if resume is not None:
-        if not (resume / "config.yaml").is_file():
-            raise ConfigError(f"--resume {resume}: not a run folder (no config.yaml); give the folder `ptrag run` "
-                              "printed last")
-        config, extra = resume / "config.yaml", {**extra, "output": {"dir": str(resume)}}
-    cfg = resolve_config(
-        config, preset=preset, budget=budget, components={"retriever": retriever, "selector": selector, "generator": generator},
-        sets=sets, extra=extra, manager=manager,
-    )
-    if config is not None and resume is None and out is None and cfg.output.dir and \
-            Path(cfg.output.dir).resolve() == config.resolve().parent:
-        cfg.output.dir = None  # a run's own config.yaml (older ones name their folder): rerun it elsewhere
+    cfg = api.configure(config, preset=preset, budget=budget, data=data, split=split, retriever=retriever,
+                        selector=selector, generator=generator, steps=steps, seed=seed,
+                        device=None if device is None else check_device(device), out=out, resume=resume,
+                        set=sets, manager=manager)
     con = console()
     con.print(f"[bold]ptrag run[/] " + escape(f"preset={cfg.preset} retriever={cfg.retriever.name} "
                                                f"selector={cfg.selector.name} generator={cfg.generator.name} "
@@ -79,13 +57,14 @@ def run(
     dist = setup(cfg.device)  # under torchrun: join the process group
     if not cfg.output.dir:  # fixed now so an interrupted run can name its folder (rank 0's name)
         cfg.output.dir = broadcast(str(new_run_dir(cfg)), dist)
-    try:
-        result = run_experiment(cfg, manager, log=log, resume=resume is not None, overwrite=overwrite)
+    try:  # the main run's table comes before its comparator runs start; no cells held in memory
+        result = api.run(config=cfg, resume=resume, overwrite=overwrite, comparisons=False, keep_cells=False,
+                         log=log, manager=manager)
     except KeyboardInterrupt:
         raise fail(f"interrupted; continue from the last checkpoint with: ptrag run --resume {cfg.output.dir}", 130) from None
     con.print(results_table(result))
     if cfg.compare:
-        run_comparisons(result, manager, log=log)
+        api.run_comparisons(result, keep_cells=False, log=log, manager=manager)
         con.print(comparison_table(result))
         for verdict in result.verdicts or []:
             con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")

@@ -257,7 +257,7 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
 
 
 def resolve_config(
-    config_path: str | Path | None = None,
+    config_path: str | Path | dict[str, Any] | None = None,
     *,
     preset: str | None = None,
     budget: str | None = None,
@@ -271,9 +271,11 @@ def resolve_config(
 
     ``extra`` holds direct overrides (e.g. from ``--steps``/``--seed`` flags) as a nested dict.
     With a ``manager``, component names and parameters are checked against the plugins.
+    ``config_path`` may also be the YAML's content as a mapping (the Python API).
     """
     registry = registry or load_registry()
-    user = read_yaml(config_path) if config_path else {}
+    mapping = isinstance(config_path, dict)
+    user = copy.deepcopy(config_path) if mapping else read_yaml(config_path) if config_path else {}
     preset_name = preset or user.get("preset") or registry.default_preset
     preset_config = dict(registry.preset(preset_name).config)
     preset_budget = preset_config.pop("budget", None)
@@ -291,7 +293,7 @@ def resolve_config(
     for expr in sets:
         parts, value = parse_set(expr)
         _apply_set(raw, parts, value)
-    where = str(config_path) if config_path else "config"
+    where = str(config_path) if config_path and not mapping else "config"
     try:
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:

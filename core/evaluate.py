@@ -176,3 +176,12 @@ def aggregate(table: pd.DataFrame, metrics: dict[str, Metric], seed: int = 0) ->
             "space": metric.space,
         }
     return out
+
+
+def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:
+    """:func:`aggregate`'s dict (metrics.json's ``metrics``) as a table indexed by metric."""
+    rows = [{"metric": name, "mean": agg["mean"], "median": agg["median"], "ci95_lo": agg["ci95"][0],
+             "ci95_hi": agg["ci95"][1], "n": agg.get("n"), "direction": agg["direction"], "space": agg.get("space")}
+            for name, agg in summary.items()]
+    columns = ["metric", "mean", "median", "ci95_lo", "ci95_hi", "n", "direction", "space"]
+    return pd.DataFrame(rows, columns=columns).set_index("metric")

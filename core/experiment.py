@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -17,6 +17,7 @@ from .config import ExperimentConfig, component_params
 from .data.database import ResponseDatabase
 from .data.embeddings import GeneEmbeddings, random_embeddings
 from .data.gene_sets import load_gene_sets
+from .data.dataset import PerturbationData
 from .data.loading import load_screen
 from .data.split import Split, resolve_split
 from .data.validation import require_expression
@@ -24,8 +25,9 @@ from .data.cellsets import CellSetSampler, EpochSchedule, Vocab, step_seed
 from .distributed import SINGLE, Dist, broadcast, device_for, gather, on_main, setup
 from .engine import Trainer, resolve_device, save_checkpoint, seed_everything
 from .errors import ConfigError, DataError
-from .evaluate import aggregate, score
+from .evaluate import aggregate, score, summary_frame
 from .model import NeighbourTable, PtragModel
+from .outputs import HeldCells
 from .predict import predict
 from .verdict import retrieval_verdicts
 from .hookspecs import BuildContext
@@ -36,7 +38,10 @@ from .run_folder import (RunFolder, config_identity, config_text, content_finger
 
 
 @dataclass
-class RunResult:
+class RunResult(HeldCells):
+    """A finished run: its folder, config, metrics (long table and aggregates) and, as AnnData,
+    ``predictions`` and ``real`` (held in memory with ``keep_cells``, else read from the folder)."""
+
     run_dir: Path
     config: ExperimentConfig
     metrics: pd.DataFrame  # long table (pert, context, metric, value)
@@ -45,6 +50,16 @@ class RunResult:
     training: dict[str, Any] | None = None  # steps, best step, best validation energy, seconds
     comparisons: list["RunResult"] | None = None  # runs of the `compare:` presets, same split/seed
     verdicts: list[Any] | None = None  # retrieval runs vs the best baseline (core/verdict.py)
+    cells: Any = field(default=None, repr=False)  # CellEvalData held in memory (keep_cells), else read back
+
+    @property
+    def folder(self) -> Path:
+        return self.run_dir
+
+    @property
+    def aggregates(self) -> pd.DataFrame:
+        """metrics.json's aggregates as a table: one row per metric."""
+        return summary_frame(self.summary)
 
 
 def new_run_dir(config: ExperimentConfig) -> Path:
@@ -73,16 +88,20 @@ def run_experiment(
     resume: bool = False,
     stop_at: int | None = None,
     overwrite: bool = False,
+    data: PerturbationData | None = None,
+    keep_cells: bool = False,
 ) -> RunResult:
     """Train (if the generator is trainable) and evaluate one config; ``resume`` continues the
     run folder's ``checkpoint.pt``; ``overwrite`` replaces the run the folder holds (the folder
-    rules: core/run_folder.py); ``stop_at`` interrupts training after that step (tests)."""
+    rules: core/run_folder.py); ``stop_at`` interrupts training after that step (tests).
+    ``data``: a screen already loaded (an in-memory AnnData, validated by ``adata_to_data``) in
+    place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad in the result (rank 0)."""
     started = time.perf_counter()
     check_request(config)
     dist = setup(config.device)  # torchrun: join the process group; rank 0 owns the run folder
     if not dist.is_main:
         log = lambda message: None
-    folder = on_main(lambda: RunFolder.claim(new_run_dir(config), run_identity(config), resume=resume,
+    folder = on_main(lambda: RunFolder.claim(new_run_dir(config), run_identity(config, data), resume=resume,
                                              overwrite=overwrite), dist)
     seed_everything(config.seed)
     device = device_for(dist, resolve_device(config.device))
@@ -91,7 +110,7 @@ def run_experiment(
 
         torch.set_num_threads(config.train.threads)
 
-    data = load_screen(config.data)
+    data = data if data is not None else load_screen(config.data)
     require_expression(data)  # raw counts, constant matrices: before any training
     split = resolve_split(config.data, data, config.seed)
     perts = data.perturbations
@@ -150,6 +169,8 @@ def run_experiment(
     parts = gather(predict(model, sampler, [g for _, g in mine], neighbours, seed=config.seed,
                            positions=[i for i, _ in mine], device=device, log=log), dist)
 
+    held: dict[str, Any] = {}  # rank 0's cells: kept out of the broadcast below
+
     def finish() -> tuple[pd.DataFrame, dict[str, Any], pd.DataFrame]:
         """On rank 0: score the gathered predictions and write the run's result files."""
         predictions, trace = merge_shards(parts)
@@ -173,9 +194,10 @@ def run_experiment(
             "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
             "training": training,
         }
-        from .outputs import describe_cell_eval_files, write_cell_eval_files, write_retrieval  # issue 7
+        from .outputs import cell_eval_data, describe_cell_eval_files, write_retrieval  # issue 7
 
-        info["outputs"] = write_cell_eval_files(run_dir, predictions, data)  # predictions.h5ad, real.h5ad
+        held["cells"] = cell_eval_data(predictions, data, where=run_dir)
+        info["outputs"] = held["cells"].write(run_dir)  # predictions.h5ad, real.h5ad
         log(describe_cell_eval_files(info["outputs"]))
         if trace is not None and len(trace):
             write_retrieval(run_dir, trace, data, gene_sets)  # retrieval.csv + retrieval_summary.json
@@ -191,7 +213,8 @@ def run_experiment(
         return long, summary, trace
 
     long, summary, trace = on_main(finish, dist)
-    return RunResult(run_dir, config, long, summary, retrieval=trace, training=training)
+    return RunResult(run_dir, config, long, summary, retrieval=trace, training=training,
+                     cells=held.get("cells") if keep_cells else None)
 
 
 def merge_shards(parts: list[tuple[list[Any], pd.DataFrame]]) -> tuple[list[Any], pd.DataFrame]:
@@ -288,10 +311,12 @@ def share_neighbours(neighbours: NeighbourTable, dist: Dist, search: Callable[[]
 
 
 def run_comparisons(result: RunResult, manager: PluginManager, *,
-                    log: Callable[[str], None] = lambda message: None) -> list[RunResult]:
+                    log: Callable[[str], None] = lambda message: None,
+                    data: PerturbationData | None = None, keep_cells: bool = False) -> list[RunResult]:
     """Run each ``compare:`` preset on the main run's data, split, seed, device and training
     budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)
-    and ``<run>/verdict.csv`` (each trained retrieval run vs the best baseline, paired tests)."""
+    and ``<run>/verdict.csv`` (each trained retrieval run vs the best baseline, paired tests).
+    ``data``/``keep_cells``: as for :func:`run_experiment` (the main run's in-memory screen)."""
     from .config import resolve_config
 
     config = result.config
@@ -305,8 +330,9 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
         if config.metrics:
             cfg = cfg.model_copy(update={"metrics": config.metrics})
         log(f"compare: {name}")
-        done = inspect_folder(cfg.output.dir, run_identity(cfg)).kind in ("finished", "checkpoint")
-        out.append(run_experiment(cfg, manager, log=log, resume=done))  # a resumed main run resumes these too
+        done = inspect_folder(cfg.output.dir, run_identity(cfg, data)).kind in ("finished", "checkpoint")
+        out.append(run_experiment(cfg, manager, log=log, resume=done,  # a resumed main run resumes these too
+                                  data=data, keep_cells=keep_cells))
     rows = [{"preset": r.config.preset, "metric": m, "mean": agg["mean"], "ci95_lo": agg["ci95"][0],
              "ci95_hi": agg["ci95"][1], "direction": agg["direction"]}
             for r in [result, *out] for m, agg in r.summary.items()]

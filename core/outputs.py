@@ -9,6 +9,7 @@ needed, and the number of clipped values is reported).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -55,11 +56,57 @@ def _control_block(data: PerturbationData, contexts: Sequence[str], names: dict[
     return data.X[idx], obs
 
 
+@dataclass
+class CellEvalData:
+    """predictions.h5ad and real.h5ad as AnnData (what :func:`write_cell_eval_files` writes) and
+    what was done to them (cells, clipped values); the Python API hands them out without a reread."""
+
+    predictions: ad.AnnData
+    real: ad.AnnData
+    info: dict[str, Any]
+
+    def write(self, run_dir: str | Path) -> dict[str, Any]:
+        run_dir = Path(run_dir)
+        atomic_write(run_dir / "predictions.h5ad", self.predictions.write_h5ad)
+        atomic_write(run_dir / "real.h5ad", self.real.write_h5ad)
+        return self.info
+
+
+class HeldCells:
+    """``predictions`` and ``real`` as AnnData for a result (a run, a prediction): the
+    :class:`CellEvalData` it holds in ``cells``, else the files of its ``folder``, read on demand."""
+
+    cells: CellEvalData | None
+    folder: Path | None
+
+    @property
+    def predictions(self) -> ad.AnnData:
+        """predictions.h5ad: the predicted cells + the real control cells."""
+        return self.cells.predictions if self.cells is not None else self._read("predictions.h5ad")
+
+    @property
+    def real(self) -> ad.AnnData:
+        """real.h5ad: the held-out real cells + the same control cells."""
+        return self.cells.real if self.cells is not None else self._read("real.h5ad")
+
+    def _read(self, name: str) -> ad.AnnData:
+        path = Path(self.folder or ".") / name
+        if self.folder is None or not path.is_file():
+            raise DataError(f"{path}: not found, and the result holds no cells (keep_cells=False); "
+                            "run it again with keep_cells=True")
+        return ad.read_h5ad(path)
+
+
 def write_cell_eval_files(run_dir: str | Path, predictions: Sequence[Any], data: PerturbationData) -> dict[str, Any]:
     """Write predictions.h5ad and real.h5ad; return what was done (cells, clipped values)."""
-    run_dir = Path(run_dir)
+    return cell_eval_data(predictions, data, where=run_dir).write(run_dir)
+
+
+def cell_eval_data(predictions: Sequence[Any], data: PerturbationData, where: Any = "predictions") -> CellEvalData:
+    """The predicted cells (+ the real controls) and the held-out real cells (+ the same controls)
+    as cell-eval-compatible AnnData; ``where`` names the output in the error for no predictions."""
     if not predictions:
-        raise DataError(f"{run_dir}: no predictions to write (the split has no test groups)")
+        raise DataError(f"{where}: no predictions to write (the split has no test groups)")
     names = _column_names(data)
     contexts = list(dict.fromkeys(p.context for p in predictions))
     ctrl_x, ctrl_obs = _control_block(data, contexts, names)
@@ -98,9 +145,7 @@ def write_cell_eval_files(run_dir: str | Path, predictions: Sequence[Any], data:
                       obs=_categorical(pd.concat([*pred_obs, ctrl_obs])), var=var.copy(), uns=uns)
     real = ad.AnnData(X=real_x.astype(np.float32), obs=_categorical(pd.concat([*real_obs, ctrl_obs])),
                       var=var.copy(), uns={"ptrag": {"real_values_outside_0_15": real_outside}})
-    atomic_write(run_dir / "predictions.h5ad", pred.write_h5ad)
-    atomic_write(run_dir / "real.h5ad", real.write_h5ad)
-    return info
+    return CellEvalData(pred, real, info)
 
 
 def describe_cell_eval_files(info: Mapping[str, Any]) -> str:

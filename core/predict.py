@@ -156,21 +156,29 @@ def load_run(run_dir: str | Path, manager: Any, device: str = "auto") -> LoadedR
 
 def predict_file(run: LoadedRun, path: str | Path, *, log=lambda message: None
                  ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData, list[dict]]:
-    """Predict every perturbation group of a new .h5ad with a loaded run; also returns the drop
-    records (``Split.drops``) of groups left out.
+    """Predict every perturbation group of a new .h5ad with a loaded run (:func:`predict_screen`)."""
+    from .data.loading import load_screen
 
-    The file must hold log-normalised expression with the run's features (same names and order)
+    data = load_screen(run.config.data.model_copy(update={"path": str(path)}))
+    return predict_screen(run, data, log=log)
+
+
+def predict_screen(run: LoadedRun, data: PerturbationData, *, log=lambda message: None
+                   ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData, list[dict]]:
+    """Predict every perturbation group of a loaded screen (a file, or an in-memory AnnData
+    through ``adata_to_data``); also returns the drop records (``Split.drops``) of groups left out.
+
+    The data must hold log-normalised expression with the run's features (same names and order)
     and only cell lines the run was trained on; genes new to the run get their embedding from the
     run's gene-embedding source under the run's data.missing_embedding policy (core/checks.py).
     """
     from .checks import apply_embedding_policy, embedding_users
-    from .data.loading import load_screen
     from .data.split import Split
     from .data.validation import require_expression
     from .experiment import load_embeddings
 
     config = run.config
-    data = load_screen(config.data.model_copy(update={"path": str(path)}))
+    path = data.source  # the file's path, or what an in-memory screen is called
     require_expression(data)
     if list(data.features) != list(run.meta["features"]):
         raise DataError(f"{path}: its {data.n_features} expression features differ from the run's "

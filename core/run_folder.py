@@ -138,12 +138,21 @@ def input_files(paths: Mapping[str, str | None]) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_identity(config: Any) -> dict[str, Any]:
-    """What makes a `ptrag run`: the configuration as asked and its input files."""
+def run_identity(config: Any, screen: Any = None) -> dict[str, Any]:
+    """What makes a `ptrag run`: the configuration as asked and its input files; ``screen``, data
+    handed over in memory (the Python API), stands in for ``data.path`` (:func:`memory_input`)."""
     data = config.data
-    return {"kind": "run", "config": config_identity(config),
-            "inputs": input_files({"data": data.path, "split": data.split,
-                                   "gene_embeddings": data.gene_embeddings, "gene_sets": data.gene_sets})}
+    inputs = input_files({"data": data.path, "split": data.split,
+                          "gene_embeddings": data.gene_embeddings, "gene_sets": data.gene_sets})
+    if screen is not None:
+        inputs["data"] = memory_input(screen)
+    return {"kind": "run", "config": config_identity(config), "inputs": inputs}
+
+
+def memory_input(screen: Any) -> dict[str, Any]:
+    """An input that is no file (an AnnData in memory): its name and content hash, so a folder
+    still tells which data made it."""
+    return {"path": screen.source, "in_memory": True, "hash": data_fingerprint(screen)["hash"]}
 
 
 def data_fingerprint(data: Any) -> dict[str, Any]:
@@ -222,6 +231,9 @@ def _input_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
         a, b = old.get(role), new.get(role)
         if a != b:
             where = (b or a or {}).get("path", role)
+            if a and b and a.get("in_memory") and b.get("in_memory"):
+                out.append(f"{role}: {where} differs from that run's (content hash)")
+                continue
             out.append(f"{role} file {where} changed since that run (size or modification time)"
                        if a and b and a.get("path") == b.get("path") else f"{role} file: {(a or {}).get('path')} -> "
                        f"{(b or {}).get('path')}")

@@ -44,6 +44,17 @@ def test_registry_ships_with_the_package():
     assert REGISTRY_PATH.is_file()
 
 
+def test_ptrag_is_a_regular_package_with_its_api():
+    """The root __init__.py and api.py install as ptrag and ptrag.api; the subpackages still work."""
+    import ptrag
+    import ptrag.api
+    import ptrag.cli.app
+    import ptrag.plugins.retrievers.exact
+
+    assert Path(ptrag.__file__).name == "__init__.py" and Path(ptrag.__file__).parent == Path(ptrag.api.__file__).parent
+    assert ptrag.run is ptrag.api.run and ptrag.core.errors.PtragError is ptrag.PtragError
+
+
 def test_python_dash_m_ptrag_is_the_ptrag_command():
     """`python -m ptrag` (and so `torchrun -m ptrag run ...`) runs the CLI."""
     import subprocess
