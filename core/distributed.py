@@ -130,6 +130,12 @@ def all_sum(values: list[float], dist: Dist) -> list[float]:
     return t.cpu().tolist()
 
 
+def barrier(dist: Dist) -> None:
+    """Wait until every rank is here."""
+    if dist.enabled:
+        td.barrier()
+
+
 def on_main(fn: Callable[[], T], dist: Dist) -> T:
     """Run ``fn`` on rank 0 only and give its result to every rank; a ptrag error raised there is
     raised on every rank (with the same one-line message), so all ranks stop together."""

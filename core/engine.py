@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .data.cellsets import step_seed
-from .distributed import SINGLE, Dist, all_sum, broadcast
+from .distributed import SINGLE, Dist, all_sum, barrier, broadcast
 from .errors import ConfigError
 from .losses import PCSpace, set_distance, set_loss
 from .progress import LoopProgress
@@ -270,7 +270,8 @@ class Trainer:
                 if self.step % cfg.val_every == 0 or self.step == total:
                     stopped = self._validate_and_checkpoint()
                     if exit_after and self.step >= exit_after:
-                        os._exit(137)  # EXIT_AFTER_STEP: die like kill -9, on every rank
+                        barrier(self.dist)  # rank 0 has written the checkpoint: now die like kill -9
+                        os._exit(137)
                     if stopped:
                         break
                 if stop_at is not None and self.step >= stop_at:
