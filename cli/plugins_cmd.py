@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ptrag import api
+from ptrag.core import api
 from ptrag.core.hookspecs import KINDS
 
 from .common import console, escape, friendly_errors

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from ptrag import api
+from ptrag.core import api
 
 from .common import check_device, console, friendly_errors
 from .run_cmd import _fmt

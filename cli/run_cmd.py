@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ptrag import api
+from ptrag.core import api
 from ptrag.core.distributed import broadcast, setup
 from ptrag.core.experiment import RunResult, new_run_dir
 from ptrag.core.manager import build_manager

@@ -1,4 +1,4 @@
-"""The Python API (ptrag.api, docs/api.md): AnnData in, AnnData out, one code path with the CLI."""
+"""The Python API (ptrag.core.api, docs/api.md): AnnData in, AnnData out, one code path with the CLI."""
 
 import errno
 import json

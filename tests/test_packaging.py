@@ -45,14 +45,14 @@ def test_registry_ships_with_the_package():
 
 
 def test_ptrag_is_a_regular_package_with_its_api():
-    """The root __init__.py and api.py install as ptrag and ptrag.api; the subpackages still work."""
+    """The root __init__.py installs as ptrag and re-exports ptrag.core.api; the subpackages still work."""
     import ptrag
-    import ptrag.api
     import ptrag.cli.app
+    import ptrag.core.api
     import ptrag.plugins.retrievers.exact
 
-    assert Path(ptrag.__file__).name == "__init__.py" and Path(ptrag.__file__).parent == Path(ptrag.api.__file__).parent
-    assert ptrag.run is ptrag.api.run and ptrag.core.errors.PtragError is ptrag.PtragError
+    assert Path(ptrag.__file__).name == "__init__.py" and Path(ptrag.__file__).parent == Path(ptrag.core.__file__).parent.parent
+    assert ptrag.run is ptrag.core.api.run and ptrag.core.errors.PtragError is ptrag.PtragError
 
 
 def test_python_dash_m_ptrag_is_the_ptrag_command():

@@ -23,7 +23,6 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
@@ -125,12 +124,12 @@ class GumbelSelector(Selector):
         logits = self.logits(cell_state, query, candidates).float()
         if self.params.standardize_logits:
             logits = logits / (logits.std() + 1e-6)
+        margin = logits[..., 0] - logits[..., 1]  # [B,S,K]: keep minus drop
         tau = self.temperature()
         if self.training or self.params.sample_at_eval:
-            sample = F.gumbel_softmax(logits, tau=tau, hard=True, dim=-1)
+            keep = hard_gumbel_keep(margin, tau)  # 0/1 forward, straight-through gradient backward
         else:
-            sample = F.one_hot(logits.argmax(-1), 2).to(logits.dtype)
-        keep = sample[..., 0]  # [B,S,K]; 0/1 forward, straight-through gradient backward
+            keep = (margin >= 0).to(margin.dtype)  # the argmax (ties keep, as argmax picks the first)
         if mask is not None:
             keep = keep * mask[:, None, :].to(keep.dtype)
         keep = keep.to(cell_state.dtype)
@@ -150,6 +149,20 @@ class GumbelSelector(Selector):
         if self.params.tau_start is not None:
             stats["tau"] = tau
         return SelectorOutput(context=context, weights=keep, aux_losses=aux, stats=stats)
+
+
+def hard_gumbel_keep(margin: torch.Tensor, tau: float) -> torch.Tensor:
+    """``F.gumbel_softmax(hard=True)`` over (keep, drop), computed on their difference only.
+
+    The difference of two Gumbel(0, 1) draws is a Logistic(0, 1) draw, and the soft sample's keep
+    component is ``sigmoid((margin + noise) / tau)``: the same distribution and straight-through
+    gradient as the two-class form, without the [..., 2] softmax (a cheaper training step).
+    """
+    u = torch.rand_like(margin).clamp_(1e-6, 1 - 1e-6)
+    noisy = margin + torch.log(u) - torch.log1p(-u)
+    soft = torch.sigmoid(noisy / tau)
+    hard = (noisy > 0).to(soft.dtype)
+    return hard + soft - soft.detach()
 
 
 @hookimpl
