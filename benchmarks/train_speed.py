@@ -1,11 +1,11 @@
 """Training speed of `state`, `vanilla-rag` and `ptrag` at the paper's size; prints figures.
 
-Synthetic tensors (no data loading): hidden 128, cell_set_len 64, batch 16, 2000 genes, K 32,
+Synthetic tensors (no data loading): hidden 128, cell_set_len 64, batch 64 (the paper's 64 x 64), 2000 genes, K 32,
 a retrieval database of 1000 entries with 256-d gene embeddings. One step = forward, energy
 loss (+ selector aux loss), backward, clip, AdamW. The retrieval+selection overhead is ptrag's
 step time (including neighbour lookup and the per-epoch stage-1 search, amortised) over state's.
 
-    python benchmarks/train_speed.py [--steps 20] [--device cpu] [--threads N] [--set selector.scorer_hidden=32]
+    python benchmarks/train_speed.py [--steps 15] [--batch 64] [--device cpu] [--threads N] [--set selector.scorer_hidden=32]
         [--variant h16=selector.scorer_hidden=16] [--variant evidence=preset:ptrag-evidence]
 
 Every model is stepped in turn (round-robin) in one process, so a shared machine's load hits all
@@ -42,9 +42,9 @@ def database(n: int, e: int, g: int, rng: np.random.Generator) -> ResponseDataba
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=15)
     ap.add_argument("--warmup", type=int, default=3)
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=64, help="cell sets per step (the paper's: 64)")
     ap.add_argument("--cells", type=int, default=64)
     ap.add_argument("--genes", type=int, default=2000)
     ap.add_argument("--entries", type=int, default=1000)
