@@ -10,7 +10,7 @@ from ptrag.core.losses import energy_distance, set_loss
 from ptrag.core.model import PtragModel
 from ptrag.plugins.generators.set_transformer import SetTransformerGenerator, SetTransformerParams
 from ptrag.plugins.selectors.attention import AttentionParams, AttentionSelector
-from ptrag.plugins.selectors.gumbel import GumbelParams, GumbelSelector
+from ptrag.plugins.selectors.gumbel import GumbelParams, GumbelSelector, hard_gumbel_keep
 from ptrag.plugins.selectors.uniform import UniformSelector
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -58,6 +58,23 @@ def test_gumbel_is_hard_straight_through_and_dropped_candidates_get_no_projectio
     kept_by = keep.sum(1)  # [B,K]
     assert torch.allclose(grad, kept_by.unsqueeze(-1).expand_as(grad))
     assert (grad[kept_by == 0] == 0).all() and (grad[kept_by > 0] != 0).all()
+
+
+def test_logistic_hard_gumbel_matches_the_two_class_gumbel_softmax():
+    # same keep frequency as F.gumbel_softmax(hard=True) over (keep, drop) logits, and the same
+    # straight-through gradient: d keep / d margin = soft (1 - soft) / tau with soft in (0, 1)
+    torch.manual_seed(0)
+    margin = torch.tensor([-2.0, 0.0, 1.5]).repeat(100_000, 1)
+    ours = hard_gumbel_keep(margin, 0.5).mean(0)
+    logits = torch.stack([margin, torch.zeros_like(margin)], -1)
+    torch_keep = torch.nn.functional.gumbel_softmax(logits, tau=0.5, hard=True)[..., 0].mean(0)
+    assert torch.allclose(ours, torch.sigmoid(margin[0]), atol=0.006)
+    assert torch.allclose(ours, torch_keep, atol=0.008)
+    m = torch.zeros(10_000, requires_grad=True)
+    keep = hard_gumbel_keep(m, 0.5)
+    assert set(keep.unique().tolist()) <= {0.0, 1.0}
+    keep.sum().backward()
+    assert (m.grad >= 0).all() and (m.grad <= 0.25 / 0.5 + 1e-6).all() and m.grad.mean() > 0.1
 
 
 def test_gumbel_fast_scorer_equals_the_literal_layernorm_mlp():
