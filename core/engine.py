@@ -20,6 +20,7 @@ from .distributed import SINGLE, Dist, all_sum, barrier, broadcast
 from .errors import ConfigError
 from .losses import PCSpace, set_distance, set_loss
 from .progress import LoopProgress
+from .run_folder import write_text
 
 #: test aid: every process exits at once (as after kill -9) after this step's checkpoint
 EXIT_AFTER_STEP = "PTRAG_EXIT_AFTER_STEP"
@@ -188,7 +189,7 @@ class Trainer:
         if self.dist.is_main and self.log_path.is_file():
             kept = [line for line in self.log_path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= self.step]
-            self.log_path.write_text("".join(line + "\n" for line in kept))
+            write_text(self.log_path, "".join(line + "\n" for line in kept))  # never half a log
         before = ck.get("world_size", 1)
         more = f"; trained on {before} process(es) before, {self.dist.world_size} now" \
             if before != self.dist.world_size else ""

@@ -20,7 +20,7 @@ from scipy.stats import wilcoxon
 from .ablate import comparison_table, run_label
 from .errors import ConfigError, DataError
 from .outputs import KEEP_THRESHOLD
-from .run_folder import comparability, require_same_data
+from .run_folder import atomic_write, comparability, require_same_data, write_csv, write_text
 
 
 # --------------------------------------------------------------------------- finding runs
@@ -195,7 +195,7 @@ def plot_metric_bars(table: pd.DataFrame, path: Path) -> Path:
         ax.axis("off")
     fig.suptitle("metric means (error bars: sd over seeds, else 95% bootstrap CI)", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -220,7 +220,7 @@ def plot_paired_scatter(a: str, b: str, folders: Sequence[Path], path: Path) -> 
         ax.axis("off")
     fig.suptitle("per perturbation: one point per held-out perturbation", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -258,7 +258,7 @@ def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
         ax.set_xlabel("times kept (held-out queries)", fontsize=7)
     fig.suptitle(f"{folder.name}: retrieval", fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -307,7 +307,7 @@ def plot_keep_ratio(folders: Sequence[Path], path: Path) -> Path | None:
             ax.set_title("evidence kinds: same gene (-), nearest genes (--), deviations (:)", fontsize=9)
         ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -387,7 +387,7 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
     fig.suptitle(f"{folder.name}: each point is one of the {len(real)} held-out perturbations "
                  f"({', '.join(map(str, lines))}); read-out genes: {how}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
 
@@ -412,7 +412,7 @@ def write_html(out: Path, table: pd.DataFrame, figures: Sequence[Path], paired: 
             f"<h1>{html.escape(title)}</h1>{''.join(f'<p><b>warning:</b> {html.escape(w)}</p>' for w in warnings)}<table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
             f"{'<h2>paired comparison</h2>' + paired_html if paired_html else ''}<h2>figures</h2>{imgs}</body></html>")
     path = out / "report.html"
-    path.write_text(page)
+    write_text(path, page)
     return path
 
 
@@ -429,12 +429,12 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(folders)
-    table.to_csv(out / "summary.csv", index=False)
+    write_csv(out / "summary.csv", table)
     figures = [plot_metric_bars(table, out / "metric_bars.png")]
     paired = None
     if compare:
         paired = paired_comparison(compare[0], compare[1], folders)
-        paired.to_csv(out / "paired.csv", index=False)
+        write_csv(out / "paired.csv", paired)
         figures.append(plot_paired_scatter(compare[0], compare[1], folders, out / "paired_scatter.png"))
     curves = plot_keep_ratio(folders, out / "keep_ratio.png")
     if curves:

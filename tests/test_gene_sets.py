@@ -58,3 +58,16 @@ def test_summary_rates_of_shared_gene_sets():
     assert s["candidates_shared_gene_set"] == pytest.approx(2 / 4)
     assert s["weighted_shared_gene_set"] == pytest.approx(2 / 3)
     assert "kept_shared_gene_set" not in retrieval_summary(pd.DataFrame(rows))["rpe1"]
+
+
+def test_write_gmt_leaves_the_old_file_whole_when_writing_fails(tmp_path):
+    path = write_gmt(tmp_path / "s.gmt", {"ribo": ["RPL3", "RPL4"]})
+    before = path.read_text()
+
+    def broken():
+        yield "MED1"
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        write_gmt(path, {"ribo": ["RPL3"], "med": broken()})
+    assert path.read_text() == before and not list(tmp_path.glob(".*partial*"))

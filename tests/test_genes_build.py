@@ -231,6 +231,7 @@ def test_table_writers_round_trip(tmp_path):
     assert type(table) is dict and list(table) == names and all(type(v) is list for v in table.values())
     np.testing.assert_allclose(np.array(table["MED14"]), matrix[1], rtol=1e-6)
     assert json.loads((tmp_path / "genept.pkl.provenance.json").read_text()) == prov
+    assert not list(tmp_path.glob(".*partial*"))  # written under a temporary name, then renamed
     with pytest.raises(ConfigError, match="use .npz, .pkl or .pickle"):
         write_table(tmp_path / "t.csv", names, matrix, prov)
     with pytest.raises(DataError, match="duplicate gene names"):

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from ..errors import DataError
+from ..run_folder import write_text
 
 
 @dataclass
@@ -80,11 +81,11 @@ def write_gmt(path: str | Path, sets: Mapping[str, Iterable[str]], descriptions:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptions = descriptions or {}
-    with path.open("w") as fh:
-        for name, genes in sets.items():
-            text = descriptions.get(name, "").replace("\t", " ").replace("\n", " ")
-            fh.write("\t".join([name, text, *sorted(genes)]) + "\n")
-    return path
+    lines = []
+    for name, genes in sets.items():
+        text = descriptions.get(name, "").replace("\t", " ").replace("\n", " ")
+        lines.append("\t".join([name, text, *sorted(genes)]) + "\n")
+    return write_text(path, "".join(lines))  # whole or not at all
 
 
 def load_gene_sets(path: str | Path | None, perturbations: Iterable[str],

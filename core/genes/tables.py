@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..run_folder import atomic_write, write_text
 
 SUFFIXES = (".npz", ".pkl", ".pickle")
 DTYPES = ("float32", "float16")
@@ -40,14 +41,14 @@ def write_table(path: Path, names: list[str], embeddings: np.ndarray, provenance
     matrix = matrix.astype(dtype)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(provenance, sort_keys=True, default=str)
+    # whole files or none (temporary name, then rename): a killed build never leaves half a table
     if suffix == ".npz":
-        np.savez_compressed(path, names=np.asarray(names, dtype=str), embeddings=matrix,
-                            provenance=np.asarray(text))
+        atomic_write(path, lambda tmp: np.savez_compressed(tmp, names=np.asarray(names, dtype=str), embeddings=matrix,
+                                                           provenance=np.asarray(text)))
     else:
         table = {name: [float(v) for v in row] for name, row in zip(names, matrix)}
-        with open(path, "wb") as fh:
-            pickle.dump(table, fh, protocol=pickle.HIGHEST_PROTOCOL)
-        sidecar_of(path).write_text(json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
+        atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL)))
+        write_text(sidecar_of(path), json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
     return path
 
 
