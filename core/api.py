@@ -302,6 +302,8 @@ def run(
                                 keep_cells=keep_cells)
         if comparisons and cfg.compare:
             compare_presets(result, manager, log=log, data=screen, keep_cells=keep_cells)
+    if comparisons or not cfg.compare:
+        result.screen = None  # no comparisons to come: do not hold the matrix (run_comparisons rereads it)
     return result
 
 

@@ -51,6 +51,8 @@ class RunResult(HeldCells):
     comparisons: list["RunResult"] | None = None  # runs of the `compare:` presets, same split/seed
     verdicts: list[Any] | None = None  # retrieval runs vs the best baseline (core/verdict.py)
     cells: Any = field(default=None, repr=False)  # CellEvalData held in memory (keep_cells), else read back
+    # the screen the run read: its comparisons reuse it instead of reading it again, then release it
+    screen: PerturbationData | None = field(default=None, repr=False, compare=False)
 
     @property
     def folder(self) -> Path:
@@ -90,12 +92,15 @@ def run_experiment(
     overwrite: bool = False,
     data: PerturbationData | None = None,
     keep_cells: bool = False,
+    loaded: PerturbationData | None = None,
 ) -> RunResult:
     """Train (if the generator is trainable) and evaluate one config; ``resume`` continues the
     run folder's ``checkpoint.pt``; ``overwrite`` replaces the run the folder holds (the folder
     rules: core/run_folder.py); ``stop_at`` interrupts training after that step (tests).
     ``data``: a screen already loaded (an in-memory AnnData, validated by ``adata_to_data``) in
-    place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad in the result (rank 0)."""
+    place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad in the result (rank 0).
+    ``loaded``: ``config.data`` already read (the main run's screen, for its comparisons); unlike
+    ``data`` it leaves the run's identity (its input files) as it is."""
     started = time.perf_counter()
     check_request(config)
     dist = setup(config.device)  # torchrun: join the process group; rank 0 owns the run folder
@@ -110,7 +115,7 @@ def run_experiment(
 
         torch.set_num_threads(config.train.threads)
 
-    data = data if data is not None else load_screen(config.data)
+    data = data if data is not None else loaded if loaded is not None else load_screen(config.data)
     require_expression(data)  # raw counts, constant matrices: before any training
     split = resolve_split(config.data, data, config.seed)
     perts = data.perturbations
@@ -214,7 +219,7 @@ def run_experiment(
 
     long, summary, trace = on_main(finish, dist)
     return RunResult(run_dir, config, long, summary, retrieval=trace, training=training,
-                     cells=held.get("cells") if keep_cells else None)
+                     cells=held.get("cells") if keep_cells else None, screen=data)
 
 
 def merge_shards(parts: list[tuple[list[Any], pd.DataFrame]]) -> tuple[list[Any], pd.DataFrame]:
@@ -316,7 +321,9 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
     """Run each ``compare:`` preset on the main run's data, split, seed, device and training
     budget, into ``<run>/compare/<preset>``; writes ``<run>/compare.csv`` (preset x metric means)
     and ``<run>/verdict.csv`` (each trained retrieval run vs the best baseline, paired tests).
-    ``data``/``keep_cells``: as for :func:`run_experiment` (the main run's in-memory screen)."""
+    ``data``/``keep_cells``: as for :func:`run_experiment` (the main run's in-memory screen). The
+    presets share the main run's data config, so they reuse the screen it read (``result.screen``),
+    which is released afterwards."""
     from .config import resolve_config
 
     config = result.config
@@ -331,8 +338,11 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
             cfg = cfg.model_copy(update={"metrics": config.metrics})
         log(f"compare: {name}")
         done = inspect_folder(cfg.output.dir, run_identity(cfg, data)).kind in ("finished", "checkpoint")
-        out.append(run_experiment(cfg, manager, log=log, resume=done,  # a resumed main run resumes these too
-                                  data=data, keep_cells=keep_cells))
+        run = run_experiment(cfg, manager, log=log, resume=done,  # a resumed main run resumes these too
+                             data=data, keep_cells=keep_cells, loaded=result.screen)
+        run.screen = None
+        out.append(run)
+    result.screen = None  # the comparisons have run: free the matrix
     rows = [{"preset": r.config.preset, "metric": m, "mean": agg["mean"], "ci95_lo": agg["ci95"][0],
              "ci95_hi": agg["ci95"][1], "direction": agg["direction"]}
             for r in [result, *out] for m, agg in r.summary.items()]

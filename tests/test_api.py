@@ -139,6 +139,23 @@ def test_run_runs_the_comparisons_on_the_same_in_memory_data(adata, tmp_path):
         ptrag.run_comparisons(result, data=synth_screen("tiny", 1))
 
 
+def test_comparisons_reuse_the_screen_the_main_run_read(tmp_path, monkeypatch):
+    import ptrag.core.experiment as experiment
+
+    reads = []
+    real_load = experiment.load_screen
+    monkeypatch.setattr(experiment, "load_screen", lambda cfg: reads.append(cfg) or real_load(cfg))
+    result = ptrag.run(preset="pert-mean", set=["data.synth_preset=tiny"], compare=["control", "gene-other-lines"],
+                       comparisons=False, keep_cells=False, out=tmp_path / "r")
+    assert len(reads) == 1 and result.screen is not None  # held for the comparisons to come
+    ptrag.run_comparisons(result)
+    assert len(reads) == 1 and result.screen is None  # read once; released once they have run
+    assert all(r.screen is None for r in result.comparisons)
+    alone = ptrag.run(preset="pert-mean", set=["data.synth_preset=tiny"], compare=["control"], keep_cells=False,
+                      out=tmp_path / "s")
+    assert len(reads) == 2 and alone.screen is None and len(alone.comparisons) == 1
+
+
 def test_a_run_made_in_memory_resumes_with_the_same_anndata(adata, tmp_path):
     from ptrag.core.data.loading import adata_to_data
     from ptrag.core.experiment import run_experiment
