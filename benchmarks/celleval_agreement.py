@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 
 from ptrag.core.config import resolve_config
-from ptrag.core.experiment import run_experiment
-from ptrag.core.manager import build_manager
+from ptrag.core.runs.experiment import run_experiment
+from ptrag.core.components.manager import build_manager
 
 PAIRS = [  # (ptrag label, cell-eval label)
     ("pearson-delta", "celleval:pearson_delta"),

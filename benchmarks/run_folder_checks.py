@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ptrag.core.data.validation import ValueCheck
-from ptrag.core.run_folder import data_fingerprint
+from ptrag.core.runs.fingerprints import data_fingerprint
 
 BLOCK = 8192
 

@@ -154,7 +154,8 @@ def oracle_mean_shift(data, seed: int) -> dict[str, float]:
     per-cell magnitude) adds on top of the mean."""
     from ptrag.core.config import DataConfig
     from ptrag.core.data.split import resolve_split
-    from ptrag.core.evaluate import GroupPrediction, sample_controls, score
+    from ptrag.core.evaluation.aggregate import sample_controls
+    from ptrag.core.evaluation.scoring import GroupPrediction, score
     from ptrag.plugins.metrics.distributional import Energy
     from ptrag.plugins.metrics.expression import PearsonDelta
 
@@ -172,8 +173,8 @@ def oracle_mean_shift(data, seed: int) -> dict[str, float]:
 
 def baselines(path: str, seed: int, presets: tuple[str, ...], oracle: dict[str, float]) -> None:
     from ptrag.core.config import resolve_config
-    from ptrag.core.experiment import run_experiment
-    from ptrag.core.manager import build_manager
+    from ptrag.core.runs.experiment import run_experiment
+    from ptrag.core.components.manager import build_manager
 
     manager = build_manager()
     print(f"5. baselines on the default few-shot split (run seed {seed}; mean over held-out perturbations)")

@@ -23,12 +23,13 @@ import torch
 
 from ptrag.core.config import component_params, resolve_config
 from ptrag.core.data.database import ResponseDatabase
-from ptrag.core.engine import autocast, resolve_device
+from ptrag.core.training.device import autocast, resolve_device
 from ptrag.core.hookspecs import BuildContext
 from ptrag.core.interfaces import CellSetBatch
-from ptrag.core.losses import set_loss
-from ptrag.core.manager import build_manager
-from ptrag.core.model import NeighbourTable, PtragModel
+from ptrag.core.training.losses import set_loss
+from ptrag.core.components.manager import build_manager
+from ptrag.core.model.compose import PtragModel
+from ptrag.core.model.neighbours import NeighbourTable
 
 
 def database(n: int, e: int, g: int, rng: np.random.Generator) -> ResponseDatabase:

@@ -7,9 +7,7 @@ from typing import Optional
 
 import typer
 
-from ptrag.core.ablate import load_grid, run_grid
-from ptrag.core.manager import build_manager
-from ptrag.core.report import rich_table
+from ptrag.core import api
 
 from .common import console, escape, friendly_errors
 
@@ -25,12 +23,12 @@ def ablate(
     continues; a run whose configuration changed is refused (or rerun with --overwrite). Writes
     OUT/comparison.csv and prints the table; the folder path is printed last (feed it to
     `ptrag report`)."""
-    spec = load_grid(grid)
+    spec = api.reports.load_grid(grid)
     folder = out or Path("runs") / f"ablate-{grid.stem}"
     con = console()
     con.print(f"[bold]ptrag ablate[/] {escape(str(grid))}: {len(spec.runs)} configuration(s) x {len(spec.seeds)} "
               f"seed(s) -> {escape(str(folder))}")
-    table = run_grid(spec, folder, build_manager(), log=lambda message: con.print(f"  {message}", markup=False),
-                     overwrite=overwrite)
-    con.print(rich_table(table, title=f"ablation {grid.stem}"))
+    table = api.reports.ablate(spec, folder, overwrite=overwrite,
+                                  log=lambda message: con.print(f"  {message}", markup=False))
+    con.print(api.reports.rich_table(table, title=f"ablation {grid.stem}"))
     typer.echo(str(folder))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ptrag.core import __version__
+from ptrag.core.api import __version__
 
 from . import ablate_cmd, data_cmd, genes_cmd, plugins_cmd, predict_cmd, report_cmd, run_cmd
 from .common import OneLineErrors

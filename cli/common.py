@@ -15,14 +15,17 @@ import errno
 import functools
 import logging
 import sys
-from typing import Any, Callable, TypeVar
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape as _escape
 from typer.core import TyperGroup
 
-from ptrag.core.errors import PtragError, os_error_message
+from ptrag.core import api
+from ptrag.core.api import DEVICES, PtragError, os_error_message
 
 F = TypeVar("F", bound=Callable[..., Any])
 #: click's base exception, whichever click typer uses (recent typer vendors its own copy)
@@ -31,9 +34,7 @@ ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "Cl
 
 def _other_rank() -> bool:
     """Under torchrun, only rank 0 talks (every rank raises the same one-line errors)."""
-    from ptrag.core.distributed import from_env
-
-    return not from_env().is_main
+    return not api.is_main_process()
 
 
 def console() -> Console:
@@ -54,9 +55,6 @@ def one_line(message: Any) -> str:
     return " ".join(str(message).split())
 
 
-DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
 def check_device(device: str) -> str:
     """``--device`` must name a device kind (torch would raise deep inside otherwise)."""
     if device not in DEVICES:
@@ -64,7 +62,7 @@ def check_device(device: str) -> str:
     return device
 
 
-def fail(message: str, code: int = 1) -> "typer.Exit":
+def fail(message: str, code: int = 1) -> typer.Exit:
     error_console().print(f"[bold red]error:[/] {escape(one_line(message))}", markup=True, highlight=False)
     return typer.Exit(code)
 
@@ -72,14 +70,11 @@ def fail(message: str, code: int = 1) -> "typer.Exit":
 def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> Path:
     """Write a user-named output file whole or not at all (temporary name, then rename), with a
     filesystem failure as one line naming the option and the file."""
-    from ptrag.core.errors import DataError
-    from ptrag.core.run_folder import atomic_write
-
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        return atomic_write(path, write)
+        return api.atomic_write(path, write)
     except OSError as exc:
-        raise DataError(f"{flag} {path}: cannot write the file ({os_error_message(exc)})") from None
+        raise api.DataError(f"{flag} {path}: cannot write the file ({os_error_message(exc)})") from None
 
 
 def friendly_errors(func: F) -> F:
@@ -90,6 +85,8 @@ def friendly_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except api.RunInterrupted as exc:
+            raise fail(str(exc), 130) from None
         except PtragError as exc:
             raise fail(str(exc)) from None
         except OSError as exc:

@@ -9,25 +9,12 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from pydantic import ValidationError
-
-from ptrag.core.config import DataConfig
-from ptrag.core.errors import ConfigError
+from ptrag.core import api
 
 from .common import console, escape, friendly_errors, write_output
 
 app = typer.Typer(name="data", help="Make, inspect and split perturbation screens (.h5ad).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-
-
-def _cfg(path: Path | None, **fields) -> DataConfig:
-    """The options as a DataConfig; a bad value fails in one line naming its option."""
-    try:
-        return DataConfig(path=str(path) if path else None, **{k: v for k, v in fields.items() if v is not None})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "option"
-        raise ConfigError(f"{option}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 @app.command("synth")
@@ -38,10 +25,8 @@ def synth(
     seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run)."),
 ) -> None:
     """Write the built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
-    from ptrag.core.data.synth import synth_screen
-
     started = time.perf_counter()
-    adata = synth_screen(preset, seed)
+    adata = api.data.synth(preset, seed)
     write_output(out, adata.write_h5ad)
     console().print(f"built-in {escape(preset)} dataset (data seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
@@ -63,17 +48,12 @@ def inspect(
 ) -> None:
     """Validate a screen and summarise it: cells, genes, perturbations per cell line, controls,
     expression source, value range, sparsity and gene-embedding coverage."""
-    from ptrag.core.data.embeddings import load_gene_embeddings
-    from ptrag.core.data.loading import read_screen
-
-    cfg = _cfg(file, embed_key=embed_key, pert_col=pert_col, context_col=context_col, batch_col=batch_col,
-               control_label=control_label, min_cells=min_cells)
-    started = time.perf_counter()
-    data = read_screen(file, cfg)
-    seconds = time.perf_counter() - started
-    info = data.info
+    found = api.data.inspect(file, gene_embeddings=gene_embeddings, embed_key=embed_key, pert_col=pert_col,
+                             context_col=context_col, batch_col=batch_col, control_label=control_label,
+                             min_cells=min_cells)
+    data, cfg, info = found.data, found.config, found.data.info
     con = console()
-    con.print(f"[bold]{escape(file)}[/]  read in {seconds:.1f} s")
+    con.print(f"[bold]{escape(file)}[/]  read in {found.seconds:.1f} s")
     con.print(f"  cells {len(data.obs):,} (input {info['input_cells']:,}; dropped {info['dropped_cells']:,} cells in "
               f"{info['dropped_groups']} group(s) under {cfg.min_cells} cells)")
     con.print(f"  genes {data.n_features:,} from {escape(info['expression'])} ({info['storage']}, "
@@ -93,11 +73,10 @@ def inspect(
         table.add_row(escape(row.context), f"{row.cells:,}", f"{row.controls:,}", f"{row.perturbations:,}",
                       f"{row.batches}", median)
     con.print(table)
-    emb = load_gene_embeddings(gene_embeddings, data.perturbations)
-    have = sum(emb.has(p) for p in data.perturbations)
-    con.print(f"  gene embeddings: {escape(emb.source)} (dim {emb.dim}): {have}/{len(data.perturbations)} perturbed "
-              "genes covered")
-    message = emb.coverage_message(data.perturbations, "drop")
+    emb = found.embeddings
+    con.print(f"  gene embeddings: {escape(emb.source)} (dim {emb.dim}): {found.covered}/{len(data.perturbations)} "
+              "perturbed genes covered")
+    message = found.coverage_note
     if message:
         con.print(f"  {message}", markup=False)
     if data.truth:
@@ -121,20 +100,15 @@ def split(
     control_label: Optional[str] = typer.Option(None, "--control-label"),
 ) -> None:
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
-    from ptrag.core.checks import warn_zero_shot
-    from ptrag.core.data.loading import read_screen
-    from ptrag.core.data.split import resolve_split, split_to_toml
-
     if out.suffix.lower() != ".toml":
-        raise ConfigError(f"-o {out}: write the split as .toml (STATE format)")
-    cfg = _cfg(file, embed_key=embed_key, pert_col=pert_col, context_col=context_col, control_label=control_label,
-               test_fraction=test_fraction, val_fraction=val_fraction, holdout_context=holdout)
-    data = read_screen(file, cfg)
-    result = resolve_split(cfg, data, seed)  # what `ptrag run --data FILE --seed SEED` splits
-    name = dataset or file.stem.replace(".", "_")
-    text = split_to_toml(result, name, str(file.resolve().parent))
-    write_output(out, lambda tmp: tmp.write_text(text))
+        raise api.ConfigError(f"-o {out}: write the split as .toml (STATE format)")
+    notes: list[str] = []
+    written = api.data.split(file, seed=seed, dataset=dataset, log=notes.append, embed_key=embed_key,
+                             pert_col=pert_col, context_col=context_col, control_label=control_label,
+                             test_fraction=test_fraction, val_fraction=val_fraction, holdout_context=holdout)
+    write_output(out, lambda tmp: tmp.write_text(written.toml))
     con = console()
-    con.print(result.description, markup=False)
-    warn_zero_shot(result, lambda message: con.print(message, markup=False))
+    con.print(written.split.description, markup=False)
+    for note in notes:
+        con.print(note, markup=False)
     typer.echo(str(out))

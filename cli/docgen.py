@@ -7,10 +7,13 @@ committed file and the app disagree, so the reference cannot drift from `--help`
 from __future__ import annotations
 
 import inspect
-
 from typing import Any
 
 import typer
+
+from ptrag.core import api
+
+from .app import app as ptrag_app
 
 HEADER = (
     "# Command-line reference\n\n"
@@ -63,11 +66,7 @@ def _walk(path: list[str], command: Any) -> list[str]:
 
 
 def render(app: typer.Typer | None = None) -> str:
-    if app is None:
-        from .app import app as ptrag_app
-
-        app = ptrag_app
-    group = typer.main.get_command(app)
+    group = typer.main.get_command(app or ptrag_app)
     root_help = inspect.cleandoc(group.help or "")
     lines = [HEADER, "## `ptrag`", "", root_help, ""]
     lines += _walk(["ptrag"], group)
@@ -77,12 +76,8 @@ def render(app: typer.Typer | None = None) -> str:
 def components_table() -> str:
     """The README's table of built-in components, from registry.yaml (tests/test_registry.py checks it
     against the hooks), so optional built-ins are listed whether or not their extra is installed."""
-    from ptrag.core.hookspecs import KINDS
-    from ptrag.core.registry import load_registry
-
-    entries = sorted(load_registry().components, key=lambda e: (KINDS.index(e.kind), e.name))
     rows = ["| kind | name | what it does |", "|---|---|---|"]
-    for entry in entries:
+    for entry in api.builtin_components():
         summary = entry.summary.replace("|", "\\|")
         if entry.extra:
             summary += f' (extra: `ptrag[{entry.extra}]`)'
@@ -91,12 +86,10 @@ def components_table() -> str:
 
 
 def presets_table() -> str:
-    from ptrag.core.registry import load_registry
-
-    registry = load_registry()
+    presets, default_preset = api.presets()
     rows = ["| preset | what it runs |", "|---|---|"]
-    for name, preset in registry.presets.items():
-        default = " (default)" if name == registry.default_preset else ""
+    for name, preset in presets.items():
+        default = " (default)" if name == default_preset else ""
         rows.append(f"| `{name}`{default} | {preset.summary} |")
     return "\n".join(rows)
 

@@ -10,7 +10,8 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ptrag.core.genes import DEFAULT_MODEL, build_gene_embeddings, locate_sources
+from ptrag.core import api
+from ptrag.core.api.genes import DEFAULT_MODEL, build_gene_embeddings, go_gene_sets, locate_sources, write_gmt
 
 from .common import console, error_console, escape, friendly_errors
 
@@ -120,9 +121,6 @@ def sets(
 
     Direct annotations of one ontology, sized between --min-size and --max-size genes.
     """
-    from ptrag.core.data.gene_sets import write_gmt
-    from ptrag.core.genes.go_sets import go_gene_sets
-
     err = error_console()
     sources = locate_sources(orgdb, godb, from_dir, fetch)
     result = go_gene_sets(sources, ontology, min_size=min_size, max_size=max_size, evidence=evidence)

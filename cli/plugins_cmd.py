@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ptrag.core import api
-from ptrag.core.hookspecs import KINDS
+from ptrag.core.api import KINDS
 
 from .common import console, escape, friendly_errors
 

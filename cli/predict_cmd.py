@@ -10,7 +10,6 @@ import typer
 from ptrag.core import api
 
 from .common import check_device, console, friendly_errors
-from .run_cmd import _fmt
 
 
 @friendly_errors
@@ -35,5 +34,5 @@ def predict(
                          keep_cells=False, log=log)
     con.print(f"predicted {len(result.groups)} perturbation groups of {data} with {run}", markup=False)
     for name, agg in result.summary.items():
-        con.print(f"  {name}: {_fmt(agg['mean'])}", markup=False)
+        con.print(f"  {name}: {api.fmt(agg['mean'])}", markup=False)
     typer.echo(str(out))

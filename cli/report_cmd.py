@@ -8,7 +8,8 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ptrag.core.report import build_report, fmt, rich_table
+from ptrag.core import api
+from ptrag.core.api import fmt
 
 from .common import console, escape, friendly_errors
 
@@ -29,9 +30,9 @@ def report(
             raise typer.BadParameter(f"--compare needs exactly two runs, got {len(names)}: {' '.join(names)}")
         pair = (names[0], names[1])
     folder = out or Path(runs[0]) / "report"
-    result = build_report(runs, folder, compare=pair, genes=[g for g in (genes or "").split(",") if g] or None)
+    result = api.reports.report(runs, folder, compare=pair, genes=[g for g in (genes or "").split(",") if g] or None)
     con = console()
-    con.print(rich_table(result["table"], title=f"ptrag report: {len(result['folders'])} run folder(s)",
+    con.print(api.reports.rich_table(result["table"], title=f"ptrag report: {len(result['folders'])} run folder(s)",
                          best=result.get("comparable", True)))
     if result["paired"] is not None:
         con.print(paired_table(result["paired"], *pair))

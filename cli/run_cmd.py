@@ -1,40 +1,43 @@
-"""`ptrag run`: resolve a config, run one experiment, print the results, name the run folder."""
+"""`ptrag run`: resolve a config, run one experiment, print the results, name the run folder.
+
+The command's options are built from ``ptrag.core.api``'s declarations (:data:`RUN_OPTIONS`), so
+the flags, their help and the API keywords are one list.
+"""
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-from typing import Optional
+import inspect
+from typing import Any, Optional
 
 import typer
-from rich.table import Table
 
 from ptrag.core import api
-from ptrag.core.distributed import broadcast, setup
-from ptrag.core.experiment import RunResult, new_run_dir
-from ptrag.core.manager import build_manager
 
-from .common import check_device, console, escape, fail, friendly_errors
+from .common import check_device, console, escape, friendly_errors
+from .tables import comparison_tables, results_table
+
+
+def _parameter(option: api.Option) -> inspect.Parameter:
+    if option.type is bool:
+        default, annotation = typer.Option(False, *option.flags, help=option.help), bool
+    elif option.type == list[str]:
+        default, annotation = typer.Option([], *option.flags, help=option.help), list[str]
+    else:
+        extra = {"min": option.min} if option.min is not None else {}
+        default, annotation = typer.Option(None, *option.flags, help=option.help, **extra), Optional[option.type]
+    return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _with_options(func: Any) -> Any:
+    """The command's signature: --config, every run option, --set, --overwrite."""
+    params = [_parameter(o) for o in (api.CONFIG, *api.RUN_OPTIONS, api.SET, api.OVERWRITE)]
+    func.__signature__ = inspect.Signature(params, return_annotation=None)
+    func.__annotations__ = {p.name: p.annotation for p in params} | {"return": None}
+    return func
 
 
 @friendly_errors
-def run(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="Experiment YAML."),
-    preset: Optional[str] = typer.Option(None, "--preset", "-p", help="Named preset from registry.yaml (see `ptrag plugins --all`)."),
-    budget: Optional[str] = typer.Option(None, "--budget", "-b", help="Named training budget from registry.yaml: demo (2-core CPU) or paper (the authors' 50,000 steps of 64 x 64 sets, for a GPU)."),
-    data: Optional[Path] = typer.Option(None, "--data", help="An .h5ad screen; default: the built-in dataset."),
-    split: Optional[Path] = typer.Option(None, "--split", help="Split file (STATE TOML or YAML); default: random few-shot."),
-    retriever: Optional[str] = typer.Option(None, "--retriever", help="Retriever name (stage 1)."),
-    selector: Optional[str] = typer.Option(None, "--selector", help="Selector name (stage 2)."),
-    generator: Optional[str] = typer.Option(None, "--generator", help="Generator name."),
-    sets: list[str] = typer.Option([], "--set", help="Override any key: --set train.steps=200 (repeatable)."),
-    steps: Optional[int] = typer.Option(None, "--steps", min=0, help="Training steps (train.steps)."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Seed for the split, sampling and model (the built-in data follows data.seed)."),
-    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Run folder; default: a new folder under runs/."),
-    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue an interrupted run folder from its checkpoint.pt (same result on CPU); overrides may change only device and train.threads."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the run that --out holds (its files are deleted first); without it a folder holding another or a finished run is refused."),
-) -> None:
+def run(**options: Any) -> None:
     """Train and evaluate one experiment; write the run folder and print its path last.
 
     With no arguments: the default preset on the built-in dataset. Precedence: preset < --budget <
@@ -44,60 +47,31 @@ def run(
     `--config RUN/config.yaml` reruns a run into a new folder; a run folder is never reused
     silently (see --resume and --overwrite).
     """
-    manager = build_manager()
-    cfg = api.configure(config, preset=preset, budget=budget, data=data, split=split, retriever=retriever,
-                        selector=selector, generator=generator, steps=steps, seed=seed,
-                        device=None if device is None else check_device(device), out=out, resume=resume,
-                        set=sets, manager=manager)
+    config, sets, overwrite = options.pop("config"), options.pop("set"), options.pop("overwrite")
+    if options.get("device") is not None:
+        check_device(options["device"])
+    manager = api.build_manager()
+    cfg = api.configure(config, set=sets, manager=manager, **options)
     con = console()
-    con.print(f"[bold]ptrag run[/] " + escape(f"preset={cfg.preset} retriever={cfg.retriever.name} "
-                                               f"selector={cfg.selector.name} generator={cfg.generator.name} "
-                                               f"seed={cfg.seed}"))
-    log = lambda message: con.print(f"  {message}", markup=False)
-    dist = setup(cfg.device)  # under torchrun: join the process group
-    if not cfg.output.dir:  # fixed now so an interrupted run can name its folder (rank 0's name)
-        cfg.output.dir = broadcast(str(new_run_dir(cfg)), dist)
-    try:  # the main run's table comes before its comparator runs start; no cells held in memory
-        result = api.run(config=cfg, resume=resume, overwrite=overwrite, comparisons=False, keep_cells=False,
-                         log=log, manager=manager)
-    except KeyboardInterrupt:
-        raise fail(f"interrupted; continue from the last checkpoint with: ptrag run --resume {cfg.output.dir}", 130) from None
+    con.print("[bold]ptrag run[/] " + escape(f"preset={cfg.preset} retriever={cfg.retriever.name} "
+                                             f"selector={cfg.selector.name} generator={cfg.generator.name} "
+                                             f"seed={cfg.seed}"))
+
+    def log(message: str) -> None:
+        con.print(f"  {message}", markup=False)
+
+    # the main run's table comes before its comparator runs start; no cells held in memory
+    result = api.run(config=cfg, resume=options.get("resume"), overwrite=overwrite, comparisons=False,
+                     keep_cells=False, log=log, manager=manager)
     con.print(results_table(result))
     if cfg.compare:
         api.run_comparisons(result, keep_cells=False, log=log, manager=manager)
-        con.print(comparison_table(result))
+        for table in comparison_tables(result, width=con.width):
+            con.print(table)
         for verdict in result.verdicts or []:
             con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
-    if dist.is_main:
+    if api.is_main_process():
         typer.echo(str(result.run_dir))
 
 
-def comparison_table(result: RunResult) -> Table:
-    """Metric x preset means (this run first, then its `compare:` presets); CIs are in compare.csv."""
-    runs = [result, *(result.comparisons or [])]
-    table = Table(title=escape(f"{result.config.preset} vs {', '.join(result.config.compare)}: same split and seed "
-                               f"(mean over held-out perturbations; 95% CIs in compare.csv)"))
-    table.add_column("metric")
-    table.add_column("better")
-    for run in runs:
-        table.add_column(escape(run.config.preset or "custom"), justify="right")
-    for name, agg in result.summary.items():
-        means = [run.summary.get(name, {}).get("mean", float("nan")) for run in runs]
-        table.add_row(escape(name), agg["direction"], *(_fmt(m) for m in means))
-    return table
-
-
-def results_table(result: RunResult) -> Table:
-    table = Table(title=escape(f"{result.config.preset}: {result.metrics.drop_duplicates(['pert', 'context']).shape[0]} "
-                               "held-out perturbations"))
-    for column in ("metric", "better", "mean", "95% CI", "median"):
-        table.add_column(column, justify="left" if column in ("metric", "better") else "right")
-    for name, agg in result.summary.items():
-        lo, hi = agg["ci95"]
-        table.add_row(escape(name), agg["direction"], _fmt(agg["mean"]), escape(f"[{_fmt(lo)}, {_fmt(hi)}]"),
-                      _fmt(agg["median"]))
-    return table
-
-
-def _fmt(x: float) -> str:
-    return "nan" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.4g}"
+_with_options(run)

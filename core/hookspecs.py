@@ -9,7 +9,8 @@ components use exactly this contract, so third-party packages are first-class ci
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
 
 import pluggy
 from pydantic import BaseModel, ConfigDict
@@ -70,7 +71,23 @@ class ComponentSpec:
             raise TypeError(f"{self.kind} {self.name!r}: params_model must be a pydantic model class")
 
     def build(self, params: BaseModel, context: BuildContext) -> Any:
-        return self.factory(params, context)
+        """The component, named as registered (its ``name``)."""
+        component = self.factory(params, context)
+        try:
+            component.name = self.name
+        except AttributeError:  # an object that takes no attributes keeps its own name
+            pass
+        return component
+
+
+def params_factory(cls: Callable[..., Any], *names: str) -> Callable[[Any, BuildContext], Any]:
+    """A factory that builds ``cls`` from the named parameters, in order (no build context needed)."""
+    return lambda params, context: cls(*(getattr(params, name) for name in names))
+
+
+def context_factory(cls: Callable[..., Any]) -> Callable[[Any, BuildContext], Any]:
+    """A factory that builds ``cls`` from the build context alone (no parameters)."""
+    return lambda params, context: cls(context)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,14 @@
-"""The four component interfaces and the tensors that flow between them.
+"""The four component contracts and the records that flow between them.
+
+Every call has one shape: a selector's ``forward`` takes one :class:`SelectionInput`, a
+generator's ``forward`` one :class:`GenerationInput`, a set metric's ``compute_set`` one
+:class:`LineCells`; each record is always passed, whatever the component. What a component does
+is *declared* in its ``capabilities`` (a frozen dataclass per kind), so the engine never checks a
+component's name or passes extra arguments depending on flags. The checks in
+``ptrag.core.testing`` hold every component to this contract (docs/writing-a-plugin.md).
+
+Predicted cells are log1p-like expression: never negative (the model floors them at 0) and, in
+the files written for Arc Institute's cell-eval, below :data:`CELL_EVAL_MAX`.
 
 Shapes: B cell sets per batch, S cells per set, G genes (expression features), E gene-embedding
 dim, H hidden dim, K retrieved candidates, Q queries, N database entries.
@@ -7,13 +17,18 @@ dim, H hidden dim, K retrieved candidates, Q queries, N database entries.
 from __future__ import annotations
 
 import abc
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Sequence
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
 from torch import nn
+
+
+#: the largest value cell-eval accepts (it wants values < 15); written files are clipped to it
+CELL_EVAL_MAX = float(np.nextafter(np.float32(15.0), np.float32(0.0)))
 
 
 @dataclass
@@ -32,7 +47,7 @@ class CellSetBatch:
     perts: list[str] = field(default_factory=list)  # B perturbation names, for diagnostics
     contexts: list[str] = field(default_factory=list)  # B cell line names
 
-    def to(self, device: torch.device | str, non_blocking: bool = False) -> "CellSetBatch":
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> CellSetBatch:
         moved = {
             name: value.to(device, non_blocking=non_blocking)
             for name, value in self.__dict__.items()
@@ -40,7 +55,7 @@ class CellSetBatch:
         }
         return replace(self, **moved)
 
-    def pin_memory(self) -> "CellSetBatch":
+    def pin_memory(self) -> CellSetBatch:
         """Tensors in page-locked memory, so copies to a GPU can overlap with compute."""
         return replace(self, **{n: v.pin_memory() for n, v in self.__dict__.items() if isinstance(v, torch.Tensor)})
 
@@ -68,21 +83,30 @@ class RetrievalResult:
         return self.ids >= 0
 
 
+@dataclass(frozen=True)
+class RetrieverCapabilities:
+    """What a retriever does. ``k`` is the candidates per query this instance returns (its ``k``
+    parameter); ``retrieves`` is False only for a stand-in that never returns any (``none``)."""
+
+    k: int = 0
+    retrieves: bool = True
+    exact: bool = True  # results exact and identical across calls (contract-tested)
+    reads_gene_embeddings: bool = True  # False: a gene without an embedding need not be dropped
+
+
 class Retriever(abc.ABC):
     """Stage 1: nearest-neighbour search over the retrieval database's gene embeddings.
 
     Not differentiable. ``build`` indexes N keys (an empty database raises a one-line error);
     ``search`` returns the K most cosine-similar keys for each query (inputs need not be
     normalised), never returning an id listed in that query's ``exclude`` (negative ids are
-    ignored). The contract is ``ptrag.core.testing.check_retriever``; see docs/retrievers.md.
+    ignored). Its factory sets ``capabilities`` (at least ``k``). Contract:
+    ``ptrag.core.testing.check_retriever``; docs/retrievers.md.
     """
 
-    name: ClassVar[str] = ""
-    #: True when results are exact and identical across calls (contract-tested).
-    exact: ClassVar[bool] = True
-    #: False only when the retriever never reads gene embeddings; then a perturbation without
-    #: one is kept (zero vector) instead of dropped. Third-party retrievers: True (the safe side).
-    uses_gene_embeddings: ClassVar[bool] = True
+    #: the name the component was registered under (set by the engine when it builds one)
+    name: str = ""
+    capabilities: RetrieverCapabilities = RetrieverCapabilities()
 
     @staticmethod
     def similarity_features(x: np.ndarray) -> np.ndarray:
@@ -113,7 +137,7 @@ class Retriever(abc.ABC):
 
     @classmethod
     @abc.abstractmethod
-    def load(cls, directory: str | Path) -> "Retriever":
+    def load(cls, directory: str | Path) -> Retriever:
         """Inverse of :meth:`save`."""
 
     def __len__(self) -> int:  # number of indexed entries
@@ -125,11 +149,7 @@ class Retriever(abc.ABC):
 
 @dataclass
 class CandidateRelations:
-    """How each retrieved candidate relates to its query, for selectors that weigh evidence by kind.
-
-    Computed by the model from the retrieval database; a selector asks for it by setting
-    ``uses_relations = True`` and accepting a ``relations`` keyword.
-    """
+    """How each retrieved candidate relates to its query (computed from the retrieval database)."""
 
     same_gene: torch.Tensor  # [B,K] bool: the candidate is the query's own gene (in another cell line)
     same_context: torch.Tensor  # [B,K] bool: the candidate comes from the query's cell line
@@ -139,74 +159,112 @@ class CandidateRelations:
 
 
 @dataclass
+class CellEncoding:
+    """A generator's view of a batch that a selector scores candidates against."""
+
+    states: torch.Tensor  # [B,S,H] one state per control cell
+    query: torch.Tensor  # [B,H] the perturbation (and cell line)
+
+
+@dataclass
+class SelectionInput:
+    """Everything a selector may use, always passed whole."""
+
+    cell_states: torch.Tensor  # [B,S,H]
+    query: torch.Tensor  # [B,H]
+    candidates: torch.Tensor  # [B,K,H] encoded database entries; zero rows at padding
+    scores: torch.Tensor  # [B,K] stage-1 cosine, -inf at padding
+    mask: torch.Tensor  # [B,K] bool: a real candidate (not padding)
+    relations: CandidateRelations | None = None  # filled when the selector declares needs_relations
+    batch: CellSetBatch | None = None  # the cell sets themselves
+
+
+@dataclass
+class EvidenceWeights:
+    """Coefficients on the candidates' observed responses (and line-specific deviations: the
+    response in the candidate's line minus its gene's mean response in the other lines) that
+    make up the predicted mean shift: shift = sum_k response[k] r_k + deviation[k] d_k."""
+
+    response: torch.Tensor  # [B,K]
+    deviation: torch.Tensor | None = None  # [B,K]
+
+
+@dataclass
 class SelectorOutput:
     """What a selector hands the generator."""
 
     context: torch.Tensor | None  # [B,S,H] summed contribution of the selected candidates
-    weights: torch.Tensor | None  # [B,S,K] keep-weights (hard 0/1 for gumbel) or attention
+    weights: torch.Tensor | None  # [B,S,K] keep decisions (hard 0/1 for gumbel) or attention weights
     aux_losses: dict[str, torch.Tensor] = field(default_factory=dict)  # already weighted
     stats: dict[str, float] = field(default_factory=dict)  # e.g. keep_ratio, for logging
-    #: coefficients [B,S,K] of the candidates' observed responses ("response") and line-specific
-    #: deviations ("deviation") in the predicted mean shift, for generators built on evidence
-    evidence: dict[str, torch.Tensor] = field(default_factory=dict)
+    evidence: EvidenceWeights | None = None  # for generators built on observed responses
+
+
+@dataclass(frozen=True)
+class SelectorCapabilities:
+    """``selects`` is False only for a selector that ignores its candidates (``none``): the
+    engine then skips candidate encoding. ``stochastic``: the selector draws random numbers at
+    evaluation too; the engine seeds each draw, so a run repeats exactly."""
+
+    selects: bool = True
+    needs_relations: bool = False
+    stochastic: bool = False
 
 
 class Selector(nn.Module, abc.ABC):
-    """Stage 2: scores candidates from (cell state, query, candidate) and aggregates them.
+    """Stage 2: weighs (or keeps/drops) the candidates per cell; ``forward(SelectionInput)``."""
 
-    forward(cell_state [B,S,H], query [B,H], candidates [B,K,H], scores [B,K] | None,
-    mask [B,K] bool | None) -> SelectorOutput. A selector with ``uses_relations = True`` also
-    receives ``relations=CandidateRelations``.
-    """
-
-    name: ClassVar[str] = ""
-    #: whether forward() takes ``relations`` (same gene / same line / deviation available)
-    uses_relations: ClassVar[bool] = False
+    name: str = ""
+    capabilities: SelectorCapabilities = SelectorCapabilities()
 
     @abc.abstractmethod
-    def forward(
-        self,
-        cell_state: torch.Tensor,
-        query: torch.Tensor,
-        candidates: torch.Tensor,
-        scores: torch.Tensor | None = None,
-        mask: torch.Tensor | None = None,
-    ) -> SelectorOutput: ...
+    def forward(self, inputs: SelectionInput) -> SelectorOutput: ...
 
 
 # --------------------------------------------------------------------------- generation
 
 
+@dataclass
+class GenerationInput:
+    """Everything a generator may use, always passed whole. ``selection`` is None when the run has
+    no retrieval (or the generator does not use it)."""
+
+    batch: CellSetBatch
+    encoding: CellEncoding | None = None  # generator.encode(batch), computed once per forward
+    selection: SelectorOutput | None = None
+
+    @property
+    def context(self) -> torch.Tensor | None:
+        """The selected context [B,S,H], if any."""
+        return None if self.selection is None else self.selection.context
+
+
+@dataclass(frozen=True)
+class GeneratorCapabilities:
+    """``trainable``: learns by gradient steps (else only in ``fit``); ``uses_retrieval``: consumes
+    a selection (its ``encode`` then returns a :class:`CellEncoding` for the selector)."""
+
+    trainable: bool = True
+    uses_retrieval: bool = False
+    reads_gene_embeddings: bool = True
+
+
 class Generator(nn.Module, abc.ABC):
-    """Control cell set + perturbation (+ retrieved context) -> predicted perturbed cell set.
+    """Control cell set + perturbation (+ retrieved selection) -> predicted perturbed cell set."""
 
-    forward(batch: CellSetBatch, context [B,S,H] | None) -> predicted cells [B,S,G].
-    Baselines set ``trainable = False`` and learn what they need in :meth:`fit`. A generator with
-    ``uses_selection = True`` also receives the selector's whole output as ``selection=``.
-    """
-
-    name: ClassVar[str] = ""
-    trainable: ClassVar[bool] = True
-    #: whether this generator consumes a retrieved context (else the selector is skipped)
-    uses_context: ClassVar[bool] = False
-    #: False when the generator never reads a perturbation's gene embedding (one-hot, baselines
-    #: that use observed responses only); may be set per instance from its parameters
-    uses_gene_embeddings: ClassVar[bool] = True
-    #: whether forward() takes ``selection`` (a SelectorOutput: weights, evidence coefficients)
-    uses_selection: ClassVar[bool] = False
+    name: str = ""
+    capabilities: GeneratorCapabilities = GeneratorCapabilities()
 
     def fit(self, database: Any) -> None:
         """See the training data's per-(perturbation, cell line) summary before training."""
 
-    def encode(self, batch: CellSetBatch) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Optional: cell states [B,S,H] and the query [B,H] a selector scores candidates from.
-
-        Generators that consume a context implement it; ``None`` means no selector input.
-        """
+    def encode(self, batch: CellSetBatch) -> CellEncoding | None:
+        """Cell states and query for a selector; required when ``uses_retrieval``."""
         return None
 
     @abc.abstractmethod
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor: ...
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        """Predicted cells [B,S,G]."""
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -220,9 +278,11 @@ class Metric(abc.ABC):
 
     ``space`` says where the evaluator computes it: ``genes`` (expression space), ``pca50``
     (50 PCs fitted on the real cells of the cell line) or ``de`` (differentially expressed genes).
+    ``label``, when set, names its values in tables (e.g. ``de-overlap@20``).
     """
 
-    name: ClassVar[str] = ""
+    name: str = ""
+    label: str | None = None
     direction: ClassVar[Direction] = "lower"
     space: ClassVar[Space] = "genes"
 
@@ -231,20 +291,23 @@ class Metric(abc.ABC):
         """pred [n,F], real [m,F], ctrl [c,F] in this metric's space -> one number."""
 
 
+@dataclass
+class LineCells:
+    """Every held-out group of one cell line, in a fixed order, in a set metric's space."""
+
+    preds: Sequence[np.ndarray]  # [n_i,F]
+    reals: Sequence[np.ndarray]  # [m_i,F]
+    ctrl: np.ndarray  # [c,F] the line's control cells
+    groups: list[tuple[str, str]]  # (perturbation, cell line) of each
+
+
 class SetMetric(Metric):
-    """A metric that needs every held-out perturbation of a cell line at once (e.g. discrimination).
-
-    The evaluator calls :meth:`compute_set` once per cell line with the groups in a fixed order
-    and gets one value per group back; :meth:`compute` on a single group is undefined (NaN).
-    A metric that needs the groups' names (e.g. to hand them to an external library) sets
-    ``wants_groups``; it then also receives ``groups=[(perturbation, cell line), ...]``.
-    """
-
-    wants_groups: ClassVar[bool] = False
+    """A metric that needs every held-out perturbation of a cell line at once (e.g. discrimination):
+    ``compute_set(LineCells)`` returns one value per group; ``compute`` on one group is NaN."""
 
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
         return float("nan")
 
     @abc.abstractmethod
-    def compute_set(self, preds: Sequence[np.ndarray], reals: Sequence[np.ndarray], ctrl: np.ndarray) -> np.ndarray:
-        """preds[i] [n_i,F], reals[i] [m_i,F] of the line's groups, ctrl [c,F] -> values [len(preds)]."""
+    def compute_set(self, line: LineCells) -> np.ndarray:
+        """Values [len(line.preds)] in the order of ``line.groups``."""

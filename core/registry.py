@@ -1,16 +1,22 @@
-"""registry.yaml: the built-in components (kind, name, plugin module, summary) and presets."""
+"""registry.yaml: the built-in components, presets and training budgets.
+
+Each built-in is written once, there: its kind, name, the plugin module that provides it, the
+factory and parameter model in that module, and its one-line summary. The plugin modules turn
+those entries into specs with :func:`builtin_specs`, and the docs' tables are generated from it.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from .errors import ConfigError
-from .hookspecs import KINDS
+from .hookspecs import KINDS, SPEC_TYPES, ComponentParams, ComponentSpec
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
 
@@ -22,6 +28,8 @@ class RegistryEntry:
     plugin: str  # import path of the module holding the hook implementations
     summary: str
     extra: str = ""  # pip extra an optional built-in needs (its plugin is absent without it)
+    factory: str = ""  # attribute of the plugin module: factory(params, BuildContext) -> component
+    params: str = ""  # attribute of the plugin module: the pydantic parameter model (default: none)
 
 
 @dataclass(frozen=True)
@@ -82,7 +90,8 @@ def parse_registry(data: dict[str, Any], source: str = "registry.yaml") -> Regis
             raise ConfigError(f"{source}: component #{i} lacks {', '.join(sorted(missing))}")
         if raw["kind"] not in KINDS:
             raise ConfigError(f"{source}: component {raw['name']!r} has unknown kind {raw['kind']!r}")
-        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"], raw.get("extra", "")))
+        entries.append(RegistryEntry(raw["kind"], raw["name"], raw["plugin"], raw["summary"], raw.get("extra", ""),
+                                     raw.get("factory", ""), raw.get("params", "")))
     presets = {
         name: Preset(name, body.get("summary", ""), dict(body.get("config") or {}))
         for name, body in (data.get("presets") or {}).items()
@@ -100,10 +109,27 @@ def parse_registry(data: dict[str, Any], source: str = "registry.yaml") -> Regis
     return Registry(tuple(entries), presets, default, budgets)
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: registry file not found; reinstall ptrag")
     with path.open() as fh:
         return parse_registry(yaml.safe_load(fh) or {}, source=str(path))
+
+
+def builtin_entries(kind: str, module: str) -> list[RegistryEntry]:
+    """registry.yaml's entries of ``kind`` provided by the plugin module ``module``."""
+    return [e for e in load_registry().components if e.kind == kind and e.plugin == module]
+
+
+def builtin_specs(kind: str, module: str) -> list[ComponentSpec]:
+    """The specs of ``module``'s built-in components of ``kind``, named and summarised by
+    registry.yaml, with the factory and parameter model its entries name in that module."""
+    source = sys.modules[module]
+    specs = []
+    for entry in builtin_entries(kind, module):
+        factory = getattr(source, entry.factory)
+        params = getattr(source, entry.params) if entry.params else ComponentParams
+        specs.append(SPEC_TYPES[kind](entry.name, factory, params, entry.summary))
+    return specs

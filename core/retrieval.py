@@ -1,7 +1,7 @@
-"""Shared retrieval machinery: input checks, cosine normalisation, exclusion, padding, and the
-per-epoch precompute/cache of stage-1 neighbours.
+"""The retriever back-ends' toolkit: input checks, cosine normalisation, exclusion, ranking, padding.
 
-Every retriever back-end uses these helpers so the documented behaviour is the same everywhere:
+Every retriever back-end (built-in or third-party) can use these helpers so that the documented
+behaviour is the same everywhere:
 
 - cosine semantics: keys and queries are L2-normalised; a zero vector stays zero, so its cosine
   with anything is 0 (never NaN);
@@ -14,15 +14,15 @@ Every retriever back-end uses these helpers so the documented behaviour is the s
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .errors import ConfigError, DataError
-from .interfaces import RetrievalResult, Retriever
+from .interfaces import RetrievalResult
 
 __all__ = [
     "as_matrix",
@@ -34,10 +34,6 @@ __all__ = [
     "search_with_exclusion",
     "empty_result",
     "brute_force_query",
-    "keys_digest",
-    "exclusion_lists",
-    "precompute_neighbours",
-    "NeighbourCache",
 ]
 
 # raw search: (normalised queries [q,E], fetch) -> (scores [q,fetch], ids [q,fetch], -1 = none)
@@ -213,115 +209,3 @@ def search_with_exclusion(raw: RawSearch, queries: np.ndarray, k: int, exclude: 
         todo = todo[short]
         fetch = min(n_keys, fetch * 2)
     return RetrievalResult(torch.from_numpy(out_s), torch.from_numpy(out_i))
-
-
-# --------------------------------------------------------------------------- epoch precompute
-
-
-def keys_digest(keys: Any) -> str:
-    """A content hash of a key matrix (shape, dtype and bytes): the cache's invalidation key."""
-    arr = as_matrix(keys, "keys") if not isinstance(keys, np.ndarray) or keys.dtype != np.float32 else keys
-    arr = np.ascontiguousarray(arr)
-    h = hashlib.blake2b(digest_size=16)
-    h.update(repr(arr.shape).encode())
-    h.update(arr.tobytes())
-    return h.hexdigest()
-
-
-def exclusion_lists(database: Any, queries: Sequence[tuple[str, str]], exclude_same_gene: bool) -> list[list[int]]:
-    """Per query: ``database.exclusion_ids(pert, context, exclude_same_gene)`` when the database
-    has it, else the same rule here: the query's own (pert, context) entry always, and every
-    entry of the same gene (any cell line) when ``exclude_same_gene``."""
-    method = getattr(database, "exclusion_ids", None)
-    if callable(method):
-        return [list(method(p, c, exclude_same_gene)) for p, c in queries]
-    by_gene: dict[str, list[int]] = {}
-    by_entry: dict[tuple[str, str], list[int]] = {}
-    for i, (p, c) in enumerate(zip(database.perts, database.contexts)):
-        by_gene.setdefault(p, []).append(i)
-        by_entry.setdefault((p, c), []).append(i)
-    if exclude_same_gene:
-        return [list(by_gene.get(p, [])) for p, _ in queries]
-    return [list(by_entry.get((p, c), [])) for p, c in queries]
-
-
-def precompute_neighbours(
-    retriever: Retriever,
-    database: Any,
-    queries: list[tuple[str, str]],
-    query_embeddings: np.ndarray,
-    k: int,
-    exclude_same_gene: bool,
-) -> RetrievalResult:
-    """Stage-1 neighbours of every (pert, context) query in one batched search.
-
-    Call once per epoch (or through :class:`NeighbourCache`) instead of on every training step.
-    The retriever must already be built on ``database.embeddings``. Result rows follow
-    ``queries``; the tensors are on the CPU.
-    """
-    q = as_matrix(query_embeddings, "query_embeddings")
-    if len(q) != len(queries):
-        raise DataError(f"precompute_neighbours: {len(queries)} queries but {len(q)} query embeddings")
-    if len(database) and len(retriever) and len(retriever) != len(database):
-        raise DataError(f"precompute_neighbours: the retriever indexes {len(retriever)} entries but the "
-                        f"database has {len(database)}; rebuild the retriever on database.embeddings")
-    exclude = exclusion_lists(database, queries, exclude_same_gene)
-    result = retriever.search(q, check_k(k), exclude)
-    return RetrievalResult(result.scores.detach().to("cpu", torch.float32),
-                           result.ids.detach().to("cpu", torch.long))
-
-
-class NeighbourCache:
-    """Memoises stage-1 neighbours per query group so retrieval does not run on every step.
-
-    ``get`` searches only the queries not seen yet (or whose query embedding changed) and
-    reuses the rest. The whole cache is dropped when the database keys change (hash of the key
-    matrix), when another retriever object is passed, or when ``k`` / ``exclude_same_gene``
-    change. Note: with a non-deterministic retriever (``random``) cached rows stay fixed until
-    :meth:`clear` is called, e.g. once per epoch.
-    """
-
-    def __init__(self) -> None:
-        self._rows: dict[tuple[str, str], tuple[bytes, np.ndarray, np.ndarray]] = {}
-        self._state: tuple | None = None
-        self.hits = 0
-        self.misses = 0
-
-    def clear(self) -> None:
-        self._rows.clear()
-        self._state = None
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-    def get(
-        self,
-        retriever: Retriever,
-        database: Any,
-        queries: list[tuple[str, str]],
-        query_embeddings: np.ndarray,
-        k: int,
-        exclude_same_gene: bool,
-    ) -> RetrievalResult:
-        q = as_matrix(query_embeddings, "query_embeddings")
-        if len(q) != len(queries):
-            raise DataError(f"NeighbourCache: {len(queries)} queries but {len(q)} query embeddings")
-        state = (id(retriever), len(retriever), keys_digest(database.embeddings), check_k(k), bool(exclude_same_gene))
-        if state != self._state:
-            self._rows.clear()
-            self._state = state
-        digests = [hashlib.blake2b(row.tobytes(), digest_size=8).digest() for row in q]
-        missing = [j for j, (key, d) in enumerate(zip(map(tuple, queries), digests))
-                   if key not in self._rows or self._rows[key][0] != d]
-        self.misses += len(missing)
-        self.hits += len(queries) - len(missing)
-        if missing:
-            uniq = list(dict.fromkeys(tuple(queries[j]) for j in missing))
-            first = {key: j for j, key in reversed(list(enumerate(map(tuple, queries))))}
-            rows = [first[key] for key in uniq]
-            res = precompute_neighbours(retriever, database, uniq, q[rows], k, exclude_same_gene)
-            for key, j, s, i in zip(uniq, rows, res.scores.numpy(), res.ids.numpy()):
-                self._rows[key] = (digests[j], s, i)
-        scores = np.stack([self._rows[tuple(key)][1] for key in queries]) if queries else np.zeros((0, k), np.float32)
-        ids = np.stack([self._rows[tuple(key)][2] for key in queries]) if queries else np.zeros((0, k), np.int64)
-        return RetrievalResult(torch.from_numpy(scores.copy()), torch.from_numpy(ids.copy()))

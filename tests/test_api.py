@@ -17,8 +17,9 @@ from ptrag.cli.app import app
 from ptrag.core.config import ExperimentConfig
 from ptrag.core.data.synth import synth_screen
 from ptrag.core.errors import DataError, RunFolderError
-from ptrag.core.report import paired_comparison
-from ptrag.core.run_folder import RUN_FILES
+from ptrag.core.reporting.folders import paired_comparison
+from ptrag.core.runs.folder import RUN_FILES
+from ptrag.core.training.interrupt import crash_after
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 #: a small trained model: fast, but a real set transformer with training steps
@@ -140,7 +141,7 @@ def test_run_runs_the_comparisons_on_the_same_in_memory_data(adata, tmp_path):
 
 
 def test_comparisons_reuse_the_screen_the_main_run_read(tmp_path, monkeypatch):
-    import ptrag.core.experiment as experiment
+    import ptrag.core.runs.prepare as experiment
 
     reads = []
     real_load = experiment.load_screen
@@ -158,13 +159,13 @@ def test_comparisons_reuse_the_screen_the_main_run_read(tmp_path, monkeypatch):
 
 def test_a_run_made_in_memory_resumes_with_the_same_anndata(adata, tmp_path):
     from ptrag.core.data.loading import adata_to_data
-    from ptrag.core.experiment import run_experiment
-    from ptrag.core.manager import build_manager
+    from ptrag.core.runs.experiment import run_experiment
+    from ptrag.core.components.manager import build_manager
 
     cfg = ptrag.configure(preset="state", steps=4, out=tmp_path / "r", set=SMALL_SETS)
     cfg.data.path = None
-    with pytest.raises(KeyboardInterrupt):  # killed after step 2 (checkpoint at step 2)
-        run_experiment(cfg, build_manager(), stop_at=2, data=adata_to_data(adata, cfg.data, "in-memory AnnData"))
+    with crash_after(2), pytest.raises(KeyboardInterrupt):  # killed after step 2 (checkpoint at step 2)
+        run_experiment(cfg, build_manager(), data=adata_to_data(adata, cfg.data, "in-memory AnnData"))
     with pytest.raises(RunFolderError) as excinfo:  # without the AnnData: the built-in data is not the run's
         ptrag.run(resume=tmp_path / "r")
     assert "data file: in-memory AnnData -> None" in one_line_error(excinfo)
@@ -297,7 +298,7 @@ def test_errors_are_one_line_ptrag_errors(adata, tmp_path, monkeypatch):
     with pytest.raises(RunFolderError, match="exists and is a file"):
         ptrag.run(adata, preset="pert-mean", out=tmp_path / "file")
     # a filesystem error deep inside a write comes out as the CLI prints it, as a PtragError
-    from ptrag.core.outputs import CellEvalData
+    from ptrag.core.runs.cells import CellEvalData
 
     def full_disk(self, run_dir):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "predictions.h5ad"))

@@ -24,6 +24,7 @@ import yaml
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
+from ptrag.core.training.interrupt import crash_after
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
@@ -190,8 +191,8 @@ def prepare(root: Path) -> dict[str, str]:
     import torch
     from ptrag.core.config import resolve_config
     from ptrag.core.data.synth import synth_screen
-    from ptrag.core.experiment import run_experiment
-    from ptrag.core.manager import build_manager
+    from ptrag.core.runs.experiment import run_experiment
+    from ptrag.core.components.manager import build_manager
 
     runner = CliRunner()
     env = {"tmp": str(root)}
@@ -257,8 +258,8 @@ def prepare(root: Path) -> dict[str, str]:
     sets = [s for s in SMALL if s not in ("--set", "--device", "cpu")]
     killed = resolve_config(None, preset="state", manager=manager, sets=[
         *sets, "device=cpu", "train.steps=4", "train.val_every=2", f"output.dir={root / 'killed'}"])
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(killed, manager, stop_at=2)
+    with crash_after(2), pytest.raises(KeyboardInterrupt):
+        run_experiment(killed, manager)
     env["killed"] = str(root / "killed")
     (root / "no_ckpt").mkdir()
     (root / "no_ckpt" / "config.yaml").write_text((root / "run_tr" / "config.yaml").read_text())

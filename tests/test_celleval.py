@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ptrag.cli.app import app
 from ptrag.core.errors import DataError, PtragError
-from ptrag.core.manager import build_manager
+from ptrag.core.components.manager import build_manager
 
 runner = CliRunner()
 pytestmark = pytest.mark.filterwarnings("ignore:the string cache:DeprecationWarning")  # polars, inside cell-eval

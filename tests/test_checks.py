@@ -11,14 +11,14 @@ import yaml
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.checks import embedding_users
+from ptrag.core.components.assembly import embedding_readers
 from ptrag.core.config import resolve_config
 from ptrag.core.data.embeddings import read_gene_embeddings
 from ptrag.core.data.synth import synth_screen
 from ptrag.core.data.validation import ValueCheck
 from ptrag.core.errors import DataError
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.manager import build_manager
+from ptrag.core.components.manager import build_manager
 
 TINY = ["--set", "data.synth_preset=tiny"]
 
@@ -62,14 +62,14 @@ def _built(preset, **params):
     ("neighbour-mean", ["exact"]),
 ])
 def test_which_components_read_gene_embeddings(preset, users):
-    assert embedding_users(*_built(preset)) == users
+    assert embedding_readers(*_built(preset)) == users
 
 
 def test_third_party_components_count_as_readers():
     class Mine:
         name = "mine"
 
-    assert embedding_users(Mine()) == ["mine"]
+    assert embedding_readers(Mine()) == ["mine"]
 
 
 def _test_genes(adata, path):

@@ -66,7 +66,7 @@ def test_plugins_json_lists_every_builtin(fake_plugins):
     assert result.exit_code == 0
     records = json.loads(result.output)
     listed = {(c["kind"], c["name"]) for r in records for c in r["components"]}
-    from ptrag.core.manager import build_manager
+    from ptrag.core.components.manager import build_manager
     from ptrag.core.registry import load_registry
 
     optional_absent = set(build_manager(entry_points=False).absent)  # optional built-ins without their extra

@@ -4,7 +4,7 @@ import yaml
 from ptrag.core.config import ExperimentConfig, parse_set, resolve_config
 from ptrag.core.errors import ConfigError, UnknownComponentError
 from ptrag.core.hookspecs import ComponentParams, GeneratorSpec, hookimpl
-from ptrag.core.manager import build_manager
+from ptrag.core.components.manager import build_manager
 
 
 class ScaledParams(ComponentParams):

@@ -16,8 +16,8 @@ from ptrag.core.data.loading import load_screen, read_screen
 from ptrag.core.data.store import BackedStore, HalfStore
 from ptrag.core.data.synth import synth_screen
 from ptrag.core.errors import ConfigError, DataError
-from ptrag.core.experiment import run_experiment
-from ptrag.core.manager import build_manager
+from ptrag.core.runs.experiment import run_experiment
+from ptrag.core.components.manager import build_manager
 
 HALF = 2.0 ** -11  # float16 keeps 11 significant bits: relative rounding error <= 2^-11 (half an ulp)
 MODES = {"float32": {}, "float16": {"dtype": "float16"}, "backed": {"backed": True},

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from ptrag.core.data.cellsets import EpochSchedule, step_seed
-from ptrag.core.distributed import SINGLE, Dist, broadcast, from_env, gather, on_main
-from ptrag.core.engine import EXIT_AFTER_STEP
-from ptrag.core.experiment import merge_shards
+from ptrag.core.training.distributed import Dist, SINGLE, broadcast, from_env, gather, on_main
+from ptrag.core.training.interrupt import CRASH_ENV
+from ptrag.core.runs.evaluate import merge_shards
 
 ARGS = ["run", "--preset", "ptrag-evidence", "--steps", "12", "--device", "cpu", "--set", "data.synth_preset=tiny",
         "--set", "train.val_every=4", "--set", "compare=[]", "--set", "model.hidden_dim=16",
@@ -53,7 +53,7 @@ def test_a_two_process_run_records_its_world_size_and_global_batch(uninterrupted
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(uninterrupted, tmp_path):
     full, _ = uninterrupted
     out = tmp_path / "killed"
-    killed = torchrun(2, *ARGS, "--out", str(out), env={EXIT_AFTER_STEP: "4"})
+    killed = torchrun(2, *ARGS, "--out", str(out), env={CRASH_ENV: "4"})
     assert killed.returncode != 0 and not (out / "metrics.json").exists()
     resumed = torchrun(2, "run", "--resume", str(out))
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
@@ -64,7 +64,7 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_result(uninterrup
 
 def test_a_two_process_checkpoint_resumes_in_one_process(tmp_path):
     out = tmp_path / "killed"
-    killed = torchrun(2, *ARGS, "--out", str(out), env={EXIT_AFTER_STEP: "8"})
+    killed = torchrun(2, *ARGS, "--out", str(out), env={CRASH_ENV: "8"})
     assert killed.returncode != 0
     from typer.testing import CliRunner
 

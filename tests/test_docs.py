@@ -4,7 +4,7 @@ import re
 from pathlib import Path
 
 from ptrag.cli.docgen import components_table, presets_table, render
-from ptrag.core.manager import build_manager
+from ptrag.core.components.manager import build_manager
 
 ROOT = Path(__file__).resolve().parents[1]
 

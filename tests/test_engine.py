@@ -9,9 +9,12 @@ from typer.testing import CliRunner
 
 from ptrag.cli.app import app
 from ptrag.core.config import resolve_config
-from ptrag.core.engine import autocast, load_checkpoint, lr_lambda
-from ptrag.core.experiment import run_experiment
-from ptrag.core.manager import build_manager
+from ptrag.core.training.checkpoints import load_checkpoint
+from ptrag.core.training.device import autocast
+from ptrag.core.training.trainer import lr_lambda
+from ptrag.core.runs.experiment import run_experiment
+from ptrag.core.components.manager import build_manager
+from ptrag.core.training.interrupt import crash_after
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,8 +43,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     sets = ("train.steps=12", "train.val_every=4", "train.log_every=2")
     full = run_experiment(config(tmp_path, "full", *sets), manager)
     cfg = config(tmp_path, "cut", *sets)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, manager, stop_at=6)  # dies after step 6; last checkpoint at step 4
+    with crash_after(6), pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, manager)  # dies after step 6; last checkpoint at step 4
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 4
     resumed = run_experiment(cfg, manager, resume=True)
     pd.testing.assert_frame_equal(full.metrics, resumed.metrics)
@@ -76,7 +79,8 @@ def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
 
 def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
     from ptrag.core.data.synth import synth_screen
-    from ptrag.core.predict import load_run, predict_file
+    from ptrag.core.data.loading import load_screen
+    from ptrag.core.runs.reload import load_run, predict_screen
     from ptrag.plugins.generators.set_transformer import SetTransformerGenerator
 
     seen = []
@@ -94,7 +98,8 @@ def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
     seen.clear()
     path = tmp_path / "new.h5ad"
     synth_screen("tiny", 0).write_h5ad(path)
-    predict_file(load_run(result.run_dir, manager, device="cpu"), path)
+    predict_screen(load_run(result.run_dir, manager, device="cpu"), load_screen(result.config.data.model_copy(
+        update={"path": str(path)})))
     assert seen and all(seen)
 
 

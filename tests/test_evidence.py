@@ -11,9 +11,10 @@ from ptrag.core.data.embeddings import load_gene_embeddings
 from ptrag.core.data.loading import load_screen
 from ptrag.core.data.split import Split, random_fewshot_split
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.losses import set_loss
-from ptrag.core.manager import build_manager
-from ptrag.core.model import NeighbourTable, PtragModel
+from ptrag.core.training.losses import set_loss
+from ptrag.core.components.manager import build_manager
+from ptrag.core.model.compose import PtragModel
+from ptrag.core.model.neighbours import NeighbourTable
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -75,9 +76,9 @@ def test_the_untrained_evidence_model_is_the_gene_other_lines_baseline(tiny):
     # what was used: the same gene in the other line, with coefficient 1 / (its other lines)
     same = np.array([[database.perts[i] == p if i >= 0 else False for i in row]
                      for row, (p, _) in zip(nb.rows(groups)[1].tolist(), groups)])
-    coef = sel.evidence["response"].numpy()
+    coef = sel.evidence.response.numpy()
     assert np.allclose(coef[same], 1.0) and np.allclose(coef[~same], 0.0)
-    assert np.allclose(sel.evidence["deviation"].numpy(), 0.0)
+    assert np.allclose(sel.evidence.deviation.numpy(), 0.0)
 
 
 def test_without_the_gene_in_another_line_it_starts_as_neighbour_mean(tiny):
@@ -94,8 +95,8 @@ def test_without_the_gene_in_another_line_it_starts_as_neighbour_mean(tiny):
     base, bnb, _, _ = _model(manager, cfg, data, emb, split, preset="neighbour-mean", k=8, exclude_same_gene=True)
     expected, _ = _predict(base, bnb, sampler, [query])
     assert torch.allclose(pred, expected, atol=1e-5)
-    assert np.isclose(sel.evidence["response"].sum().item(), 1.0)
-    assert int((sel.evidence["response"] > 0).sum()) == 8
+    assert np.isclose(sel.evidence.response.sum().item(), 1.0)
+    assert int((sel.evidence.response > 0).sum()) == 8
 
 
 def test_every_learned_part_gets_a_gradient_from_the_start(tiny):

@@ -5,7 +5,7 @@ import pytest
 
 from ptrag.core.data.gene_sets import GeneSets, load_gene_sets, read_gmt, write_gmt
 from ptrag.core.errors import DataError
-from ptrag.core.outputs import retrieval_summary
+from ptrag.core.runs.trace import retrieval_summary
 
 
 def test_gmt_round_trip_and_case_insensitive_membership(tmp_path):

@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
-from ptrag.core.evaluate import GroupPrediction, aggregate, fit_pca, score
-from ptrag.core.manager import build_manager
+from ptrag.core.data.pca import fit_pca
+from ptrag.core.evaluation.aggregate import aggregate
+from ptrag.core.evaluation.scoring import GroupPrediction, score
+from ptrag.core.components.manager import build_manager
+from ptrag.core.interfaces import LineCells
 from ptrag.plugins.metrics.de import DEDirection, DEOverlap
 from ptrag.plugins.metrics.discrimination import Discrimination
 from ptrag.plugins.metrics.distributional import RBFMMD, W2OT, Energy, Wasserstein1, Wasserstein2
@@ -88,17 +91,22 @@ def test_de_metrics_known_values():
     assert DEDirection(k=3).compute(_delta_cells(np.zeros(5)), real, ZERO_CTRL) == 0
 
 
+def line(preds, reals):
+    """One cell line's groups as a set metric receives them."""
+    return LineCells(preds, reals, ZERO_CTRL, [(f"g{i}", "k562") for i in range(len(preds))])
+
+
 def test_discrimination_perfect_and_constant():
     reals = [_delta_cells(rng.normal(size=5) * 3) for _ in range(7)]
     metric = Discrimination()
-    np.testing.assert_allclose(metric.compute_set(reals, reals, ZERO_CTRL), 1.0)
+    np.testing.assert_allclose(metric.compute_set(line(reals, reals)), 1.0)
     constant = [_delta_cells(np.zeros(5))] * 7
-    assert metric.compute_set(constant, reals, ZERO_CTRL).mean() == pytest.approx(0.5)
+    assert metric.compute_set(line(constant, reals)).mean() == pytest.approx(0.5)
     # the true one the farthest -> 0
     wrong = [reals[1], reals[0]]
     far = [reals[0] + 0, reals[1] + 0]
-    assert list(metric.compute_set(wrong, far, ZERO_CTRL)) == [0.0, 0.0]
-    assert np.isnan(metric.compute_set(reals[:1], reals[:1], ZERO_CTRL)).all()
+    assert list(metric.compute_set(line(wrong, far))) == [0.0, 0.0]
+    assert np.isnan(metric.compute_set(line(reals[:1], reals[:1]))).all()
 
 
 def test_every_registered_metric_is_built_and_declares_direction_and_space():
@@ -147,11 +155,11 @@ def test_set_metrics_that_ask_get_the_groups_names():
     from ptrag.core.interfaces import SetMetric
 
     class Named(SetMetric):
-        name, wants_groups = "named", True
+        name = "named"
 
-        def compute_set(self, preds, reals, ctrl, groups=None):
-            seen.append(groups)
-            return np.arange(len(preds), dtype=float)
+        def compute_set(self, line):
+            seen.append(line.groups)
+            return np.arange(len(line.preds), dtype=float)
 
     seen = []
     cells = lambda: rng.normal(size=(4, 3))

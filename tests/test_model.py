@@ -5,9 +5,9 @@ import pytest
 import torch
 
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.interfaces import CellSetBatch
-from ptrag.core.losses import energy_distance, set_loss
-from ptrag.core.model import PtragModel
+from ptrag.core.interfaces import CellSetBatch, GenerationInput, SelectionInput
+from ptrag.core.training.losses import energy_distance, set_loss
+from ptrag.core.model.compose import PtragModel
 from ptrag.plugins.generators.set_transformer import SetTransformerGenerator, SetTransformerParams
 from ptrag.plugins.selectors.attention import AttentionParams, AttentionSelector
 from ptrag.plugins.selectors.gumbel import GumbelParams, GumbelSelector, hard_gumbel_keep
@@ -24,6 +24,17 @@ def test_energy_distance_is_zero_for_equal_sets_and_grows_with_a_shift():
     assert (near > 0).all() and (far > near).all()
     assert torch.allclose(energy_distance(x, x + 1), energy_distance(x + 1, x), atol=1e-5)
     assert set_loss("mse", x, x + 1).item() == pytest.approx(1.0)
+
+
+def select(selector, states, query, cands, mask=None):
+    """A selector's forward on one SelectionInput (stage-1 scores left at 0)."""
+    b, k = cands.shape[:2]
+    mask = torch.ones(b, k, dtype=torch.bool) if mask is None else mask
+    return selector(SelectionInput(states, query, cands, torch.zeros(b, k), mask))
+
+
+def generate(generator, batch):
+    return generator(GenerationInput(batch))
 
 
 def _selector_inputs(b=2, s=4, k=6, h=8, seed=0):
@@ -45,7 +56,7 @@ def test_gumbel_is_hard_straight_through_and_dropped_candidates_get_no_projectio
         projected["out"] = output
 
     sel.project.register_forward_hook(keep_output)
-    out = sel(states, query, cands, mask=mask)
+    out = select(sel, states, query, cands, mask=mask)
     keep = out.weights
     assert set(keep.unique().tolist()) <= {0.0, 1.0}  # hard 0/1 forward
     assert (keep[..., -2:] == 0).all()
@@ -89,7 +100,7 @@ def test_gumbel_fast_scorer_equals_the_literal_layernorm_mlp():
 def test_gumbel_is_deterministic_at_eval_unless_asked_to_sample():
     states, query, cands = _selector_inputs()
     sel = GumbelSelector(GumbelParams(), BuildContext(hidden_dim=8)).eval()
-    a, b = sel(states, query, cands).weights, sel(states, query, cands).weights
+    a, b = select(sel, states, query, cands).weights, select(sel, states, query, cands).weights
     assert torch.equal(a, b)
     assert torch.equal(a, (sel.logits(states, query, cands).argmax(-1) == 0).float())
 
@@ -106,13 +117,13 @@ def _keep_ratio_after_training(sparsity: float, training: bool = False, **params
     opt = torch.optim.Adam(sel.parameters(), lr=1e-2)
     sampled = []
     for _ in range(60):
-        out = sel(states, query, cands)
+        out = select(sel, states, query, cands)
         sampled.append(out.stats["keep_ratio"])
         loss = (out.context - target).pow(2).mean() + sum(out.aux_losses.values(), torch.zeros(()))
         opt.zero_grad()
         loss.backward()
         opt.step()
-    return sum(sampled[-10:]) / 10 if training else sel.eval()(states, query, cands).stats["keep_ratio"]
+    return sum(sampled[-10:]) / 10 if training else select(sel.eval(), states, query, cands).stats["keep_ratio"]
 
 
 def test_sparsity_penalty_lowers_the_keep_ratio():
@@ -132,32 +143,32 @@ def test_standardized_logits_change_training_samples_not_the_evaluation_argmax()
     scaled.load_state_dict(plain.state_dict())
     torch.nn.init.normal_(plain.scorer[3].weight, std=10.0)  # large logits: training samples saturate
     scaled.load_state_dict(plain.state_dict())
-    assert torch.equal(plain.eval()(states, query, cands).weights, scaled.eval()(states, query, cands).weights)
+    assert torch.equal(select(plain.eval(), states, query, cands).weights, select(scaled.eval(), states, query, cands).weights)
     logits = scaled.logits(states, query, cands)
     assert logits.std() > 5  # the raw logits are large; the sampler sees them divided by their sd
     torch.manual_seed(0)
-    a = plain.train()(states, query, cands).weights
+    a = select(plain.train(), states, query, cands).weights
     torch.manual_seed(0)
-    b = scaled.train()(states, query, cands).weights
+    b = select(scaled.train(), states, query, cands).weights
     assert not torch.equal(a, b)
 
 
 def test_temperature_anneals_geometrically_over_training_steps():
     states, query, cands = _selector_inputs()
     sel = GumbelSelector(GumbelParams(tau=0.5, tau_start=2.0, tau_anneal_steps=4), BuildContext(hidden_dim=8)).train()
-    taus = [sel(states, query, cands).stats["tau"] for _ in range(6)]
+    taus = [select(sel, states, query, cands).stats["tau"] for _ in range(6)]
     assert taus == pytest.approx([2.0, 2.0 * 0.25 ** 0.25, 1.0, 2.0 * 0.25 ** 0.75, 0.5, 0.5])
 
 
 def test_sparsity_warmup_ramps_the_penalty_in_training_steps_only():
     states, query, cands = _selector_inputs()
     sel = GumbelSelector(GumbelParams(sparsity_weight=0.4, sparsity_warmup=4), BuildContext(hidden_dim=8))
-    sel.eval()(states, query, cands)  # evaluation does not advance the warm-up
+    select(sel.eval(), states, query, cands)  # evaluation does not advance the warm-up
     assert int(sel.train_steps) == 0
     sel.train()
     scales = []
     for _ in range(6):
-        out = sel(states, query, cands)
+        out = select(sel, states, query, cands)
         scales.append(float(out.aux_losses["sparsity"].detach()) / (0.4 * out.stats["keep_ratio"]))
     assert scales == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0], abs=1e-5)
     assert "train_steps" in sel.state_dict()  # restored on --resume
@@ -166,10 +177,10 @@ def test_sparsity_warmup_ramps_the_penalty_in_training_steps_only():
 def test_attention_and_uniform_respect_padding():
     states, query, cands = _selector_inputs()
     mask = torch.tensor([[True] * 3 + [False] * 3, [False] * 6])
-    att = AttentionSelector(AttentionParams(), BuildContext(hidden_dim=8))(states, query, cands, mask=mask)
+    att = select(AttentionSelector(AttentionParams(), BuildContext(hidden_dim=8)), states, query, cands, mask=mask)
     assert torch.allclose(att.weights[0].sum(-1), torch.ones(4)) and (att.weights[0, :, 3:] == 0).all()
     assert (att.weights[1] == 0).all() and (att.context[1] == 0).all()  # nothing valid: no context
-    uni = UniformSelector(BuildContext(hidden_dim=8))(states, query, cands, mask=mask)
+    uni = select(UniformSelector(None, BuildContext(hidden_dim=8)), states, query, cands, mask=mask)
     assert torch.allclose(uni.weights[0, 0], torch.tensor([1 / 3] * 3 + [0.0] * 3))
 
 
@@ -200,18 +211,18 @@ def test_set_transformer_zero_init_starts_as_the_controls_and_overfits_one_cell_
     ctx = BuildContext(n_genes=12, embed_dim=4, hidden_dim=64, n_perts=1)
     batch = _batch()
     zero = SetTransformerGenerator(SetTransformerParams(n_layers=1, n_heads=4, decoder_init="zero"), ctx)
-    assert torch.equal(zero(batch), batch.ctrl)  # zero-initialised residual: "no effect" at step 0
+    assert torch.equal(generate(zero, batch), batch.ctrl)  # zero-initialised residual: "no effect" at step 0
     gen = SetTransformerGenerator(SetTransformerParams(n_layers=1, n_heads=4, dropout=0.0), ctx)
-    assert not torch.allclose(gen.eval()(batch), batch.ctrl)  # torch's init (default): an effect from step 0
+    assert not torch.allclose(generate(gen.eval(), batch), batch.ctrl)  # torch's init (default): an effect from step 0
     opt = torch.optim.Adam(gen.parameters(), lr=3e-3)
-    start = energy_distance(gen(batch), batch.target).item()
+    start = energy_distance(generate(gen, batch), batch.target).item()
     for _ in range(250):
-        loss = energy_distance(gen(batch), batch.target).mean()
+        loss = energy_distance(generate(gen, batch), batch.target).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
     assert loss.item() < 0.1 * start
-    pred = gen(batch)
+    pred = generate(gen, batch)
     assert pred.std(1).mean() > 0.5  # cells stay distinct, not a collapsed mean
 
 
@@ -220,7 +231,7 @@ def test_onehot_encoding_maps_unknown_perturbations_to_a_reserved_row():
     gen = SetTransformerGenerator(SetTransformerParams(n_layers=1, n_heads=2, pert_encoding="onehot"), ctx)
     batch = _batch()
     batch.pert_index = torch.tensor([-1])
-    assert gen(batch).shape == batch.ctrl.shape
+    assert generate(gen, batch).shape == batch.ctrl.shape
 
 
 def test_model_routes_candidates_through_the_selector_into_the_generator():

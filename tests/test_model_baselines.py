@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.interfaces import CellSetBatch
+from ptrag.core.interfaces import CellSetBatch, GenerationInput
 from ptrag.plugins.generators.baselines import (
     ContextMeanBaseline, GeneOtherLinesBaseline, LinearBaseline, LinearParams, NeighbourMeanBaseline,
     PertMeanBaseline,
@@ -36,7 +36,7 @@ def batch(perts, contexts, emb=None, ids=None):
 
 def shift_of(model, b):
     model.fit(DATABASE)
-    out = model(b)
+    out = model(GenerationInput(b))
     assert torch.equal(out - out[:, :1], torch.zeros_like(out))  # a mean shift of every control cell
     return out[:, 0].numpy()
 
@@ -70,6 +70,6 @@ def test_linear_recovers_an_exact_linear_map_per_cell_line():
     model = LinearBaseline(LinearParams(alpha=1e-6), CTX)
     model.fit(DB([f"G{i}" for i in range(12)], contexts, response, embeddings=emb))
     query = rng.standard_normal((2, 2))
-    out = model(batch(["N1", "N2"], ["k562", "rpe1"], emb=query))[:, 0].numpy()
+    out = model(GenerationInput(batch(["N1", "N2"], ["k562", "rpe1"], emb=query)))[:, 0].numpy()
     assert out[0] == pytest.approx(query[0] @ w["k562"] + 0.5, abs=1e-3)
     assert out[1] == pytest.approx(query[1] @ w["rpe1"] + 0.5, abs=1e-3)

@@ -11,8 +11,9 @@ from ptrag.core.config import DataConfig
 from ptrag.core.data.dataset import CONTEXT, PERT
 from ptrag.core.data.loading import load_screen
 from ptrag.core.errors import DataError
-from ptrag.core.evaluate import GroupPrediction
-from ptrag.core.outputs import gene_modules_for, retrieval_summary, write_cell_eval_files, write_retrieval
+from ptrag.core.evaluation.scoring import GroupPrediction
+from ptrag.core.runs.cells import write_cell_eval_files
+from ptrag.core.runs.trace import gene_modules_for, retrieval_summary, write_retrieval
 
 
 @pytest.fixture(scope="module")

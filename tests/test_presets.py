@@ -10,8 +10,8 @@ from typer.testing import CliRunner
 
 from ptrag.cli.app import app
 from ptrag.core.config import resolve_config
-from ptrag.core.experiment import run_experiment
-from ptrag.core.manager import build_manager
+from ptrag.core.runs.experiment import run_experiment
+from ptrag.core.components.manager import build_manager
 from ptrag.core.registry import load_registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -11,9 +11,10 @@ from ptrag.cli.app import app
 from ptrag.core.config import DataConfig
 from ptrag.core.data.loading import load_screen
 from ptrag.core.errors import ConfigError
-from ptrag.core.evaluate import GroupPrediction
-from ptrag.core.outputs import write_cell_eval_files
-from ptrag.core.report import build_report, expand_runs, paired_comparison
+from ptrag.core.evaluation.scoring import GroupPrediction
+from ptrag.core.runs.cells import write_cell_eval_files
+from ptrag.core.reporting.folders import expand_runs, paired_comparison
+from ptrag.core.reporting.report import build_report
 
 PERTS = [f"G{i}" for i in range(6)]
 
@@ -81,7 +82,7 @@ def test_seeds_aggregate_and_best_is_direction_aware(tmp_path):
     t = result["table"].set_index(["run", "metric"])
     assert t.loc[("x", "mse"), "mean"] == 2 and t.loc[("x", "mse"), "sd"] == pytest.approx(np.sqrt(2))
     assert t.loc[("x", "mse"), "seeds"] == 2
-    from ptrag.core.report import best_runs
+    from ptrag.core.reporting.tables import best_runs
 
     assert best_runs(result["table"]) == {"mse": "x", "pearson-delta": "y"}
 

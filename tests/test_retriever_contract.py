@@ -13,7 +13,7 @@ import torch
 
 from ptrag.core import testing
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.manager import build_manager
+from ptrag.core.components.manager import build_manager
 
 # ablations that do not rank by similarity: no recall target, no nearest-first checks
 NO_RECALL = {"random"}

@@ -1,10 +1,10 @@
-"""Retriever back-ends beyond the shared contract: parameters, exclusion widening, the epoch
-precompute/cache (ptrag.core.retrieval), persistence in a run folder, and `ptrag run --retriever`."""
+"""Retriever back-ends beyond the shared contract: parameters, exclusion widening, the per-group
+precompute of stage-1 neighbours (ptrag.core.model.neighbours), persistence in a run folder, and
+`ptrag run --retriever`."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -16,9 +16,10 @@ from typer.testing import CliRunner
 from ptrag.cli.app import app
 from ptrag.core.errors import DataError
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.manager import build_manager
-from ptrag.core.retrieval import (NeighbourCache, exclusion_lists, keys_digest, normalise_exclude,
-                                  precompute_neighbours, search_with_exclusion)
+from ptrag.core.components.manager import build_manager
+from ptrag.core.data.database import ResponseDatabase
+from ptrag.core.model.neighbours import exclusion_lists, precompute_neighbours
+from ptrag.core.retrieval import normalise_exclude, search_with_exclusion
 from ptrag.core.testing import clustered_keys, reference_search
 
 
@@ -27,23 +28,13 @@ def make(name: str, **params):
     return spec.build(spec.params_model(**params), BuildContext(seed=0))
 
 
-@dataclass
-class FakeDatabase:
-    perts: list[str]
-    contexts: list[str]
-    embeddings: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.perts)
-
-
-def small_db() -> FakeDatabase:
+def small_db() -> ResponseDatabase:
     genes = ["A", "B", "C", "D", "E"]
     perts = [g for g in genes for _ in ("k562", "rpe1")]
     contexts = [c for _ in genes for c in ("k562", "rpe1")]
     emb = clustered_keys(10, 8, clusters=2, seed=0)
     emb[1] = emb[0] * 4.0  # the same gene in two cell lines: identical direction
-    return FakeDatabase(perts, contexts, emb)
+    return ResponseDatabase(perts, contexts, np.full(10, 20), emb, np.zeros((10, 3), np.float32), {})
 
 
 # --------------------------------------------------------------------------- parameters
@@ -120,7 +111,7 @@ def test_faiss_ivf_clamps_nlist_on_a_small_database_and_hnsw_is_seeded():
     keys = clustered_keys(400, 16, seed=2)
     r = make("faiss", index="ivf", nlist=4096, nprobe=64)
     r.build(keys)
-    assert r.nlist == 400 // 39 and not r.exact
+    assert r.nlist == 400 // 39 and not r.capabilities.exact
     a, b = make("hnsw"), make("hnsw")
     a.build(keys), b.build(keys)
     assert torch.equal(a.search(keys[:50], 10).ids, b.search(keys[:50], 10).ids)
@@ -165,27 +156,6 @@ def test_precompute_neighbours_excludes_and_matches_a_direct_search():
     other.build(db.embeddings[:5])
     with pytest.raises(DataError, match="rebuild the retriever"):
         precompute_neighbours(other, db, queries, q, 3, False)
-
-
-def test_neighbour_cache_reuses_rows_and_invalidates_on_new_keys():
-    db = small_db()
-    r = make("exact")
-    r.build(db.embeddings)
-    cache = NeighbourCache()
-    queries = [("A", "rpe1"), ("B", "k562")]
-    q = db.embeddings[[1, 2]]
-    first = cache.get(r, db, queries, q, 3, False)
-    again = cache.get(r, db, queries[::-1], q[::-1], 3, False)
-    assert (cache.misses, cache.hits) == (2, 2)
-    assert torch.equal(again.ids, first.ids.flip(0))
-    db.embeddings = db.embeddings.copy()
-    db.embeddings[9] = -db.embeddings[9]  # keys changed: the digest changes, the cache empties
-    assert keys_digest(db.embeddings) != keys_digest(small_db().embeddings)
-    r.build(db.embeddings)
-    cache.get(r, db, queries, q, 3, False)
-    assert cache.misses == 4
-    cache.get(r, db, queries, q, 4, False)  # another k: recomputed
-    assert cache.misses == 6 and len(cache) == 2
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -11,11 +11,13 @@ import yaml
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.ablate import grid_configs, load_grid
+from ptrag.core.runs.ablate import grid_configs, load_grid
 from ptrag.core.config import resolve_config
-from ptrag.core.experiment import run_experiment
-from ptrag.core.manager import build_manager
-from ptrag.core.run_folder import atomic_write, comparability, write_json, write_text
+from ptrag.core.runs.experiment import run_experiment
+from ptrag.core.components.manager import build_manager
+from ptrag.core.files import atomic_write, write_json, write_text
+from ptrag.core.runs.results import comparability
+from ptrag.core.training.interrupt import crash_after
 
 TINY = ["--set", "data.synth_preset=tiny"]
 SMALL = ["data.synth_preset=tiny", "model.hidden_dim=16", "generator.n_layers=1", "generator.n_heads=2",
@@ -126,7 +128,7 @@ def test_overwrite_never_clears_a_folder_that_holds_no_run(tmp_path):
 
 
 def test_a_run_stopped_before_its_first_checkpoint_starts_again_cleanly(tmp_path, monkeypatch):
-    from ptrag.core.engine import Trainer
+    from ptrag.core.training.trainer import Trainer
 
     manager = build_manager(entry_points=False)
     cfg = small_config(tmp_path / "r", "train.steps=4", "train.val_every=4", "train.log_every=1")
@@ -150,8 +152,8 @@ def test_resume_refuses_other_settings_before_touching_anything(tmp_path):
     manager = build_manager(entry_points=False)
     run = tmp_path / "r"
     cfg = small_config(run, "train.steps=4", "train.val_every=2")
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, manager, stop_at=2)
+    with crash_after(2), pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, manager)
     before = digest(run)
     refused = CliRunner().invoke(app, ["run", "--resume", str(run), "--set", "model.hidden_dim=64"])
     assert refused.exit_code == 1 and "model.hidden_dim: 16 -> 64" in refused.stderr
@@ -175,8 +177,8 @@ def test_resuming_a_run_resumes_its_comparator_runs(tmp_path):
 def test_resume_of_a_run_made_before_an_option_existed(tmp_path):
     manager = build_manager(entry_points=False)
     run = tmp_path / "r"
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(small_config(run, "train.steps=4", "train.val_every=2"), manager, stop_at=2)
+    with crash_after(2), pytest.raises(KeyboardInterrupt):
+        run_experiment(small_config(run, "train.steps=4", "train.val_every=2"), manager)
     old = yaml.safe_load((run / "config.yaml").read_text())
     del old["data"]["max_dropped_test"]  # as written by a ptrag without that option
     (run / "config.yaml").write_text(yaml.safe_dump(old))
@@ -193,8 +195,8 @@ def test_resume_refuses_changed_data(tmp_path):
     manager = build_manager(entry_points=False)
     run = tmp_path / "r"
     cfg = small_config(run, "train.steps=4", "train.val_every=2", f"data.path={data}")
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, manager, stop_at=2)
+    with crash_after(2), pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, manager)
     synth_screen("tiny", 1).write_h5ad(data)
     result = CliRunner().invoke(app, ["run", "--resume", str(run)])
     assert result.exit_code == 1 and "data file" in result.stderr and "changed since that run" in result.stderr
@@ -227,8 +229,8 @@ def test_ablate_resumes_a_killed_run_from_its_checkpoint(tmp_path):
                                                                       "train.val_every=2", "train.log_every=1"]}])
     manager = build_manager(entry_points=False)
     [(_, _, cfg)] = grid_configs(load_grid(grid), out, manager)
-    with pytest.raises(KeyboardInterrupt):
-        run_experiment(cfg, manager, stop_at=3)  # checkpoint at step 2, log records up to step 3
+    with crash_after(3), pytest.raises(KeyboardInterrupt):
+        run_experiment(cfg, manager)  # checkpoint at step 2, log records up to step 3
     result = invoke("ablate", grid, "--out", out)
     assert result.exit_code == 0 and "resuming from its checkpoint" in result.output
     assert "resumed at step 2" in result.output

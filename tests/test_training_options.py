@@ -10,10 +10,11 @@ from scipy.stats import energy_distance as scipy_energy
 
 from ptrag.core.config import resolve_config
 from ptrag.core.errors import ConfigError
-from ptrag.core.experiment import RunResult, run_experiment
-from ptrag.core.losses import PCSpace, fit_pc_space, per_axis_energy, set_loss
-from ptrag.core.manager import build_manager
-from ptrag.core.verdict import retrieval_verdicts
+from ptrag.core.runs.experiment import run_experiment
+from ptrag.core.runs.results import RunResult
+from ptrag.core.training.losses import PCSpace, fit_pc_space, per_axis_energy, set_loss
+from ptrag.core.components.manager import build_manager
+from ptrag.core.evaluation.verdict import retrieval_verdicts
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,7 @@ def _result(preset, values, trained, retriever="exact", selector="gumbel"):
     summary = {m: {"mean": float(np.mean(v)), "direction": "lower" if m == "energy" else "higher"}
                for m, v in values.items()}
     return RunResult(run_dir=None, config=config, metrics=long, summary=summary,
-                     training={"steps": 1} if trained else None)
+                     training={"steps": 1} if trained else None, uses_retrieval="none" not in (retriever, selector))
 
 
 def test_the_verdict_needs_a_better_mean_and_a_significant_paired_test_on_each_metric():

@@ -135,6 +135,13 @@ class PerturbationData:
     def _control_cells(self) -> dict[str, np.ndarray]:
         return {}
 
+    def drop_records(self) -> list[dict]:
+        """The loader's drops (groups below data.min_cells) as drop records like ``Split.drops``."""
+        if not self.info.get("dropped_groups"):
+            return []
+        return [{"reason": "fewer than data.min_cells cells", "groups": {"data": int(self.info["dropped_groups"])},
+                 "cells": int(self.info.get("dropped_cells", 0)), "first": list(self.info.get("dropped_first", []))}]
+
     def summary(self) -> pd.DataFrame:
         """Per context: cells, controls, perturbations, batches (for `ptrag data inspect`)."""
         rows = []

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Mapping
 
 from ..errors import DataError
-from ..run_folder import write_text
+from ..files import write_text
 
 
 @dataclass

@@ -25,6 +25,7 @@ import scipy.sparse as sp
 from ..errors import DataError
 from .dataset import BATCH, CONTEXT, PERT, PerturbationData, StreamedMeans
 from .store import BackedStore, HalfStore
+from .synth import synth_screen
 from .validation import ValueCheck, plan_cells
 
 log = logging.getLogger("ptrag.data")
@@ -42,8 +43,6 @@ def load_screen(cfg: Any) -> PerturbationData:
     comes from ``cfg.seed`` (``data.seed``), never the run seed, so every run sees the same data."""
     if cfg.path:
         return read_screen(cfg.path, cfg)
-    from .synth import synth_screen
-
     return adata_to_data(synth_screen(cfg.synth_preset, cfg.seed), cfg,
                          f"built-in {cfg.synth_preset} dataset (data seed {cfg.seed})")
 

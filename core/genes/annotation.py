@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.gene_modules import NULL_GENES, all_module_genes
 from ..errors import ConfigError, DataError
 
 ONTOLOGIES = ("MF", "BP", "CC")
@@ -100,8 +101,6 @@ def read_gene_list(path: Path) -> list[str]:
 
 def builtin_genes() -> list[str]:
     """The built-in dataset's perturbed genes: every complex/pathway module gene plus the null genes."""
-    from ..data.gene_modules import NULL_GENES, all_module_genes
-
     return list(dict.fromkeys([*all_module_genes(), *NULL_GENES]))
 
 

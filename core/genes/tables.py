@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..run_folder import atomic_write, write_text
+from ..files import atomic_write, write_text
 
 SUFFIXES = (".npz", ".pkl", ".pickle")
 DTYPES = ("float32", "float16")

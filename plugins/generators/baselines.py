@@ -11,27 +11,27 @@ import numpy as np
 import torch
 from pydantic import Field
 
-from ptrag.core.hookspecs import BuildContext, ComponentParams, GeneratorSpec, hookimpl
-from ptrag.core.interfaces import CellSetBatch, Generator
+from ptrag.core.hookspecs import BuildContext, ComponentParams, GeneratorSpec, context_factory, hookimpl
+from ptrag.core.interfaces import GenerationInput, Generator, GeneratorCapabilities
+from ptrag.core.registry import builtin_specs
+
+#: what every baseline declares: it learns in fit(), from observed responses only
+BASELINE = GeneratorCapabilities(trainable=False, uses_retrieval=False, reads_gene_embeddings=False)
 
 
 class ControlBaseline(Generator):
     """Predict no effect: the control cells themselves."""
 
-    name = "control"
-    trainable = False
-    uses_gene_embeddings = False
+    capabilities = BASELINE
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor:
-        return batch.ctrl.clone()
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        return inputs.batch.ctrl.clone()
 
 
 class PertMeanBaseline(Generator):
     """Control cells plus the mean training response of the same cell line."""
 
-    name = "pert-mean"
-    trainable = False
-    uses_gene_embeddings = False  # nor do its subclasses: observed responses only
+    capabilities = BASELINE  # its subclasses too: observed responses only
 
     def __init__(self, ctx: BuildContext):
         super().__init__()
@@ -48,7 +48,8 @@ class PertMeanBaseline(Generator):
                 shift[i] = response[rows].mean(axis=0)
         self.shift = torch.from_numpy(shift)
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        batch = inputs.batch
         return batch.ctrl + self.shift.to(batch.ctrl)[batch.context_index].unsqueeze(1)
 
 
@@ -64,8 +65,6 @@ class ContextMeanBaseline(PertMeanBaseline):
     Unlike ``pert-mean`` (each perturbation weighs the same) large groups weigh more. A line with
     no training entry uses the all-lines cell-weighted mean.
     """
-
-    name = "context-mean"
 
     def fit(self, database) -> None:
         response = np.asarray(database.response, dtype=np.float64)
@@ -91,8 +90,7 @@ class LinearBaseline(Generator):
     (x - mean_x_c) W_c. A line with fewer than two entries uses the model fitted on all lines.
     """
 
-    name = "linear"
-    trainable = False
+    capabilities = GeneratorCapabilities(trainable=False, uses_retrieval=False, reads_gene_embeddings=True)
 
     def __init__(self, params: LinearParams, ctx: BuildContext):
         super().__init__()
@@ -124,7 +122,8 @@ class LinearBaseline(Generator):
         self.x_mean = torch.from_numpy(np.stack(x_mean).astype(np.float32))
         self.y_mean = torch.from_numpy(np.stack(y_mean).astype(np.float32))
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        batch = inputs.batch
         c = batch.context_index
         x = batch.pert_emb.to(self.weight) - self.x_mean[c]
         shift = self.y_mean[c] + torch.einsum("be,beg->bg", x, self.weight[c])
@@ -139,8 +138,6 @@ class NeighbourMeanBaseline(PertMeanBaseline):
     valid neighbour (e.g. retriever ``none``) it falls back to ``pert-mean``.
     """
 
-    name = "neighbour-mean"
-
     def __init__(self, ctx: BuildContext):
         super().__init__(ctx)
         self.register_buffer("response", torch.zeros(0, ctx.n_genes))
@@ -149,7 +146,8 @@ class NeighbourMeanBaseline(PertMeanBaseline):
         super().fit(database)
         self.response = torch.from_numpy(np.asarray(database.response, dtype=np.float32))
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        batch = inputs.batch
         shift = self.shift.to(batch.ctrl)[batch.context_index]
         ids = batch.neighbour_ids
         if ids is not None and ids.numel() and len(self.response):
@@ -167,10 +165,8 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
     shift(g, c) = mean of response(g, c') over training entries with gene g and line c' != c
     (each line weighs the same). A gene with no entry in another line falls back to
     ``pert-mean`` of line c. In a few-shot split this is the evidence a cross-context method must
-    beat (DESIGN.md section 6).
+    beat (docs/architecture.md, "What measurement taught us").
     """
-
-    name = "gene-other-lines"
 
     def fit(self, database) -> None:
         super().fit(database)
@@ -179,28 +175,26 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
         for i, (pert, context) in enumerate(zip(database.perts, database.contexts)):
             self._by_gene.setdefault(pert, []).append((context, response[i]))
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        batch = inputs.batch
         shift = self.shift.to(batch.ctrl)[batch.context_index].clone()
-        for b, (pert, line) in enumerate(zip(batch.perts, batch.contexts)):
+        for b, (pert, line) in enumerate(zip(batch.perts, batch.contexts, strict=True)):
             other = [r for c, r in getattr(self, "_by_gene", {}).get(pert, []) if c != line]
             if other:
                 shift[b] = torch.from_numpy(np.mean(other, axis=0)).to(shift)
         return batch.ctrl + shift.unsqueeze(1)
 
 
+def make_control(params: ComponentParams, ctx: BuildContext) -> ControlBaseline:
+    return ControlBaseline()
+
+
+make_pert_mean = context_factory(PertMeanBaseline)
+make_context_mean = context_factory(ContextMeanBaseline)
+make_neighbour_mean = context_factory(NeighbourMeanBaseline)
+make_gene_other_lines = context_factory(GeneOtherLinesBaseline)
+
+
 @hookimpl
 def ptrag_generators() -> list[GeneratorSpec]:
-    return [
-        GeneratorSpec("control", lambda params, ctx: ControlBaseline(), ComponentParams,
-                      "Baseline: predict the matched control cells (no effect)"),
-        GeneratorSpec("pert-mean", lambda params, ctx: PertMeanBaseline(ctx), ComponentParams,
-                      "Baseline: control cells plus the cell line's mean training response"),
-        GeneratorSpec("context-mean", lambda params, ctx: ContextMeanBaseline(ctx), ComponentParams,
-                      "Baseline: control cells plus the cell-weighted mean shift of the cell line"),
-        GeneratorSpec("linear", lambda params, ctx: LinearBaseline(params, ctx), LinearParams,
-                      "Baseline: ridge from gene embedding to pseudobulk response, per cell line"),
-        GeneratorSpec("neighbour-mean", lambda params, ctx: NeighbourMeanBaseline(ctx), ComponentParams,
-                      "Baseline: control cells plus the mean response of the retrieved neighbours"),
-        GeneratorSpec("gene-other-lines", lambda params, ctx: GeneOtherLinesBaseline(ctx), ComponentParams,
-                      "Baseline: control cells plus the same gene's mean response in other cell lines"),
-    ]
+    return builtin_specs("generator", __name__)

@@ -12,7 +12,7 @@ predicted cell i = control cell i + (1 + gain_i) * shift + correction_i, where
   cells is the controls' real spread, not a decoded mean.
 
 Both heads start at exactly zero: the untrained model predicts control cells + shift, i.e. the
-selector's baseline (DESIGN.md section 6: the untrained start equals a strong baseline).
+selector's baseline (docs/architecture.md: the untrained start equals a strong baseline).
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from pydantic import Field
 from torch import nn
 
 from ptrag.core.hookspecs import BuildContext, GeneratorSpec, hookimpl
-from ptrag.core.interfaces import CellSetBatch, Generator, SelectorOutput
+from ptrag.core.interfaces import (CellEncoding, CellSetBatch, GenerationInput, Generator, GeneratorCapabilities,
+                                   SelectorOutput)
+from ptrag.core.registry import builtin_specs
 from ptrag.plugins.generators.baselines import PertMeanBaseline
 from ptrag.plugins.generators.set_transformer import SetEncoderParams, mlp, set_encoder
 
@@ -37,10 +39,7 @@ class EvidenceGeneratorParams(SetEncoderParams):
 
 
 class EvidenceGenerator(Generator):
-    name = "evidence"
-    trainable = True
-    uses_context = True
-    uses_selection = True
+    capabilities = GeneratorCapabilities(trainable=True, uses_retrieval=True, reads_gene_embeddings=True)
 
     def __init__(self, params: EvidenceGeneratorParams, ctx: BuildContext):
         super().__init__()
@@ -74,11 +73,11 @@ class EvidenceGenerator(Generator):
         line = batch.context_index.clamp(max=self.line_embedding.num_embeddings - 1)
         return self.pert_encoder(batch.pert_emb.to(batch.ctrl.dtype)) + self.line_embedding(line)
 
-    def encode(self, batch: CellSetBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: CellSetBatch) -> CellEncoding:
         query = self._query(batch)
         states = self.cell_encoder(batch.ctrl) + query[:, None] if self.params.correction \
             else query[:, None].expand(-1, batch.ctrl.shape[1], -1)
-        return states, query
+        return CellEncoding(states, query)
 
     def shift(self, batch: CellSetBatch, selection: SelectorOutput | None) -> torch.Tensor:
         """The evidence shift, [B,1,G] (one per set) or [B,S,G] (per-cell keep decisions)."""
@@ -88,10 +87,10 @@ class EvidenceGenerator(Generator):
             return self.fallback.shift.to(batch.ctrl)[batch.context_index][:, None]
         safe = ids.clamp(min=0)
         response = self.response.to(dtype)[safe]  # [B,K,G]
-        if selection.evidence:
-            out = torch.einsum("bk,bkg->bg", selection.evidence["response"].to(dtype), response)
-            if "deviation" in selection.evidence:
-                out = out + torch.einsum("bk,bkg->bg", selection.evidence["deviation"].to(dtype),
+        if selection.evidence is not None:
+            out = torch.einsum("bk,bkg->bg", selection.evidence.response.to(dtype), response)
+            if selection.evidence.deviation is not None:
+                out = out + torch.einsum("bk,bkg->bg", selection.evidence.deviation.to(dtype),
                                          self.deviation.to(dtype)[safe])
             return out[:, None]
         if selection.weights is None:
@@ -102,14 +101,13 @@ class EvidenceGenerator(Generator):
         line_mean = self.fallback.shift.to(batch.ctrl)[batch.context_index][:, None]
         return torch.where(total > 0, mean, line_mean)  # a cell that kept nothing: the line's mean
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None,
-                encoded: tuple[torch.Tensor, torch.Tensor] | None = None,
-                selection: SelectorOutput | None = None) -> torch.Tensor:
-        shift = self.shift(batch, selection)
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        batch, context = inputs.batch, inputs.context
+        shift = self.shift(batch, inputs.selection)
         pred = batch.ctrl + shift
         if not self.params.correction:
             return pred
-        states, _ = encoded if encoded is not None else self.encode(batch)
+        states = (inputs.encoding or self.encode(batch)).states
         states = states + self.shift_encoder(shift)
         if self.noise_encoder is not None:  # drawn from torch's RNG: seeded, so runs repeat on CPU
             noise = torch.randn(*states.shape[:2], self.params.noise_dim, device=states.device, dtype=states.dtype)
@@ -122,8 +120,4 @@ class EvidenceGenerator(Generator):
 
 @hookimpl
 def ptrag_generators() -> list[GeneratorSpec]:
-    return [
-        GeneratorSpec("evidence", lambda params, ctx: EvidenceGenerator(params, ctx), EvidenceGeneratorParams,
-                      "Control cells + weighted observed responses of retrieved candidates + a learned "
-                      "per-cell correction (starts at its selector's baseline)"),
-    ]
+    return builtin_specs("generator", __name__)

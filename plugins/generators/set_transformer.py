@@ -16,8 +16,10 @@ import torch
 from pydantic import Field
 from torch import nn
 
+from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, GeneratorSpec, hookimpl
-from ptrag.core.interfaces import CellSetBatch, Generator
+from ptrag.core.interfaces import CellEncoding, CellSetBatch, GenerationInput, Generator, GeneratorCapabilities
+from ptrag.core.registry import builtin_specs
 
 
 def mlp(n_in: int, n_hidden: int, n_out: int, dropout: float = 0.0) -> nn.Sequential:
@@ -27,8 +29,6 @@ def mlp(n_in: int, n_hidden: int, n_out: int, dropout: float = 0.0) -> nn.Sequen
 def set_encoder(hidden_dim: int, params: "SetEncoderParams") -> nn.TransformerEncoder:
     """A bidirectional transformer over the cells of a set (pre-norm, GELU; no positions: a set)."""
     if hidden_dim % params.n_heads:
-        from ptrag.core.errors import ConfigError
-
         raise ConfigError(f"generator.n_heads {params.n_heads} must divide model.hidden_dim {hidden_dim}")
     layer = nn.TransformerEncoderLayer(
         d_model=hidden_dim, nhead=params.n_heads, dim_feedforward=params.ff_mult * hidden_dim,
@@ -60,15 +60,12 @@ class SetTransformerParams(SetEncoderParams):
 class SetTransformerGenerator(Generator):
     """See the module docstring. ``hidden_dim`` comes from ``model.hidden_dim`` (BuildContext)."""
 
-    name = "set_transformer"
-    trainable = True
-    uses_context = True
-
     def __init__(self, params: SetTransformerParams, ctx: BuildContext):
         super().__init__()
         h, g = ctx.hidden_dim, ctx.n_genes
         self.params = params
-        self.uses_gene_embeddings = params.pert_encoding == "embedding"  # one-hot never reads them
+        self.capabilities = GeneratorCapabilities(  # one-hot never reads gene embeddings
+            trainable=True, uses_retrieval=True, reads_gene_embeddings=params.pert_encoding == "embedding")
         self.cell_encoder = mlp(g, h, h, params.dropout)
         if params.pert_encoding == "onehot":
             # one-hot times a linear layer == an embedding table; the last row is "unknown gene"
@@ -92,7 +89,7 @@ class SetTransformerGenerator(Generator):
             return self.pert_encoder(self.pert_table(index))
         return self.pert_encoder(batch.pert_emb.to(batch.ctrl.dtype))
 
-    def encode(self, batch: CellSetBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode(self, batch: CellSetBatch) -> CellEncoding:
         """Cell states [B,S,H] (control encoding + perturbation encoding) and the query [B,H]."""
         query = self._query(batch)
         states = self.cell_encoder(batch.ctrl) + query.unsqueeze(1)
@@ -101,11 +98,11 @@ class SetTransformerGenerator(Generator):
             index = batch.batch_index
             index = torch.where((index < 0) | (index >= unknown), torch.full_like(index, unknown), index)
             states = states + self.batch_embedding(index)
-        return states, query
+        return CellEncoding(states, query)
 
-    def forward(self, batch: CellSetBatch, context: torch.Tensor | None = None,
-                encoded: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        states, _ = encoded if encoded is not None else self.encode(batch)
+    def forward(self, inputs: GenerationInput) -> torch.Tensor:
+        batch, context = inputs.batch, inputs.context
+        states = (inputs.encoding or self.encode(batch)).states
         if context is not None:
             states = context if self.params.context_mode == "replace" else states + context
         h = self.norm(self.transformer(states))
@@ -114,8 +111,4 @@ class SetTransformerGenerator(Generator):
 
 @hookimpl
 def ptrag_generators() -> list[GeneratorSpec]:
-    return [
-        GeneratorSpec("set_transformer", lambda params, ctx: SetTransformerGenerator(params, ctx),
-                      SetTransformerParams,
-                      "STATE-like set transformer over control-cell sets, residual on the controls"),
-    ]
+    return builtin_specs("generator", __name__)

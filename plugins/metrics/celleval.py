@@ -30,8 +30,9 @@ from pydantic import Field
 
 from ptrag.core.errors import DataError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, MetricSpec, hookimpl
-from ptrag.core.interfaces import SetMetric
-from ptrag.core.outputs import CLIP_MAX
+from ptrag.core.interfaces import CELL_EVAL_MAX as CLIP_MAX
+from ptrag.core.interfaces import LineCells, SetMetric
+from ptrag.core.registry import builtin_entries
 
 if importlib.util.find_spec("cell_eval") is None:  # checked cheaply: cell-eval itself imports in seconds
     raise ModuleNotFoundError("No module named 'cell_eval'", name="cell_eval")
@@ -44,25 +45,20 @@ CONTROL = "non-targeting"
 @dataclass(frozen=True)
 class Offered:
     direction: Literal["lower", "higher"]  # from cell-eval's best value (1 -> higher, 0 -> lower)
-    summary: str
     takes_n: bool = False  # overlap/precision: cell-eval also registers them at N = 50, 100, 200, 500
 
 
+#: cell-eval's names of the metrics offered (ptrag's names add the prefix; summaries: registry.yaml)
 OFFERED: dict[str, Offered] = {
-    "pearson_delta": Offered("higher", "Pearson of predicted vs real pseudobulk change from control"),
-    "mse": Offered("lower", "MSE of predicted vs real pseudobulk expression"),
-    "mae": Offered("lower", "MAE of predicted vs real pseudobulk expression"),
-    "discrimination_score_l1": Offered(
-        "higher", "1 - rank/N of the true perturbation among the line's real changes, L1, target gene left out"),
-    "overlap_at_N": Offered(
-        "higher", "Overlap of real and predicted top-N significant DE genes (pdex Wilcoxon, FDR 0.05) / N",
-        takes_n=True),
-    "precision_at_N": Offered(
-        "higher", "Overlap of predicted and real top-N significant DE genes / N, N from the prediction",
-        takes_n=True),
-    "de_direction_match": Offered("higher", "Sign agreement of predicted and real log2 fold change on real DE genes"),
-    "de_spearman_lfc_sig": Offered("higher", "Spearman of predicted vs real log2 fold change on real DE genes"),
-    "de_sig_genes_recall": Offered("higher", "Share of the real DE genes that are DE in the prediction too"),
+    "pearson_delta": Offered("higher"),
+    "mse": Offered("lower"),
+    "mae": Offered("lower"),
+    "discrimination_score_l1": Offered("higher"),
+    "overlap_at_N": Offered("higher", takes_n=True),
+    "precision_at_N": Offered("higher", takes_n=True),
+    "de_direction_match": Offered("higher"),
+    "de_spearman_lfc_sig": Offered("higher"),
+    "de_sig_genes_recall": Offered("higher"),
 }
 N_VALUES = (50, 100, 200, 500)
 #: every cell-eval metric one evaluation computes (cheap next to the DE they share)
@@ -85,7 +81,6 @@ class CellEvalMetric(SetMetric):
 
     direction = "higher"
     space = "genes"
-    wants_groups = True
 
     def __init__(self, metric: str, direction: str, gene_names: Sequence[str], threads: int = 0):
         self.metric = metric  # cell-eval's column name, e.g. overlap_at_50
@@ -94,11 +89,9 @@ class CellEvalMetric(SetMetric):
         self.gene_names = tuple(str(g) for g in gene_names)
         self.threads = threads
 
-    def compute_set(self, preds: Sequence[np.ndarray], reals: Sequence[np.ndarray], ctrl: np.ndarray,
-                    groups: Sequence[tuple[str, str]] | None = None) -> np.ndarray:
-        if groups is None:
-            raise TypeError(f"{self.name}: needs the groups' names (the evaluator passes groups=, see SetMetric)")
-        table = line_results(preds, reals, ctrl, [p for p, _ in groups], self.gene_names,
+    def compute_set(self, line: LineCells) -> np.ndarray:
+        groups = line.groups
+        table = line_results(line.preds, line.reals, line.ctrl, [p for p, _ in groups], self.gene_names,
                              context=groups[0][1] if groups else "", threads=self.threads)
         column = table.get(self.metric, {})  # absent when cell-eval had no value for any perturbation
         return np.array([column.get(pert, np.nan) for pert, _ in groups], dtype=float)
@@ -192,16 +185,18 @@ def evaluate_line(preds: Sequence[np.ndarray], reals: Sequence[np.ndarray], ctrl
 # --------------------------------------------------------------------------- hook
 
 
-def _spec(base: str, offered: Offered) -> MetricSpec:
+def _spec(name: str, summary: str) -> MetricSpec:
+    base = name.removeprefix(PREFIX)
+    offered = OFFERED[base]
+
     def factory(params: CellEvalParams, ctx: BuildContext | None) -> CellEvalMetric:
         n = getattr(params, "n", None)
         metric = base.replace("_N", f"_{n}") if n else base
         return CellEvalMetric(metric, offered.direction, ctx.gene_names if ctx else (), params.threads)
 
-    return MetricSpec(PREFIX + base, factory, CellEvalTopNParams if offered.takes_n else CellEvalParams,
-                      offered.summary)
+    return MetricSpec(name, factory, CellEvalTopNParams if offered.takes_n else CellEvalParams, summary)
 
 
 @hookimpl
 def ptrag_metrics() -> list[MetricSpec]:
-    return [_spec(base, offered) for base, offered in OFFERED.items()]
+    return [_spec(entry.name, entry.summary) for entry in builtin_entries("metric", __name__)]

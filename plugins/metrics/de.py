@@ -8,16 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl
+from ptrag.core.hookspecs import MetricSpec, hookimpl, params_factory
 from ptrag.core.interfaces import Metric
+from ptrag.core.registry import builtin_specs
 
-from .expression import TopKParams, mean_delta, top_de
+from .expression import TopKParams, mean_delta, top_de  # noqa: F401 (TopKParams: named by registry.yaml)
 
 
 class DEOverlap(Metric):
     """Fraction of the real top-k DE genes that are also among the predicted top-k."""
 
-    name = "de-overlap"
     direction = "higher"
     space = "de"
 
@@ -37,7 +37,6 @@ class DEDirection(Metric):
     A zero predicted change agrees with nothing, so predicting no effect scores 0.
     """
 
-    name = "de-direction"
     direction = "higher"
     space = "de"
 
@@ -51,11 +50,10 @@ class DEDirection(Metric):
         return float(np.mean(np.sign(mean_delta(pred, ctrl)[genes]) == np.sign(real_delta[genes])))
 
 
+make_de_overlap = params_factory(DEOverlap, "k")
+make_de_direction = params_factory(DEDirection, "k")
+
+
 @hookimpl
 def ptrag_metrics() -> list[MetricSpec]:
-    return [
-        MetricSpec("de-overlap", lambda params, ctx: DEOverlap(params.k), TopKParams,
-                   "Overlap of predicted and real top-k DE genes by |mean change|"),
-        MetricSpec("de-direction", lambda params, ctx: DEDirection(params.k), TopKParams,
-                   "Sign agreement of predicted and real change on the real top-k DE genes"),
-    ]
+    return builtin_specs("metric", __name__)

@@ -9,12 +9,13 @@ N real pseudobulks in one fixed order, so its scores average exactly 0.5 over th
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl
-from ptrag.core.interfaces import SetMetric
+from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl, params_factory
+from ptrag.core.interfaces import LineCells, SetMetric
+from ptrag.core.registry import builtin_specs
 
 
 class DiscriminationParams(ComponentParams):
@@ -24,19 +25,18 @@ class DiscriminationParams(ComponentParams):
 class Discrimination(SetMetric):
     """Normalised rank of the true perturbation among the line's held-out ones (pseudobulks)."""
 
-    name = "discrimination"
     direction = "higher"
     space = "genes"
 
     def __init__(self, distance: str = "l1"):
         self.distance = distance
 
-    def compute_set(self, preds: Sequence[np.ndarray], reals: Sequence[np.ndarray], ctrl: np.ndarray) -> np.ndarray:
-        n = len(preds)
+    def compute_set(self, line: LineCells) -> np.ndarray:
+        n = len(line.preds)
         if n < 2:
             return np.full(n, np.nan)
-        p = np.stack([x.mean(axis=0) for x in preds]).astype(np.float64)
-        r = np.stack([x.mean(axis=0) for x in reals]).astype(np.float64)
+        p = np.stack([x.mean(axis=0) for x in line.preds]).astype(np.float64)
+        r = np.stack([x.mean(axis=0) for x in line.reals]).astype(np.float64)
         diff = p[:, None, :] - r[None, :, :]
         dist = np.abs(diff).sum(-1) if self.distance == "l1" else np.sqrt((diff**2).sum(-1))
         true = np.diag(dist)[:, None]
@@ -45,9 +45,9 @@ class Discrimination(SetMetric):
         return farther / (n - 1)
 
 
+make_discrimination = params_factory(Discrimination, "distance")
+
+
 @hookimpl
 def ptrag_metrics() -> list[MetricSpec]:
-    return [
-        MetricSpec("discrimination", lambda params, ctx: Discrimination(params.distance), DiscriminationParams,
-                   "Rank of the true perturbation among the line's held-out ones (1 best, 0.5 constant)"),
-    ]
+    return builtin_specs("metric", __name__)

@@ -13,8 +13,9 @@ import ot
 from pydantic import Field
 from scipy.stats import energy_distance
 
-from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl
+from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl, params_factory
 from ptrag.core.interfaces import Metric
+from ptrag.core.registry import builtin_specs
 
 
 def _subsample(x: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
@@ -24,7 +25,6 @@ def _subsample(x: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
 class Wasserstein1(Metric):
     """Mean over PCs of the 1-D Wasserstein-1 distance (POT ``wasserstein_1d``, p=1)."""
 
-    name = "w1"
     direction = "lower"
     space = "pca50"
 
@@ -35,7 +35,6 @@ class Wasserstein1(Metric):
 class Wasserstein2(Metric):
     """Mean over PCs of the squared 1-D Wasserstein-2 distance (POT ``wasserstein_1d``, p=2)."""
 
-    name = "w2"
     direction = "lower"
     space = "pca50"
 
@@ -50,7 +49,6 @@ class Energy(Metric):
     distance: two point masses d apart score sqrt(2d).
     """
 
-    name = "energy"
     direction = "lower"
     space = "pca50"
 
@@ -71,7 +69,6 @@ class RBFMMD(Metric):
     samples of one distribution score about 0 (slightly negative values are possible).
     """
 
-    name = "mmd"
     direction = "lower"
     space = "pca50"
 
@@ -113,7 +110,6 @@ class W2OT(Metric):
     subsampled with ``seed`` (exact OT is cubic in the number of cells).
     """
 
-    name = "w2-ot"
     direction = "lower"
     space = "pca50"
 
@@ -128,17 +124,13 @@ class W2OT(Metric):
         return float(ot.emd2(ot.unif(len(x)), ot.unif(len(y)), cost, numItermax=1_000_000))
 
 
+make_w1 = params_factory(Wasserstein1)
+make_w2 = params_factory(Wasserstein2)
+make_energy = params_factory(Energy)
+make_mmd = params_factory(RBFMMD, "max_cells", "seed")
+make_w2_ot = params_factory(W2OT, "max_cells", "seed")
+
+
 @hookimpl
 def ptrag_metrics() -> list[MetricSpec]:
-    return [
-        MetricSpec("w1", lambda params, ctx: Wasserstein1(), ComponentParams,
-                   "Wasserstein-1 per PC, mean over 50 PCs (distribution)"),
-        MetricSpec("w2", lambda params, ctx: Wasserstein2(), ComponentParams,
-                   "Squared Wasserstein-2 per PC, mean over 50 PCs (distribution)"),
-        MetricSpec("energy", lambda params, ctx: Energy(), ComponentParams,
-                   "Energy distance per PC, mean over 50 PCs (distribution)"),
-        MetricSpec("mmd", lambda params, ctx: RBFMMD(params.max_cells, params.seed), MMDParams,
-                   "Unbiased RBF MMD (median heuristic) per PC, mean over 50 PCs (distribution)"),
-        MetricSpec("w2-ot", lambda params, ctx: W2OT(params.max_cells, params.seed), W2OTParams,
-                   "Squared multivariate W2 on 50 PCs by exact OT (distribution, small sets)"),
-    ]
+    return builtin_specs("metric", __name__)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl
+from ptrag.core.hookspecs import ComponentParams, MetricSpec, hookimpl, params_factory
 from ptrag.core.interfaces import Metric
+from ptrag.core.registry import builtin_specs
 
 
 def mean_delta(cells: np.ndarray, ctrl: np.ndarray) -> np.ndarray:
@@ -29,7 +30,6 @@ def pearson(a: np.ndarray, b: np.ndarray) -> float:
 class MeanSquaredError(Metric):
     """Mean over genes of the squared difference between predicted and real mean expression."""
 
-    name = "mse"
     direction = "lower"
     space = "genes"
 
@@ -43,7 +43,6 @@ class PearsonDelta(Metric):
     A constant (zero-change) prediction has no defined correlation and scores 0.
     """
 
-    name = "pearson-delta"
     direction = "higher"
     space = "genes"
 
@@ -58,7 +57,6 @@ class TopKParams(ComponentParams):
 class PearsonDeltaDE(Metric):
     """Pearson of predicted vs real mean change on the real top-k DE genes only."""
 
-    name = "pearson-delta-de"
     direction = "higher"
     space = "de"
 
@@ -72,13 +70,11 @@ class PearsonDeltaDE(Metric):
         return pearson(mean_delta(pred, ctrl)[genes], real_delta[genes])
 
 
+make_mse = params_factory(MeanSquaredError)
+make_pearson_delta = params_factory(PearsonDelta)
+make_pearson_delta_de = params_factory(PearsonDeltaDE, "k")
+
+
 @hookimpl
 def ptrag_metrics() -> list[MetricSpec]:
-    return [
-        MetricSpec("mse", lambda params, ctx: MeanSquaredError(), ComponentParams,
-                   "MSE of predicted vs real mean expression (genes)"),
-        MetricSpec("pearson-delta", lambda params, ctx: PearsonDelta(), ComponentParams,
-                   "Pearson of predicted vs real mean change from control (genes)"),
-        MetricSpec("pearson-delta-de", lambda params, ctx: PearsonDeltaDE(params.k), TopKParams,
-                   "Pearson of predicted vs real mean change on the real top-k DE genes"),
-    ]
+    return builtin_specs("metric", __name__)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -16,11 +17,9 @@ from pydantic import Field, field_validator
 
 from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
-from ptrag.core.interfaces import RetrievalResult, Retriever
+from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
+from ptrag.core.registry import builtin_specs
 from ptrag.core.retrieval import brute_force_query, check_keys, flat_exclusions, normalise_rows
-
-SUMMARY = "Exact cosine top-k in torch (the paper's behaviour), batched, deterministic"
-
 
 class ExactParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -66,9 +65,6 @@ def topk_lower_id_first(sims: torch.Tensor, k: int) -> tuple[torch.Tensor, torch
 
 
 class ExactRetriever(Retriever):
-    name = "exact"
-    exact = True
-
     def __init__(self, device: str = "cpu", batch_size: int = 1024) -> None:
         self.device_name = device
         self.device = _resolve(device)
@@ -76,7 +72,7 @@ class ExactRetriever(Retriever):
         self.keys = torch.zeros((0, 0), dtype=torch.float32)
 
     def build(self, keys: np.ndarray | torch.Tensor, meta: Any | None = None) -> None:
-        arr = normalise_rows(check_keys(keys, self.name))
+        arr = normalise_rows(check_keys(keys, self.name or "exact"))
         self.keys = torch.from_numpy(arr).to(self.device)
 
     def search(self, queries: np.ndarray | torch.Tensor, k: int,
@@ -124,9 +120,11 @@ class ExactRetriever(Retriever):
 
 def make_exact(params: ExactParams, ctx: BuildContext) -> ExactRetriever:
     device = ctx.device if params.device == "model" else params.device
-    return ExactRetriever(device, params.batch_size)
+    retriever = ExactRetriever(device, params.batch_size)
+    retriever.capabilities = RetrieverCapabilities(k=params.k, exact=True)
+    return retriever
 
 
 @hookimpl
 def ptrag_retrievers() -> list[RetrieverSpec]:
-    return [RetrieverSpec("exact", make_exact, ExactParams, SUMMARY)]
+    return builtin_specs("retriever", __name__)

@@ -17,12 +17,10 @@ from pydantic import Field
 
 from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
-from ptrag.core.interfaces import RetrievalResult, Retriever
+from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
+from ptrag.core.registry import builtin_specs
 from ptrag.core.retrieval import (as_matrix, check_k, check_keys, normalise_exclude, normalise_rows,
                                   search_with_exclusion)
-
-SUMMARY = "FAISS index (flat, HNSW or IVF) over cosine similarity; GPU when available"
-
 
 class FaissParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -45,13 +43,10 @@ def _faiss():
 
 
 class FaissRetriever(Retriever):
-    name = "faiss"
-    exact = True  # set per instance: only the flat index is exact
-
     def __init__(self, params: FaissParams | None = None, seed: int = 0) -> None:
         self.params = params or FaissParams()
         self.seed = self.params.seed if self.params.seed is not None else seed
-        self.exact = self.params.index == "flat"
+        self.capabilities = RetrieverCapabilities(k=self.params.k, exact=self.params.index == "flat")
         self.index = None
         self.dim = 0
         self._n = 0
@@ -88,7 +83,7 @@ class FaissRetriever(Retriever):
 
     def build(self, keys: np.ndarray | Any, meta: Any | None = None) -> None:
         faiss = _faiss()
-        arr = normalise_rows(check_keys(keys, self.name))
+        arr = normalise_rows(check_keys(keys, self.name or "faiss"))
         index = self._make_index(faiss, arr)
         index = self._to_gpu(faiss, index)
         index.add(arr)
@@ -145,4 +140,4 @@ def make_faiss(params: FaissParams, ctx: BuildContext) -> FaissRetriever:
 
 @hookimpl
 def ptrag_retrievers() -> list[RetrieverSpec]:
-    return [RetrieverSpec("faiss", make_faiss, FaissParams, SUMMARY)]
+    return builtin_specs("retriever", __name__)

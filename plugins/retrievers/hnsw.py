@@ -16,12 +16,10 @@ from pydantic import Field
 
 from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
-from ptrag.core.interfaces import RetrievalResult, Retriever
+from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
+from ptrag.core.registry import builtin_specs
 from ptrag.core.retrieval import (as_matrix, check_k, check_keys, normalise_exclude, normalise_rows,
                                   search_with_exclusion)
-
-SUMMARY = "hnswlib graph index over cosine similarity (approximate, seeded)"
-
 
 class HnswParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -41,8 +39,7 @@ def _hnswlib():
 
 
 class HnswRetriever(Retriever):
-    name = "hnsw"
-    exact = False
+    capabilities = RetrieverCapabilities(exact=False)
 
     def __init__(self, params: HnswParams | None = None, seed: int = 0) -> None:
         self.params = params or HnswParams()
@@ -53,7 +50,7 @@ class HnswRetriever(Retriever):
 
     def build(self, keys: np.ndarray | Any, meta: Any | None = None) -> None:
         hnswlib = _hnswlib()
-        arr = normalise_rows(check_keys(keys, self.name))
+        arr = normalise_rows(check_keys(keys, self.name or "hnsw"))
         p = self.params
         index = hnswlib.Index(space="cosine", dim=arr.shape[1])
         index.init_index(max_elements=len(arr), ef_construction=p.ef_construction, M=p.M,
@@ -101,9 +98,11 @@ class HnswRetriever(Retriever):
 
 
 def make_hnsw(params: HnswParams, ctx: BuildContext) -> HnswRetriever:
-    return HnswRetriever(params, ctx.seed)
+    retriever = HnswRetriever(params, ctx.seed)
+    retriever.capabilities = RetrieverCapabilities(k=params.k, exact=False)
+    return retriever
 
 
 @hookimpl
 def ptrag_retrievers() -> list[RetrieverSpec]:
-    return [RetrieverSpec("hnsw", make_hnsw, HnswParams, SUMMARY)]
+    return builtin_specs("retriever", __name__)

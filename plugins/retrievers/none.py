@@ -10,13 +10,12 @@ import numpy as np
 import torch
 
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
-from ptrag.core.interfaces import RetrievalResult, Retriever
+from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
+from ptrag.core.registry import builtin_specs
 
 
 class NoRetrieval(Retriever):
-    name = "none"
-    exact = True
-    uses_gene_embeddings = False
+    capabilities = RetrieverCapabilities(k=0, retrieves=False, reads_gene_embeddings=False)
 
     def __init__(self) -> None:
         self._n = 0
@@ -47,7 +46,10 @@ class NoRetrievalParams(ComponentParams):
     k: int = 0
 
 
+def make_none(params: NoRetrievalParams, ctx: BuildContext) -> NoRetrieval:
+    return NoRetrieval()
+
+
 @hookimpl
 def ptrag_retrievers() -> list[RetrieverSpec]:
-    return [RetrieverSpec("none", lambda params, ctx: NoRetrieval(), NoRetrievalParams,
-                          "No retrieval: the STATE baseline")]
+    return builtin_specs("retriever", __name__)

@@ -18,12 +18,10 @@ import torch
 from pydantic import Field
 
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
-from ptrag.core.interfaces import RetrievalResult, Retriever
+from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
+from ptrag.core.registry import builtin_specs
 from ptrag.core.retrieval import (brute_force_query, check_keys, flat_exclusions, normalise_rows,
                                   rank_candidates)
-
-SUMMARY = "Uniformly random candidates (ablation), seeded; scores are their true cosines"
-
 
 class RandomParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -32,8 +30,7 @@ class RandomParams(ComponentParams):
 
 
 class RandomRetriever(Retriever):
-    name = "random"
-    exact = False
+    capabilities = RetrieverCapabilities(exact=False)
 
     def __init__(self, seed: int = 0, batch_size: int = 1024) -> None:
         self.seed = seed
@@ -42,7 +39,7 @@ class RandomRetriever(Retriever):
         self.keys = np.zeros((0, 0), np.float32)
 
     def build(self, keys: np.ndarray | Any, meta: Any | None = None) -> None:
-        self.keys = normalise_rows(check_keys(keys, self.name))
+        self.keys = normalise_rows(check_keys(keys, self.name or "random"))
         self.rng = np.random.default_rng(self.seed)
 
     def search(self, queries: np.ndarray | Any, k: int,
@@ -88,9 +85,11 @@ class RandomRetriever(Retriever):
 
 
 def make_random(params: RandomParams, ctx: BuildContext) -> RandomRetriever:
-    return RandomRetriever(params.seed if params.seed is not None else ctx.seed, params.batch_size)
+    retriever = RandomRetriever(params.seed if params.seed is not None else ctx.seed, params.batch_size)
+    retriever.capabilities = RetrieverCapabilities(k=params.k, exact=False)
+    return retriever
 
 
 @hookimpl
 def ptrag_retrievers() -> list[RetrieverSpec]:
-    return [RetrieverSpec("random", make_random, RandomParams, SUMMARY)]
+    return builtin_specs("retriever", __name__)

@@ -13,7 +13,8 @@ from pydantic import Field
 from torch import nn
 
 from ptrag.core.hookspecs import BuildContext, ComponentParams, SelectorSpec, hookimpl
-from ptrag.core.interfaces import Selector, SelectorOutput
+from ptrag.core.interfaces import SelectionInput, Selector, SelectorOutput
+from ptrag.core.registry import builtin_specs
 
 
 def _mlp(h: int) -> nn.Sequential:
@@ -25,23 +26,20 @@ class AttentionParams(ComponentParams):
 
 
 class AttentionSelector(Selector):
-    name = "attention"
-
     def __init__(self, params: AttentionParams, ctx: BuildContext):
         super().__init__()
         h = ctx.hidden_dim
         self.params = params
         self.q, self.k, self.v = _mlp(h), _mlp(h), _mlp(h)
 
-    def forward(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor,
-                scores: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> SelectorOutput:
+    def forward(self, inputs: SelectionInput) -> SelectorOutput:
+        candidates = inputs.candidates
         if candidates.shape[1] == 0:
             return SelectorOutput(context=None, weights=None)
-        q = self.q(cell_state + query.unsqueeze(1))  # [B,S,H]
+        q = self.q(inputs.cell_states + inputs.query.unsqueeze(1))  # [B,S,H]
         k, v = self.k(candidates), self.v(candidates)  # [B,K,H]
         logits = torch.einsum("bsh,bkh->bsk", q, k) / q.shape[-1] ** 0.5
-        if mask is not None:
-            logits = logits.masked_fill(~mask[:, None, :], float("-inf"))
+        logits = logits.masked_fill(~inputs.mask[:, None, :], float("-inf"))
         attn = torch.nan_to_num(F.softmax(logits.float(), dim=-1)).to(v.dtype)  # all-padding rows -> 0
         context = self.params.weight * torch.einsum("bsk,bkh->bsh", attn, v)
         return SelectorOutput(context=context, weights=attn)
@@ -49,5 +47,4 @@ class AttentionSelector(Selector):
 
 @hookimpl
 def ptrag_selectors() -> list[SelectorSpec]:
-    return [SelectorSpec("attention", lambda params, ctx: AttentionSelector(params, ctx), AttentionParams,
-                         "Vanilla RAG: soft cross-attention from each cell to the K candidates")]
+    return builtin_specs("selector", __name__)

@@ -1,6 +1,7 @@
 """`evidence`: weigh retrieved candidates by the kind of evidence they carry, starting at a baseline.
 
-Measurement taught us that observed responses are the signal (DESIGN.md section 6). This selector
+Measurement taught us that observed responses are the signal (docs/architecture.md, "What
+measurement taught us"). This selector
 combines three kinds of them into coefficients on the candidates' responses, which an evidence
 generator (``generators/evidence.py``) turns into the predicted mean shift:
 
@@ -26,7 +27,8 @@ from pydantic import Field
 from torch import nn
 
 from ptrag.core.hookspecs import BuildContext, ComponentParams, SelectorSpec, hookimpl
-from ptrag.core.interfaces import CandidateRelations, Selector, SelectorOutput
+from ptrag.core.interfaces import EvidenceWeights, SelectionInput, Selector, SelectorCapabilities, SelectorOutput
+from ptrag.core.registry import builtin_specs
 
 KINDS = ("same", "near", "dev")
 _N_SCALARS = 5  # same gene, same line, has deviation, stage-1 score, rank
@@ -46,8 +48,7 @@ def _masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 class EvidenceSelector(Selector):
-    name = "evidence"
-    uses_relations = True
+    capabilities = SelectorCapabilities(needs_relations=True)
 
     def __init__(self, params: EvidenceParams, ctx: BuildContext):
         super().__init__()
@@ -65,13 +66,11 @@ class EvidenceSelector(Selector):
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
 
-    def forward(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor,
-                scores: torch.Tensor | None = None, mask: torch.Tensor | None = None,
-                relations: CandidateRelations | None = None) -> SelectorOutput:
+    def forward(self, inputs: SelectionInput) -> SelectorOutput:
+        candidates, relations, valid = inputs.candidates, inputs.relations, inputs.mask
         b, k = candidates.shape[:2]
         if k == 0 or relations is None:
             return SelectorOutput(context=None, weights=None)
-        valid = mask if mask is not None else torch.ones(b, k, dtype=torch.bool, device=candidates.device)
         dtype = candidates.dtype
         same = relations.same_gene & valid
         other = valid & ~relations.same_gene
@@ -79,12 +78,11 @@ class EvidenceSelector(Selector):
         # the near_k nearest other genes in stage-1 order (rows are ranked by score)
         near_prior = other & (other.long().cumsum(-1) <= self.params.near_k)
 
-        score = torch.where(valid, scores, torch.zeros_like(scores)) if scores is not None \
-            else torch.zeros(b, k, device=candidates.device)
+        score = torch.where(valid, inputs.scores, torch.zeros_like(inputs.scores))
         rank = torch.arange(k, device=candidates.device, dtype=dtype).expand(b, k) / k
         lines = relations.query_context.clamp(max=self.n_lines - 1)
         cand_lines = relations.candidate_context.clamp(max=self.n_lines - 1)
-        q = self.q_proj(query)  # [B,D]
+        q = self.q_proj(inputs.query)  # [B,D]
         features = torch.cat([
             torch.stack([relations.same_gene.to(dtype), relations.same_context.to(dtype),
                          relations.has_deviation.to(dtype), score.to(dtype), rank], dim=-1),
@@ -111,14 +109,13 @@ class EvidenceSelector(Selector):
 
         response = a_same[:, None] * w_same + a_near[:, None] * w_near  # [B,K]
         deviation = a_dev[:, None] * w_dev
-        s = cell_state.shape[1]
-        stats = {f"evidence_{kind}": float(a.detach().mean()) for kind, a in zip(KINDS, (a_same, a_near, a_dev))}
+        s = inputs.cell_states.shape[1]
+        stats = {f"evidence_{kind}": float(a.detach().mean())
+                 for kind, a in zip(KINDS, (a_same, a_near, a_dev), strict=True)}
         return SelectorOutput(context=None, weights=response[:, None, :].expand(b, s, k),
-                              evidence={"response": response, "deviation": deviation}, stats=stats)
+                              evidence=EvidenceWeights(response, deviation), stats=stats)
 
 
 @hookimpl
 def ptrag_selectors() -> list[SelectorSpec]:
-    return [SelectorSpec("evidence", lambda params, ctx: EvidenceSelector(params, ctx), EvidenceParams,
-                         "Evidence weights: same gene in other lines, nearest genes, line-specific deviations; "
-                         "starts at the gene-other-lines baseline")]
+    return builtin_specs("selector", __name__)

@@ -27,7 +27,8 @@ from pydantic import Field
 from torch import nn
 
 from ptrag.core.hookspecs import BuildContext, ComponentParams, SelectorSpec, hookimpl
-from ptrag.core.interfaces import Selector, SelectorOutput
+from ptrag.core.interfaces import SelectionInput, Selector, SelectorCapabilities, SelectorOutput
+from ptrag.core.registry import builtin_specs
 
 
 class GumbelParams(ComponentParams):
@@ -48,12 +49,11 @@ class GumbelParams(ComponentParams):
 
 
 class GumbelSelector(Selector):
-    name = "gumbel"
-
     def __init__(self, params: GumbelParams, ctx: BuildContext):
         super().__init__()
         h = ctx.hidden_dim
         self.params = params
+        self.capabilities = SelectorCapabilities(stochastic=params.sample_at_eval)
         self.scorer = nn.Sequential(
             nn.LayerNorm(3 * h), nn.Linear(3 * h, params.scorer_hidden), nn.GELU(),
             nn.Linear(params.scorer_hidden, 2),
@@ -118,11 +118,11 @@ class GumbelSelector(Selector):
         ], dim=-1)
         return self.scorer(features)
 
-    def forward(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor,
-                scores: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> SelectorOutput:
+    def forward(self, inputs: SelectionInput) -> SelectorOutput:
+        cell_state, candidates, mask = inputs.cell_states, inputs.candidates, inputs.mask
         if candidates.shape[1] == 0:
             return SelectorOutput(context=None, weights=None, stats={"keep_ratio": 0.0})
-        logits = self.logits(cell_state, query, candidates).float()
+        logits = self.logits(cell_state, inputs.query, candidates).float()
         if self.params.standardize_logits:
             logits = logits / (logits.std() + 1e-6)
         margin = logits[..., 0] - logits[..., 1]  # [B,S,K]: keep minus drop
@@ -131,15 +131,9 @@ class GumbelSelector(Selector):
             keep = hard_gumbel_keep(margin, tau)  # 0/1 forward, straight-through gradient backward
         else:
             keep = (margin >= 0).to(margin.dtype)  # the argmax (ties keep, as argmax picks the first)
-        if mask is not None:
-            keep = keep * mask[:, None, :].to(keep.dtype)
-        keep = keep.to(cell_state.dtype)
+        keep = (keep * mask[:, None, :].to(keep.dtype)).to(cell_state.dtype)  # padding is never kept
         context = torch.einsum("bsk,bkh->bsh", keep, self.project(candidates))
-        if mask is not None:
-            n_valid = mask.sum().clamp(min=1) * cell_state.shape[1]
-            mean_keep = keep.sum() / n_valid
-        else:
-            mean_keep = keep.mean()
+        mean_keep = keep.sum() / (mask.sum().clamp(min=1) * cell_state.shape[1])
         if self.training:
             self.train_steps += 1
         weight = self.params.sparsity_weight * self.sparsity_scale()
@@ -168,5 +162,4 @@ def hard_gumbel_keep(margin: torch.Tensor, tau: float) -> torch.Tensor:
 
 @hookimpl
 def ptrag_selectors() -> list[SelectorSpec]:
-    return [SelectorSpec("gumbel", lambda params, ctx: GumbelSelector(params, ctx), GumbelParams,
-                         "PT-RAG: hard Gumbel-Softmax keep/drop per candidate, sparsity-penalised")]
+    return builtin_specs("selector", __name__)

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
-import torch
-
 from ptrag.core.hookspecs import BuildContext, ComponentParams, SelectorSpec, hookimpl
-from ptrag.core.interfaces import Selector, SelectorOutput
+from ptrag.core.interfaces import SelectionInput, Selector, SelectorCapabilities, SelectorOutput
+from ptrag.core.registry import builtin_specs
 
 
 class NoSelection(Selector):
-    name = "none"
+    capabilities = SelectorCapabilities(selects=False)
 
-    def forward(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor,
-                scores: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> SelectorOutput:
+    def forward(self, inputs: SelectionInput) -> SelectorOutput:
         return SelectorOutput(context=None, weights=None)
+
+
+def make_none(params: ComponentParams, ctx: BuildContext) -> NoSelection:
+    return NoSelection()
 
 
 @hookimpl
 def ptrag_selectors() -> list[SelectorSpec]:
-    return [SelectorSpec("none", lambda params, ctx: NoSelection(), ComponentParams,
-                         "No selection: retrieved candidates are ignored")]
+    return builtin_specs("selector", __name__)

@@ -6,22 +6,21 @@ import torch
 from torch import nn
 
 from ptrag.core.hookspecs import BuildContext, ComponentParams, SelectorSpec, hookimpl
-from ptrag.core.interfaces import Selector, SelectorOutput
+from ptrag.core.interfaces import SelectionInput, Selector, SelectorOutput
+from ptrag.core.registry import builtin_specs
 
 
 class UniformSelector(Selector):
-    name = "uniform"
-
-    def __init__(self, ctx: BuildContext):
+    def __init__(self, params: ComponentParams, ctx: BuildContext):
         super().__init__()
         self.project = nn.Linear(ctx.hidden_dim, ctx.hidden_dim)
 
-    def forward(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor,
-                scores: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> SelectorOutput:
-        b, s, _ = cell_state.shape
+    def forward(self, inputs: SelectionInput) -> SelectorOutput:
+        b, s, _ = inputs.cell_states.shape
+        candidates = inputs.candidates
         if candidates.shape[1] == 0:
             return SelectorOutput(context=None, weights=None)
-        valid = mask.to(candidates.dtype) if mask is not None else torch.ones(candidates.shape[:2]).to(candidates)
+        valid = inputs.mask.to(candidates.dtype)
         w = valid / valid.sum(1, keepdim=True).clamp(min=1)  # [B,K]
         weights = w[:, None, :].expand(b, s, -1)
         context = torch.einsum("bsk,bkh->bsh", weights, self.project(candidates))
@@ -30,5 +29,4 @@ class UniformSelector(Selector):
 
 @hookimpl
 def ptrag_selectors() -> list[SelectorSpec]:
-    return [SelectorSpec("uniform", lambda params, ctx: UniformSelector(ctx), ComponentParams,
-                         "Mean of the K retrieved candidates (no selection)")]
+    return builtin_specs("selector", __name__)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ptrag.core.manager import build_manager
+from ptrag.core.components.manager import build_manager
 from ptrag.core.testing import RetrieverContract
 from ptrag_pearson import PearsonRetriever
 

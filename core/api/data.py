@@ -1,0 +1,89 @@
+"""Screens from Python: the built-in data, validating and summarising a file, writing a split.
+
+``ptrag data synth|inspect|split`` call these.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anndata as ad
+from pydantic import ValidationError
+
+from ..config import DataConfig
+from ..data.dataset import PerturbationData
+from ..data.embeddings import GeneEmbeddings, load_gene_embeddings
+from ..data.loading import read_screen
+from ..data.split import Split, resolve_split, split_to_toml
+from ..data.synth import synth_screen
+from ..errors import ConfigError
+from ..runs.requests import warn_zero_shot
+from .boundary import one_error
+
+
+def data_config(path: str | os.PathLike | None, **fields: Any) -> DataConfig:
+    """Data options as a DataConfig; a bad value fails in one line naming its option."""
+    try:
+        return DataConfig(path=str(path) if path else None, **{k: v for k, v in fields.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "option"
+        raise ConfigError(f"{option}: {first['msg']} (got {first.get('input')!r})") from None
+
+
+@one_error
+def synth(preset: str = "demo", seed: int = 0) -> ad.AnnData:
+    """The built-in Replogle-like screen (real schema; ground truth in ``uns['ptrag_synth']``)."""
+    return synth_screen(preset, seed)
+
+
+@dataclass
+class Inspection:
+    """A validated screen and its gene-embedding coverage (what ``ptrag data inspect`` prints)."""
+
+    data: PerturbationData
+    config: DataConfig
+    embeddings: GeneEmbeddings
+    seconds: float  # reading and validating the file
+
+    @property
+    def covered(self) -> int:
+        return sum(self.embeddings.has(p) for p in self.data.perturbations)
+
+    @property
+    def coverage_note(self) -> str | None:
+        return self.embeddings.coverage_message(self.data.perturbations, "drop")
+
+
+@one_error
+def inspect(path: str | os.PathLike, *, gene_embeddings: str | None = None, **columns: Any) -> Inspection:
+    """Read and validate an .h5ad screen (``columns``: DataConfig keys such as ``pert_col``)."""
+    cfg = data_config(path, **columns)
+    started = time.perf_counter()
+    data = read_screen(path, cfg)
+    seconds = time.perf_counter() - started
+    return Inspection(data, cfg, load_gene_embeddings(gene_embeddings, data.perturbations), seconds)
+
+
+@dataclass
+class WrittenSplit:
+    split: Split
+    toml: str  # the split in STATE's TOML format
+
+
+@one_error
+def split(path: str | os.PathLike, *, seed: int = 0, dataset: str | None = None,
+          log: Callable[[str], None] = lambda message: None, **options: Any) -> WrittenSplit:
+    """The random few-shot split ``ptrag run --data FILE --seed SEED`` would make, as STATE TOML
+    (``options``: DataConfig keys such as ``holdout_context``, ``test_fraction``)."""
+    cfg = data_config(path, **options)
+    data = read_screen(path, cfg)
+    result = resolve_split(cfg, data, seed)
+    name = dataset or Path(path).stem.replace(".", "_")
+    warn_zero_shot(result, log)
+    return WrittenSplit(result, split_to_toml(result, name, str(Path(path).resolve().parent)))

@@ -1,0 +1,1 @@
+"""Evaluation: metrics per held-out group, aggregates with intervals, paired tests, verdicts."""

@@ -1,0 +1,1 @@
+"""The PT-RAG composition: candidates from the retrieval database, selector, generator."""

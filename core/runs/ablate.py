@@ -1,0 +1,168 @@
+"""Ablation grids: several configurations x seeds, one folder each, one comparison table.
+
+Grid YAML (documented in docs/metrics.md and docs/examples/ablation.yaml)::
+
+    base: {data: {synth_preset: demo}}      # overrides applied to every run (optional)
+    seeds: [0, 1, 2]                        # default [0]
+    runs:                                   # each: a preset and/or component overrides
+      - preset: ptrag
+      - {name: ptrag-hnsw, preset: ptrag, retriever: {name: hnsw, k: 32}}
+      - {preset: state, set: ["train.steps=200"]}
+
+A run's folder is ``<out>/<name>-s<seed>``. Before anything runs, every folder is checked
+against its resolved configuration (runs/folder.py): a finished run of the same
+configuration and inputs is skipped, a killed one resumes from its checkpoint, and a folder
+holding a run of another configuration (the grid changed) is refused naming the differing keys,
+unless ``overwrite`` reruns it. So an interrupted grid resumes where it stopped and the table
+never shows old results under a new grid's names.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..config import ExperimentConfig, read_yaml, resolve_config
+from ..errors import ConfigError, RunFolderError
+from ..files import write_csv, write_json
+from .experiment import run_experiment
+from .fingerprints import run_identity
+from .folder import inspect_folder
+from .results import comparison_table
+
+RUN_KEYS = {"name", "preset", "set"}
+
+
+@dataclass
+class GridRun:
+    name: str
+    preset: str | None
+    overrides: dict[str, Any] = field(default_factory=dict)
+    sets: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Grid:
+    runs: list[GridRun]
+    seeds: list[int]
+    base: dict[str, Any]
+    source: str = "<grid>"
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "-", text).strip("-") or "run"
+
+
+def parse_grid(raw: dict[str, Any], source: str = "<grid>") -> Grid:
+    unknown = set(raw) - {"runs", "seeds", "base"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; a grid has runs, seeds, base")
+    runs_raw = raw.get("runs")
+    if not isinstance(runs_raw, list) or not runs_raw:
+        raise ConfigError(f"{source}: 'runs' must be a non-empty list, e.g. runs: [{{preset: ptrag}}, {{preset: state}}]")
+    seeds = raw.get("seeds", [0])
+    seeds = [seeds] if isinstance(seeds, int) else seeds
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{source}: 'seeds' must be a list of integers, e.g. seeds: [0, 1, 2]")
+    base = raw.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{source}: 'base' must be a mapping of config overrides")
+    runs, names = [], set()
+    for i, item in enumerate(runs_raw):
+        if isinstance(item, str):
+            item = {"preset": item}
+        if not isinstance(item, dict):
+            raise ConfigError(f"{source}: runs[{i}] must be a preset name or a mapping")
+        body = dict(item)
+        preset = body.pop("preset", None)
+        sets = body.pop("set", []) or []
+        sets = [sets] if isinstance(sets, str) else list(sets)
+        overrides = {k: v for k, v in body.items() if k != "name"}
+        name = str(body.get("name") or preset or "")
+        if not name:
+            raise ConfigError(f"{source}: runs[{i}] needs a 'name' when it has no 'preset'")
+        name = _slug(name)
+        if name in names:
+            raise ConfigError(f"{source}: two runs are named {name!r}; give one a distinct 'name'")
+        names.add(name)
+        runs.append(GridRun(name, preset, overrides, [str(s) for s in sets]))
+    return Grid(runs, [int(s) for s in seeds], base, source)
+
+
+def load_grid(path: str | Path) -> Grid:
+    return parse_grid(read_yaml(path), str(path))
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def run_dir_for(out: Path, run: GridRun, seed: int) -> Path:
+    return out / f"{run.name}-s{seed}"
+
+
+def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridRun, int, ExperimentConfig]]:
+    """Resolve and validate every (run, seed) config before any work starts."""
+    configs = []
+    for seed in grid.seeds:  # seed-major: an interrupted grid has every configuration's first seeds
+        for run in grid.runs:
+            extra = _merge(grid.base, run.overrides)
+            extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed))}})
+            try:
+                cfg = resolve_config(None, preset=run.preset, sets=run.sets, extra=extra, manager=manager)
+            except ConfigError as exc:
+                raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
+            configs.append((run, seed, cfg.model_copy(update={"compare": []})))
+    return configs
+
+
+def run_grid(grid: Grid, out: str | Path, manager: Any, *,
+             log: Callable[[str], None] = lambda message: None,
+             runner: Callable[..., Any] | None = None, overwrite: bool = False) -> pd.DataFrame:
+    """Run every missing (run, seed), resume killed ones, skip finished ones of the same
+    configuration (see the module docstring); return and write the comparison table."""
+    runner = runner or run_experiment
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
+    configs = grid_configs(grid, out, manager)
+    states = [inspect_folder(run_dir_for(out, run, seed), run_identity(cfg)) for run, seed, cfg in configs]
+    for (run, seed, _), state in zip(configs, states):  # refuse before running anything
+        folder = run_dir_for(out, run, seed)
+        if state.kind == "foreign":
+            raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
+                                 "move them or choose another --out")
+        if state.kind in ("different", "new-kind") and not overwrite:
+            changed = sum(s.kind in ("different", "new-kind") for s in states)
+            raise RunFolderError(f"{folder}: holds a run of another configuration ({'; '.join(state.differences[:3])}); "
+                                 f"the grid changed since it ran ({changed} run(s) differ): choose another --out, or "
+                                 "pass --overwrite to rerun the changed runs")
+    out.mkdir(parents=True, exist_ok=True)
+    for i, ((run, seed, cfg), state) in enumerate(zip(configs, states), 1):
+        folder = run_dir_for(out, run, seed)
+        if state.kind == "finished":
+            log(f"[{i}/{len(configs)}] {folder.name}: done already, skipped (same configuration and inputs)")
+            continue
+        how = {"checkpoint": "resuming from its checkpoint", "different": "rerun: its configuration changed",
+               "stopped": "starting again (stopped before its first checkpoint)"}.get(state.kind, "")
+        log(f"[{i}/{len(configs)}] {folder.name}: preset={cfg.preset} generator={cfg.generator.name} "
+            f"retriever={cfg.retriever.name} selector={cfg.selector.name}" + (f"; {how}" if how else ""))
+        options = {"resume": True} if state.kind == "checkpoint" else \
+            {"overwrite": True} if state.kind in ("different", "new-kind") else {}
+        runner(cfg, manager, log=lambda message: log(f"    {message}"), **options)
+    write_json(out / "ablation.json", {
+        "runs": [{"name": r.name, "folders": [run_dir_for(out, r, s).name for s in grid.seeds]} for r in grid.runs],
+        "seeds": grid.seeds,
+    })
+    table = comparison_table([run_dir_for(out, r, s) for r in grid.runs for s in grid.seeds])
+    write_csv(out / "comparison.csv", table)
+    return table

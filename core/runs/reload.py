@@ -1,0 +1,127 @@
+"""A finished run rebuilt from its folder, to predict new data (``ptrag predict``, ``ptrag.predict``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from ..components.assembly import build_components, embedding_readers
+from ..components.manager import PluginManager
+from ..config import resolve_config
+from ..data.cellsets import CellSetSampler, Vocab
+from ..data.coverage import apply_embedding_policy
+from ..data.database import ResponseDatabase
+from ..data.dataset import PerturbationData
+from ..data.split import Split
+from ..data.validation import require_expression
+from ..errors import ConfigError, DataError
+from ..evaluation.scoring import GroupPrediction
+from ..interfaces import Retriever
+from ..model.compose import PtragModel
+from ..model.neighbours import NeighbourTable
+from ..training.checkpoints import load_checkpoint, load_weights
+from ..training.device import resolve_device
+from .prepare import assemble_model, build_context, load_embeddings
+from .predict import predict
+
+
+@dataclass
+class LoadedRun:
+    """A finished run folder rebuilt for prediction: config, model (best weights), retriever,
+    retrieval database and the training vocabularies."""
+
+    run_dir: Path
+    config: Any
+    model: PtragModel
+    retriever: Retriever
+    database: ResponseDatabase
+    meta: dict[str, Any]
+    device: torch.device
+
+
+def _database(meta: dict[str, Any]) -> ResponseDatabase:
+    db = meta["database"]
+    return ResponseDatabase(perts=list(db["perts"]), contexts=list(db["contexts"]), n_cells=db["n_cells"],
+                            embeddings=db["embeddings"], response=db["response"],
+                            control_mean=dict(db["control_mean"]))
+
+
+def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") -> LoadedRun:
+    """Rebuild a run's model from ``config.yaml`` + ``checkpoint.pt`` + the saved retriever."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.yaml").is_file():
+        raise ConfigError(f"{run_dir}: not a run folder (no config.yaml); give the folder `ptrag run` printed last")
+    if not (run_dir / "metrics.json").is_file():
+        raise ConfigError(f"{run_dir}: the run has not finished (no metrics.json); continue it with "
+                          f"ptrag run --resume {run_dir}")
+    config = resolve_config(run_dir / "config.yaml", manager=manager)
+    ck = load_checkpoint(run_dir / "checkpoint.pt")
+    meta, database, dev = ck["meta"], _database(ck["meta"]), resolve_device(device)
+    emb = meta["pert_embedding"]
+    ctx = build_context(config, features=meta["features"], contexts=meta["contexts"], n_perts=len(meta["perts"]),
+                        n_batches=len(meta["batches"]), embed_dim=int(emb.shape[1]) if emb is not None else 0,
+                        device=dev)
+    components = build_components(config, manager, ctx, metrics=False)
+    retriever = type(components.retriever).load(run_dir / "retriever")
+    retriever.name, retriever.capabilities = components.retriever.name, components.retriever.capabilities
+    components.retriever = retriever
+    components.generator.fit(database)  # baselines keep plain-Python state too; buffers are overwritten below
+    model = assemble_model(config, components, database, list(meta["contexts"]))
+    load_weights(model, ck.get("best_model") or ck["model"], run_dir / "checkpoint.pt")
+    return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev)
+
+
+def _groups_to_predict(run: LoadedRun, data: PerturbationData) -> list[tuple[str, str]]:
+    path = data.source  # the file's path, or what an in-memory screen is called
+    if list(data.features) != list(run.meta["features"]):
+        raise DataError(f"{path}: its {data.n_features} expression features differ from the run's "
+                        f"{len(run.meta['features'])} (names or order); use the same feature set / data.embed_key")
+    contexts = list(run.meta["contexts"])
+    unknown = sorted({c for _, c in data.groups} - set(contexts))
+    if unknown:
+        raise DataError(f"{path}: cell line(s) {', '.join(unknown)} were not in the run's training data "
+                        f"({', '.join(contexts)}); predict only trained cell lines")
+    groups = [g for g in data.groups if len(data.control_indices(g[1]))]
+    if not groups:
+        raise DataError(f"{path}: no perturbation group with control cells of the same cell line to predict")
+    return groups
+
+
+def predict_screen(run: LoadedRun, data: PerturbationData, *, log: Callable[[str], None] = lambda message: None
+                   ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData, list[dict]]:
+    """Predict every perturbation group of a loaded screen (a file, or an in-memory AnnData
+    through ``adata_to_data``); also returns the drop records (``Split.drops``) of groups left out.
+
+    The data must hold log-normalised expression with the run's features (same names and order)
+    and only cell lines the run was trained on; genes new to the run get their embedding from the
+    run's gene-embedding source under the run's data.missing_embedding policy (data/coverage.py).
+    """
+    config = run.config
+    require_expression(data)
+    groups = _groups_to_predict(run, data)
+    known = list(run.meta["perts"])
+    pert_embedding = dict(zip(known, run.meta["pert_embedding"], strict=True))
+    new = sorted({p for p, _ in groups} - set(known))
+    drops: list[dict] = []
+    if new:
+        log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])})")
+        asked = Split(train=[], test=groups, description=f"{data.source}: {len(groups)} groups")
+        kept, vectors = apply_embedding_policy(
+            asked, load_embeddings(config, new), new, policy=config.data.missing_embedding,
+            max_dropped_test=config.data.max_dropped_test, users=embedding_readers(run.retriever, run.model.generator),
+            log=log)
+        pert_embedding.update(vectors)
+        groups, drops = kept.test, kept.drops
+        if not groups:
+            raise DataError(f"{data.source}: every group was dropped ({kept.summary()}); nothing to predict")
+    vocab = Vocab(known + new, list(run.meta["contexts"]), pert_embedding, list(run.meta["batches"]))
+    sampler = CellSetSampler(data, groups, vocab, cell_set_len=config.data.cell_set_len)
+    k = run.retriever.capabilities.k if run.retriever.capabilities.retrieves else 0
+    neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
+    preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device, log=log)
+    return preds, trace, data, drops

@@ -1,0 +1,98 @@
+"""Stage 2 of a run, train: fixed validation sets, the epoch schedule, and the training loop.
+
+Only a trainable model trains. Stage-1 neighbours of every training and validation group are
+searched once (by rank 0, shared with the others); validation cell sets are drawn once, from
+their own seed, so every validation scores the same cells.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..data.cellsets import EpochSchedule, step_seed
+from ..model.neighbours import NeighbourTable
+from ..training.checkpoints import save_checkpoint
+from ..training.distributed import Dist, broadcast, on_main
+from ..training.losses import fit_pc_space, sample_blocks, uses_pc_space
+from ..training.trainer import Trainer
+from .prepare import Prepared
+
+
+def share_neighbours(neighbours: NeighbourTable, dist: Dist, search: Callable[[], None]) -> None:
+    """Run a stage-1 ``search`` on rank 0 only and give every rank its rows (one search per run,
+    and identical neighbours on every rank even for approximate indexes)."""
+    if not dist.enabled:
+        search()
+        return
+    if dist.is_main:
+        search()
+    neighbours.adopt(broadcast(neighbours.export() if dist.is_main else None, dist))
+
+
+def _validation_batches(prep: Prepared) -> list[Any]:
+    config = prep.config
+    val_rng = np.random.default_rng([config.seed, 1])  # fixed sets, independent of training draws
+    val_groups = [g for g in prep.split.val for _ in range(config.train.val_sets)]
+    size = config.train.eval_batch_size
+    return [prep.neighbours.attach(prep.sampler.make_batch(val_groups[i:i + size], val_rng))
+            for i in range(0, len(val_groups), size)]
+
+
+def _trainer(prep: Prepared) -> Trainer:
+    config, dist, sampler, neighbours, split = prep.config, prep.dist, prep.sampler, prep.neighbours, prep.split
+    share_neighbours(neighbours, dist, lambda: neighbours.add(list(split.train) + list(split.val)))
+    space = None
+    if uses_pc_space(config.train.loss):  # each line's principal axes, from its training cells only
+        blocks = sample_blocks(sampler.data, split.train, sampler.vocab.contexts, np.random.default_rng([config.seed, 3]))
+        space = fit_pc_space(blocks)
+    schedule = EpochSchedule(len(split.train), config.train.batch_size, config.seed, dist.rank, dist.world_size)
+    pin = prep.device.type == "cuda"
+
+    def sample(step: int):
+        rng = np.random.default_rng(step_seed(config.seed, step, dist.rank))
+        batch = neighbours.attach(sampler.make_batch([split.train[i] for i in schedule.groups(step)], rng))
+        return batch.pin_memory() if pin else batch
+
+    exact = prep.components.retriever.capabilities.exact
+    return Trainer(
+        prep.model, sample=sample, val_batches=_validation_batches(prep), train_cfg=config.train,
+        loss=config.train.loss, device=prep.device, seed=config.seed, run_dir=prep.run_dir, meta=prep.meta,
+        on_epoch=None if exact else lambda: share_neighbours(neighbours, dist, neighbours.refresh),
+        epoch_steps=schedule.steps_per_epoch, space=space, dist=dist, log=prep.log,
+    )
+
+
+def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
+    """Train a trainable model (None for one that learns only in ``fit``); a summary for metrics.json."""
+    if not prep.model.trainable:
+        return None
+    config, dist = prep.config, prep.dist
+    trainer = _trainer(prep)
+    n_params = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)
+    procs = f" x {dist.world_size} processes (global batch {dist.world_size * config.train.batch_size} sets)" \
+        if dist.enabled else ""
+    prep.log(f"training {config.generator.name} + {config.selector.name} ({n_params:,} parameters) for "
+             f"{config.train.steps} steps on {prep.device}{procs}; validation on {len(prep.split.val)} groups every "
+             f"{config.train.val_every}")
+    result = trainer.fit(resume=resume)
+    prep.log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
+             f"{result.best_val:.4g} at step {result.best_step}")
+    start = result.history[0]["val_energy"] if result.history and result.history[0]["step"] == 0 else None
+    return {"steps": result.steps, "best_step": result.best_step,
+            "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
+            "start_val_energy": start,
+            "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early}
+
+
+def save_untrained(prep: Prepared) -> None:
+    """A model that did not train (a baseline, train.steps=0) still gets the checkpoint predict reads."""
+    path = prep.run_dir / "checkpoint.pt"
+
+    def save() -> None:
+        if not path.is_file():
+            save_checkpoint(path, {"model": prep.model.state_dict(), "best_model": None, "step": 0, "meta": prep.meta})
+
+    on_main(save, prep.dist)

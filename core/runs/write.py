@@ -1,0 +1,70 @@
+"""Stage 4 of a run, write: the result files, each whole or not at all, metrics.json last.
+
+metrics.json's ``run`` section says what ran: data, split and every group left out and why,
+the components and whether retrieval was used, the training summary, fingerprints and outputs.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from typing import Any
+
+from .. import __version__
+from ..files import write_csv, write_json
+from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
+from .evaluate import Evaluation
+from .fingerprints import fingerprint_summary
+from .prepare import Prepared
+from .trace import write_retrieval
+
+
+def run_info(prep: Prepared, training: dict[str, Any] | None) -> dict[str, Any]:
+    config, dist = prep.config, prep.dist
+    return {
+        "ptrag_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - prep.started, 3),
+        "device": str(prep.device),
+        "world_size": dist.world_size,
+        "global_batch": {"sets": dist.world_size * config.train.batch_size,
+                         "cells": dist.world_size * config.train.batch_size * config.data.cell_set_len},
+        "data": prep.data.source,
+        "split": prep.split.summary(),
+        "n_test_groups": len(prep.split.test),
+        "dropped": prep.data.drop_records() + prep.split.drops,  # every group left out, and why
+        "fingerprint": fingerprint_summary(prep.folder.identity, prep.content, config.seed),
+        "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
+        "uses_retrieval": prep.model.uses_retrieval,
+        "training": training,
+    }
+
+
+def _retrieval_used(prep: Prepared, evaluation: Evaluation, info: dict[str, Any]) -> None:
+    """retrieval.csv + retrieval_summary.json; a selector that kept nothing is said loudly."""
+    trace = evaluation.trace
+    if trace is None or not len(trace):
+        return
+    write_retrieval(prep.run_dir, trace, prep.data, prep.gene_sets)
+    # a selector that keeps nothing turns a RAG model into its generator alone; say so loudly.
+    # No keep-weights at all (selector none) means the generator uses the candidates directly.
+    weights = trace["keep_weight"].astype(float)
+    info["retrieval_used"] = bool(weights.isna().all() or (weights > 0).any())
+    if not info["retrieval_used"]:
+        prep.log(f"warning: the {prep.config.selector.name} selector kept none of the retrieved candidates for any "
+                 "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "
+                 "docs/model.md: the sparsity penalty can switch retrieval off)")
+
+
+def write_results(prep: Prepared, evaluation: Evaluation, training: dict[str, Any] | None) -> CellEvalData:
+    """On rank 0: metrics.csv, the retriever, the cell files, the retrieval trace, metrics.json."""
+    run_dir = prep.run_dir
+    write_csv(run_dir / "metrics.csv", evaluation.metrics)
+    prep.components.retriever.save(run_dir / "retriever")
+    info = run_info(prep, training)
+    cells = cell_eval_data(evaluation.predictions, prep.data, where=run_dir)
+    info["outputs"] = cells.write(run_dir)  # predictions.h5ad, real.h5ad
+    prep.log(describe_cell_eval_files(info["outputs"]))
+    _retrieval_used(prep, evaluation, info)
+    write_json(run_dir / "metrics.json", {"run": info, "metrics": evaluation.summary})  # last: the run is finished
+    return cells

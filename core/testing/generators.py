@@ -1,0 +1,133 @@
+"""The generator contract suite (``ptrag.core.testing``).
+
+A generator is checked through ``make(ctx)``, a factory taking a :class:`BuildContext` and
+returning a fresh generator; the suite calls ``fit`` on a small retrieval database first::
+
+    from ptrag.core.testing import GeneratorContract
+
+    class TestMyGenerator(GeneratorContract):
+        @pytest.fixture
+        def make_generator(self):
+            return lambda ctx: MyGenerator(MyParams(), ctx)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from ..components.guards import ContractError, check_generation
+from ..hookspecs import BuildContext
+from ..interfaces import CellEncoding, GenerationInput, Generator
+from . import fixtures as fx
+
+MakeGenerator = Callable[[BuildContext], Generator]
+
+
+def _fitted(make: MakeGenerator, seed: int = 0) -> Generator:
+    torch.manual_seed(seed)  # equal initial weights for equal seeds
+    generator = make(fx.build_context(seed))
+    assert isinstance(generator, Generator), f"make(ctx) returned {type(generator).__name__}, not a Generator"
+    generator.fit(fx.tiny_database())
+    return generator
+
+
+def _label(generator: Generator) -> str:
+    return getattr(generator, "name", "") or type(generator).__name__
+
+
+def generation_inputs(generator: Generator, seed: int = 0) -> list[GenerationInput]:
+    """The inputs the engine may pass: without a selection always; with an encoding and a
+    selection when the generator uses retrieval."""
+    batch = fx.cell_sets(seed)
+    out = [GenerationInput(batch)]
+    if generator.capabilities.uses_retrieval:
+        encoding = generator.encode(batch)
+        assert isinstance(encoding, CellEncoding), \
+            f"{_label(generator)}: declares uses_retrieval but encode() returned {type(encoding).__name__}"
+        assert tuple(encoding.states.shape) == (fx.B, fx.S, fx.H) and tuple(encoding.query.shape) == (fx.B, fx.H), \
+            f"{_label(generator)}: encode() shapes {tuple(encoding.states.shape)}, {tuple(encoding.query.shape)}"
+        out.append(GenerationInput(batch, encoding, fx.selection(batch, seed)))
+    return out
+
+
+def _predict(generator: Generator, inputs: GenerationInput) -> torch.Tensor:
+    pred = generator(inputs)
+    try:
+        check_generation(pred, inputs.batch.shape, _label(generator), finite=True)
+    except ContractError as exc:
+        raise AssertionError(str(exc)) from None
+    return pred
+
+
+def check_output(make: MakeGenerator) -> None:
+    """Predicted cells [B,S,G], finite, with and without a selection, in training and evaluation."""
+    generator = _fitted(make)
+    for training in (True, False):
+        generator.train(training)
+        for inputs in generation_inputs(generator):
+            _predict(generator, inputs)
+
+
+def check_one_cell(make: MakeGenerator) -> None:
+    """A set of one cell (a held-out group with one cell) works."""
+    generator = _fitted(make)
+    generator.eval()
+    batch = fx.cell_sets(3, b=1, s=1)
+    with torch.no_grad():
+        _predict(generator, GenerationInput(batch))
+
+
+def check_gradients(make: MakeGenerator) -> None:
+    """A trainable generator's parameters get finite gradients from a loss on its cells."""
+    generator = _fitted(make)
+    if not generator.capabilities.trainable:
+        return
+    generator.train()
+    for inputs in generation_inputs(generator):
+        generator.zero_grad()
+        (_predict(generator, inputs) - inputs.batch.target).pow(2).mean().backward()
+        grads = [p.grad for p in generator.parameters() if p.grad is not None]
+        assert grads, f"{_label(generator)}: trainable, but no parameter receives a gradient"
+        assert all(bool(torch.isfinite(g).all()) for g in grads), f"{_label(generator)}: non-finite gradients"
+
+
+def check_state_round_trip(make: MakeGenerator) -> None:
+    """A fresh generator loading another's state (a checkpoint) predicts the same cells."""
+    a, b = _fitted(make, seed=0), _fitted(make, seed=1)
+    b.load_state_dict(a.state_dict())
+    a.eval(), b.eval()
+    for inputs in generation_inputs(a):
+        torch.manual_seed(5)
+        with torch.no_grad():
+            pa = _predict(a, inputs)
+        torch.manual_seed(5)
+        with torch.no_grad():
+            pb = _predict(b, inputs)
+        assert torch.allclose(pa, pb, atol=1e-5), f"{_label(a)}: the loaded state predicts other cells"
+
+
+def check_generator(make: MakeGenerator) -> None:
+    """Every generator check."""
+    check_output(make)
+    check_one_cell(make)
+    check_gradients(make)
+    check_state_round_trip(make)
+
+
+class GeneratorContract:
+    """pytest-style base class: subclass it (named ``Test...``) and define a ``make_generator``
+    fixture returning ``make(ctx) -> Generator``."""
+
+    def test_output(self, make_generator: MakeGenerator) -> None:
+        check_output(make_generator)
+
+    def test_one_cell(self, make_generator: MakeGenerator) -> None:
+        check_one_cell(make_generator)
+
+    def test_gradients(self, make_generator: MakeGenerator) -> None:
+        check_gradients(make_generator)
+
+    def test_state_round_trip(self, make_generator: MakeGenerator) -> None:
+        check_state_round_trip(make_generator)

@@ -1,0 +1,1 @@
+"""Training: the loop, its stopping rule, losses, checkpoints, devices and several processes."""
