@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import resolve_config
 from ptrag.core.runs.experiment import run_experiment
-from ptrag.core.components.manager import build_manager
 
 PAIRS = [  # (ptrag label, cell-eval label)
     ("pearson-delta", "celleval:pearson_delta"),
@@ -151,14 +151,18 @@ def main() -> None:
             table = agreement(result.metrics, converted)
             extra = result.metrics.groupby("metric").value.mean()
             n_real, n_pred = de_gene_counts(run_dir)
-            print(f"\n{preset} (seed {args.seed}, {table.n.max()} held-out perturbations, run + scoring {seconds:.1f} s; "
+            print(f"\n{preset} (seed {args.seed}, {table.n.max()} held-out perturbations, "
+                  f"run + scoring {seconds:.1f} s; "
                   f"cell-eval precision_at_N {extra['celleval:precision_at_N']:.4f}, "
                   f"de_sig_genes_recall {extra['celleval:de_sig_genes_recall']:.4f}; significant DE genes per "
-                  f"perturbation, real {n_real:.1f} (overlap_at_N's N; ptrag's de-overlap: 20), predicted {n_pred:.1f})")
-            print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"))
+                  f"perturbation, real {n_real:.1f} (overlap_at_N's N; ptrag's de-overlap: 20), "
+                  f"predicted {n_pred:.1f})")
+            print(table.to_string(index=False,
+                                  float_format=lambda v: f"{v:.4f}" if abs(v) >= 1e-3 or v == 0 else f"{v:.1e}"))
             steps = converted.groupby("metric").value.mean()
             print(f"discrimination, step by step: ptrag {extra['discrimination']:.4f} -> on clipped predictions "
-                  f"{steps['discrimination:clipped']:.4f} -> as 1 - rank/N {steps['discrimination:clipped, 1-rank/N']:.4f} "
+                  f"{steps['discrimination:clipped']:.4f} -> "
+                  f"as 1 - rank/N {steps['discrimination:clipped, 1-rank/N']:.4f} "
                   f"-> target gene left out {steps['discrimination']:.4f} (cell-eval "
                   f"{extra['celleval:discrimination_score_l1']:.4f})")
 

@@ -117,9 +117,9 @@ def _child_load(path: str, mode: str) -> None:
 def _child_train(path: str, mode: str, steps: int, out: str) -> None:
     import torch  # noqa: F401
 
+    from ptrag.core.components.manager import build_manager
     from ptrag.core.config import validate_components
     from ptrag.core.runs.experiment import run_experiment
-    from ptrag.core.components.manager import build_manager
 
     base = _rss()
     manager = build_manager(entry_points=False)

@@ -23,8 +23,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ptrag.core.retrieval import normalise_rows
-
 # the default plan: (size, dim, data) triples; 1e6 only at dim 384 on clustered data, and with
 # the back-ends that can build it in minutes on 2 cores (10^6 x 1536 float32 alone is 6 GB)
 DEFAULT_PLAN = [
@@ -55,7 +53,8 @@ def make_data(n: int, dim: int, kind: str, n_queries: int, seed: int) -> tuple[n
         stop = min(n, start + 100_000)
         keys[start:stop] = centres[rng.integers(0, n_centres, stop - start)]
         keys[start:stop] += 0.5 * rng.standard_normal((stop - start, dim), dtype=np.float32)
-    queries = centres[rng.integers(0, n_centres, n_queries)] + 0.5 * rng.standard_normal((n_queries, dim), dtype=np.float32)
+    queries = (centres[rng.integers(0, n_centres, n_queries)]
+               + 0.5 * rng.standard_normal((n_queries, dim), dtype=np.float32))
     return keys, queries
 
 
@@ -119,7 +118,7 @@ def qps(retriever, queries: np.ndarray, batch: int, k: int, budget_s: float) -> 
 
 
 def recall(ids: np.ndarray, truth: np.ndarray) -> float:
-    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth)]))
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, truth, strict=False)]))
 
 
 def main(argv: list[str] | None = None) -> None:

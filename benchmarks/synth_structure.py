@@ -46,7 +46,7 @@ def responses(data):
     ctrl_var = {c: data.X[data.control_indices(c)].var(axis=0).sum() for c in data.contexts}
     n_ctrl = {c: len(data.control_indices(c)) for c in data.contexts}
     resp, floor = {}, {}
-    for (p, c), r, n in zip(data.groups, db.response, db.n_cells):
+    for (p, c), r, n in zip(data.groups, db.response, db.n_cells, strict=False):
         resp[(p, c)] = r
         floor[(p, c)] = float(np.sqrt(ctrl_var[c] / n + ctrl_var[c] / n_ctrl[c]))
     return resp, floor
@@ -84,7 +84,7 @@ def pair_correlations(resp: dict, module: dict, null: set, lines: list[str]) -> 
 def true_correlation(truth: dict, null: set) -> float:
     """Mean cross-line correlation of the same gene's *true* direct effect (effective genes, in
     the lines where the gene acts)."""
-    effect = dict(zip(truth["effect_groups"], np.asarray(truth["effect"])))
+    effect = dict(zip(truth["effect_groups"], np.asarray(truth["effect"]), strict=False))
     rs = []
     for gene in {k.split("|")[0] for k in effect} - null:
         rows = [effect[f"{gene}|{c}"] for c in truth["cell_lines"]]
@@ -116,17 +116,22 @@ def state_report(adata, truth: dict) -> None:
     line = adata.obs["cell_line"].astype(str).to_numpy()
     control = gene == truth["control_label"]
     lines = list(truth["cell_lines"])
-    true_mix = dict(zip(lines, np.asarray(truth["control_state_mix"])))
-    mix = lambda cells: np.bincount(state[cells], minlength=K) / max(1, cells.sum())
-    tv = lambda a, b: 0.5 * float(np.abs(a - b).sum())
+    true_mix = dict(zip(lines, np.asarray(truth["control_state_mix"]), strict=False))
+
+    def mix(cells):
+        return np.bincount(state[cells], minlength=K) / max(1, cells.sum())
+
+    def tv(a, b):
+        return 0.5 * float(np.abs(a - b).sum())
+
     print(f"4. cell states ({', '.join(names)}): control mix per line (observed); pooled escaper cells vs it")
     for c in lines:
         ctrl = mix(control & (line == c))
-        print(f"   {c:8s} " + "  ".join(f"{n} {v:.2f}" for n, v in zip(names, ctrl))
+        print(f"   {c:8s} " + "  ".join(f"{n} {v:.2f}" for n, v in zip(names, ctrl, strict=False))
               + f"   escapers: TV {tv(mix(escaped & (line == c)), true_mix[c]):.3f} from the true mix "
               f"({(escaped & (line == c)).sum()} cells; controls {tv(ctrl, true_mix[c]):.3f})")
-    shift = dict(zip(truth["effect_groups"], np.asarray(truth["state_shift"])))
-    observed = {(p, c) for p, c in zip(gene[~control], line[~control])}
+    shift = dict(zip(truth["effect_groups"], np.asarray(truth["state_shift"]), strict=False))
+    observed = {(p, c) for p, c in zip(gene[~control], line[~control], strict=False)}
     expected, seen = {}, {}
     for p, c in observed:
         expected[(p, c)] = tv(expected_mix(np.log(true_mix[c]), shift[f"{p}|{c}"]), true_mix[c])
@@ -172,9 +177,9 @@ def oracle_mean_shift(data, seed: int) -> dict[str, float]:
 
 
 def baselines(path: str, seed: int, presets: tuple[str, ...], oracle: dict[str, float]) -> None:
+    from ptrag.core.components.manager import build_manager
     from ptrag.core.config import resolve_config
     from ptrag.core.runs.experiment import run_experiment
-    from ptrag.core.components.manager import build_manager
 
     manager = build_manager()
     print(f"5. baselines on the default few-shot split (run seed {seed}; mean over held-out perturbations)")

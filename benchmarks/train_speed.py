@@ -5,8 +5,9 @@ a retrieval database of 1000 entries with 256-d gene embeddings. One step = forw
 loss (+ selector aux loss), backward, clip, AdamW. The retrieval+selection overhead is ptrag's
 step time (including neighbour lookup and the per-epoch stage-1 search, amortised) over state's.
 
-    python benchmarks/train_speed.py [--steps 15] [--batch 64] [--device cpu] [--threads N] [--set selector.scorer_hidden=32]
-        [--variant h16=selector.scorer_hidden=16] [--variant evidence=preset:ptrag-evidence]
+    python benchmarks/train_speed.py [--steps 15] [--batch 64] [--device cpu] [--threads N]
+        [--set selector.scorer_hidden=32] [--variant h16=selector.scorer_hidden=16]
+        [--variant evidence=preset:ptrag-evidence]
 
 Every model is stepped in turn (round-robin) in one process, so a shared machine's load hits all
 alike and the overheads are measured side by side. ``--variant LABEL=KEY=VALUE[,KEY=VALUE]`` adds
@@ -21,24 +22,30 @@ import time
 import numpy as np
 import torch
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import component_params, resolve_config
 from ptrag.core.data.database import ResponseDatabase
-from ptrag.core.training.device import autocast, resolve_device
 from ptrag.core.hookspecs import BuildContext
 from ptrag.core.interfaces import CellSetBatch
-from ptrag.core.training.losses import set_loss
-from ptrag.core.components.manager import build_manager
 from ptrag.core.model.compose import PtragModel
 from ptrag.core.model.neighbours import NeighbourTable
+from ptrag.core.training.device import autocast, resolve_device
+from ptrag.core.training.losses import set_loss
 
 
 def database(n: int, e: int, g: int, rng: np.random.Generator) -> ResponseDatabase:
     """n entries: n/4 genes, each measured in the 4 cell lines (as in a few-shot screen)."""
+    embeddings = np.repeat(rng.standard_normal((-(-n // 4), e)), 4, axis=0)[:n].astype(np.float32)
     return ResponseDatabase(perts=[f"G{i // 4}" for i in range(n)],
                             contexts=[("k562", "rpe1", "jurkat", "hepg2")[i % 4] for i in range(n)],
                             n_cells=np.full(n, 100),
-                            embeddings=np.repeat(rng.standard_normal((-(-n // 4), e)), 4, axis=0)[:n].astype(np.float32),
+                            embeddings=embeddings,
                             response=(rng.standard_normal((n, g)) * 0.1).astype(np.float32), control_mean={})
+
+
+def build(manager, kind: str, choice, ctx: BuildContext):
+    """The configured component of one kind, built for the benchmark's sizes."""
+    return manager.get(kind, choice.name).build(component_params(choice, kind, manager), ctx)
 
 
 def main() -> None:
@@ -67,12 +74,12 @@ def main() -> None:
     rng = np.random.default_rng(0)
     b, s, g, e, h = args.batch, args.cells, args.genes, 256, 128
     db = database(args.entries, e, g, rng)
-    pert_embedding = dict(zip(db.perts, db.embeddings))
+    pert_embedding = dict(zip(db.perts, db.embeddings, strict=False))
     manager = build_manager(entry_points=False)
     print(f"train_speed: device={device} threads={torch.get_num_threads()} B={b} S={s} G={g} H={h} "
           f"K=32 database={args.entries} torch={torch.__version__} clock={'process CPU time' if single else 'wall'}"
           + (f" ptrag overrides: {' '.join(args.sets)}" if args.sets else ""))
-    queries = list(zip(db.perts, db.contexts))
+    queries = list(zip(db.perts, db.contexts, strict=False))
     setups = {}
     models = {"state": ("state", []), "vanilla-rag": ("vanilla-rag", []), "ptrag": ("ptrag", args.sets)}
     for variant in args.variant:
@@ -85,10 +92,11 @@ def main() -> None:
         cfg = resolve_config(None, preset=preset, sets=sets, manager=manager)
         ctx = BuildContext(n_genes=g, embed_dim=e, hidden_dim=h, n_contexts=4, n_perts=args.entries,
                            context_names=("hepg2", "jurkat", "k562", "rpe1"), device=str(device))
-        build = lambda kind, c: manager.get(kind, c.name).build(component_params(c, kind, manager), ctx)
-        retriever = build("retriever", cfg.retriever)
+        retriever = build(manager, "retriever", cfg.retriever, ctx)
         retriever.build(db.embeddings, None)
-        model = PtragModel(build("generator", cfg.generator), build("selector", cfg.selector), db, hidden_dim=h,
+        generator = build(manager, "generator", cfg.generator, ctx)
+        selector = build(manager, "selector", cfg.selector, ctx)
+        model = PtragModel(generator, selector, db, hidden_dim=h,
                            context=cfg.model.context, context_names=list(ctx.context_names)).to(device)
         k = int(cfg.retriever.params.get("k", 0) or 0)
         table = NeighbourTable(retriever, db, pert_embedding, k, cfg.model.exclude_same_gene)
@@ -104,7 +112,7 @@ def main() -> None:
             pert_emb=torch.from_numpy(db.embeddings[picks]), pert_index=torch.from_numpy(picks),
             context_index=torch.from_numpy(picks % 4), target=torch.from_numpy(rng.random((b, s, g), dtype=np.float32)),
             perts=[queries[i][0] for i in picks], contexts=[queries[i][1] for i in picks])
-        for preset, (model, table, opt, _, times) in setups.items():
+        for model, table, opt, _, times in setups.values():
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t = clock()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -15,8 +14,10 @@ from .common import console, escape, friendly_errors
 @friendly_errors
 def ablate(
     grid: Path = typer.Argument(..., help="Grid YAML: runs (presets / overrides), seeds, base (see docs/metrics.md)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Ablation folder; default: runs/ablate-<grid name>."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Rerun the runs whose folder holds another configuration (the grid changed); without it they are refused."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Ablation folder; default: runs/ablate-<grid name>."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Rerun the runs whose folder holds another configuration (the grid changed); "
+                                        "without it they are refused."),
 ) -> None:
     """Run every (configuration, seed) of the grid into OUT/<name>-s<seed>; finished runs of the
     same configuration are skipped and killed ones resume from their checkpoint, so re-running

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -28,7 +27,8 @@ def synth(
     started = time.perf_counter()
     adata = api.data.synth(preset, seed)
     write_output(out, adata.write_h5ad)
-    console().print(f"built-in {escape(preset)} dataset (data seed {seed}): {adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
+    console().print(f"built-in {escape(preset)} dataset (data seed {seed}): "
+                    f"{adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
                     f"in {time.perf_counter() - started:.1f} s")
     typer.echo(str(out))
@@ -38,13 +38,14 @@ def synth(
 @friendly_errors
 def inspect(
     file: Path = typer.Argument(..., help="An .h5ad screen."),
-    embed_key: Optional[str] = typer.Option(None, "--embed-key", help="obsm key or X (data.embed_key)."),
-    pert_col: Optional[str] = typer.Option(None, "--pert-col"),
-    context_col: Optional[str] = typer.Option(None, "--context-col"),
-    batch_col: Optional[str] = typer.Option(None, "--batch-col"),
-    control_label: Optional[str] = typer.Option(None, "--control-label"),
-    min_cells: Optional[int] = typer.Option(None, "--min-cells"),
-    gene_embeddings: Optional[str] = typer.Option(None, "--gene-embeddings", help="Table to check coverage against; default: the built-in one."),
+    embed_key: str | None = typer.Option(None, "--embed-key", help="obsm key or X (data.embed_key)."),
+    pert_col: str | None = typer.Option(None, "--pert-col"),
+    context_col: str | None = typer.Option(None, "--context-col"),
+    batch_col: str | None = typer.Option(None, "--batch-col"),
+    control_label: str | None = typer.Option(None, "--control-label"),
+    min_cells: int | None = typer.Option(None, "--min-cells"),
+    gene_embeddings: str | None = typer.Option(None, "--gene-embeddings",
+                                               help="Table to check coverage against; default: the built-in one."),
 ) -> None:
     """Validate a screen and summarise it: cells, genes, perturbations per cell line, controls,
     expression source, value range, sparsity and gene-embedding coverage."""
@@ -89,15 +90,19 @@ def inspect(
 def split(
     file: Path = typer.Argument(..., help="An .h5ad screen."),
     out: Path = typer.Option(..., "--out", "-o", help="Output split (.toml, STATE format)."),
-    holdout: Optional[str] = typer.Option(None, "--holdout", help="Cell line whose perturbations are held out; default: the one with most perturbations (as in `ptrag run`)."),
+    holdout: str | None = typer.Option(None, "--holdout",
+                                       help="Cell line whose perturbations are held out; default: the one with most "
+                                            "perturbations (as in `ptrag run`)."),
     seed: int = typer.Option(0, "--seed"),
-    test_fraction: float = typer.Option(0.3, "--test-fraction", help="Share of the held-out line's perturbations in test (0 < x < 1)."),
-    val_fraction: float = typer.Option(0.1, "--val-fraction", help="Share of the held-out line's perturbations in validation (0 <= x < 1)."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset name in the TOML; default: the file's stem."),
-    embed_key: Optional[str] = typer.Option(None, "--embed-key"),
-    pert_col: Optional[str] = typer.Option(None, "--pert-col"),
-    context_col: Optional[str] = typer.Option(None, "--context-col"),
-    control_label: Optional[str] = typer.Option(None, "--control-label"),
+    test_fraction: float = typer.Option(0.3, "--test-fraction",
+                                        help="Share of the held-out line's perturbations in test (0 < x < 1)."),
+    val_fraction: float = typer.Option(0.1, "--val-fraction",
+                                       help="Share of the held-out line's perturbations in validation (0 <= x < 1)."),
+    dataset: str | None = typer.Option(None, "--dataset", help="Dataset name in the TOML; default: the file's stem."),
+    embed_key: str | None = typer.Option(None, "--embed-key"),
+    pert_col: str | None = typer.Option(None, "--pert-col"),
+    context_col: str | None = typer.Option(None, "--context-col"),
+    control_label: str | None = typer.Option(None, "--control-label"),
 ) -> None:
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
     if out.suffix.lower() != ".toml":

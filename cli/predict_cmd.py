@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -16,10 +15,14 @@ from .common import check_device, console, friendly_errors
 def predict(
     run: Path = typer.Option(..., "--run", help="A run folder written by `ptrag run`."),
     data: Path = typer.Option(..., "--data", help="The .h5ad to predict (same features, trained cell lines)."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder; default: <run>/predict-<file stem>."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Output folder; default: <run>/predict-<file stem>."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
-    gene_sets: Optional[Path] = typer.Option(None, "--gene-sets", help="GMT gene sets for the retrieval co-annotation summary; default: the run's data.gene_sets."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the prediction that the output folder holds; without it a folder holding another or a finished prediction is refused."),
+    gene_sets: Path | None = typer.Option(None, "--gene-sets",
+                                          help="GMT gene sets for the retrieval co-annotation summary; "
+                                               "default: the run's data.gene_sets."),
+    overwrite: bool = typer.Option(False, "--overwrite",
+                                   help="Replace the prediction that the output folder holds; without it a folder "
+                                        "holding another or a finished prediction is refused."),
 ) -> None:
     """Predict every perturbation group of DATA with the run's best weights; print the output folder last.
 
@@ -29,7 +32,10 @@ def predict(
     """
     con = console()
     out = out or run / f"predict-{data.stem}"
-    log = lambda message: con.print(f"  {message}", markup=False)
+
+    def log(message: str) -> None:
+        con.print(f"  {message}", markup=False)
+
     result = api.predict(run, data, out=out, device=check_device(device), gene_sets=gene_sets, overwrite=overwrite,
                          keep_cells=False, log=log)
     con.print(f"predicted {len(result.groups)} perturbation groups of {data} with {run}", markup=False)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -17,9 +16,13 @@ from .common import console, escape, friendly_errors
 @friendly_errors
 def report(
     runs: list[Path] = typer.Argument(..., help="Run folders, an ablation folder, or a folder of runs."),
-    compare: Optional[list[str]] = typer.Option(None, "--compare", help="Two runs (folders or names) to compare per perturbation: --compare A --compare B, or --compare 'A B'."),
-    genes: Optional[str] = typer.Option(None, "--genes", help="Comma-separated features for the mean-change scatter; default: the 4 most variable."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Report folder; default: <first run>/report."),
+    compare: list[str] | None = typer.Option(None, "--compare",
+                                             help="Two runs (folders or names) to compare per perturbation: "
+                                                  "--compare A --compare B, or --compare 'A B'."),
+    genes: str | None = typer.Option(None, "--genes",
+                                     help="Comma-separated features for the mean-change scatter; "
+                                          "default: the 4 most variable."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="Report folder; default: <first run>/report."),
 ) -> None:
     """Print the metric x run table (best in bold green, direction noted, seeds as mean ± sd) and
     write summary.csv, PNG figures and report.html; with --compare, a paired test per metric."""
@@ -48,7 +51,8 @@ def paired_table(paired, a: str, b: str) -> Table:
         table.add_column(col, justify="left" if col in ("metric", "better") else "right")
     for _, r in paired.iterrows():
         win = r["win_rate_a"]
-        style = "bold green" if win > 0.5 and r["wilcoxon_p"] < 0.05 else "bold red" if win < 0.5 and r["wilcoxon_p"] < 0.05 else ""
+        significant = r["wilcoxon_p"] < 0.05
+        style = "bold green" if win > 0.5 and significant else "bold red" if win < 0.5 and significant else ""
         wins = f"[{style}]{win:.0%}[/]" if style else f"{win:.0%}"
         table.add_row(escape(r["metric"]), r["direction"], str(r["n"]), fmt(r["mean_a"]), fmt(r["mean_b"]),
                       fmt(r["mean_diff"]), wins, fmt(r["wilcoxon_p"]))

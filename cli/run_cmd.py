@@ -7,7 +7,7 @@ the flags, their help and the API keywords are one list.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
@@ -24,7 +24,7 @@ def _parameter(option: api.Option) -> inspect.Parameter:
         default, annotation = typer.Option([], *option.flags, help=option.help), list[str]
     else:
         extra = {"min": option.min} if option.min is not None else {}
-        default, annotation = typer.Option(None, *option.flags, help=option.help, **extra), Optional[option.type]
+        default, annotation = typer.Option(None, *option.flags, help=option.help, **extra), option.type | None
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 

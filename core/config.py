@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import copy
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -36,7 +36,7 @@ class ComponentChoice(_Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
-    def parse(cls, raw: Any, where: str) -> "ComponentChoice":
+    def parse(cls, raw: Any, where: str) -> ComponentChoice:
         if isinstance(raw, ComponentChoice):
             return raw
         if isinstance(raw, str):
@@ -56,27 +56,27 @@ class ComponentChoice(_Strict):
 
 
 class DataConfig(_Strict):
-    path: Optional[str] = Field(None, description="an .h5ad file; empty = the built-in dataset")
+    path: str | None = Field(None, description="an .h5ad file; empty = the built-in dataset")
     synth_preset: Literal["tiny", "demo", "screen", "large"] = "demo"
     seed: int = Field(0, description="seed of the built-in dataset (not the run seed, so every run seed sees the "
                       "same data; vary it on purpose, e.g. in an ablation grid)")
     pert_col: str = "gene"
     context_col: str = "cell_line"
-    batch_col: Optional[str] = "gem_group"
+    batch_col: str | None = "gem_group"
     control_label: str = "non-targeting"
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
-    gene_embeddings: Optional[str] = Field(None, description="gene-embedding table; empty = built-in")
+    gene_embeddings: str | None = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
     max_dropped_test: float = Field(0.1, ge=0, le=1, description="largest share of the test groups that "
                                     "missing_embedding=drop may remove before the run stops; 1 accepts any drop")
-    split: Optional[str] = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
-    split_dataset: Optional[str] = Field(None, description="dataset name in a split file naming several")
-    holdout_context: Optional[str] = Field(None, description="cell line held out (random split)")
+    split: str | None = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
+    split_dataset: str | None = Field(None, description="dataset name in a split file naming several")
+    holdout_context: str | None = Field(None, description="cell line held out (random split)")
     test_fraction: float = Field(0.3, gt=0, lt=1)
     val_fraction: float = Field(0.1, ge=0, lt=1)
     min_cells: int = Field(10, ge=1)
     cell_set_len: int = Field(64, ge=1)
-    gene_sets: Optional[str] = Field(None, description="GMT gene sets (complexes, pathways) for the retrieval "
+    gene_sets: str | None = Field(None, description="GMT gene sets (complexes, pathways) for the retrieval "
                                      "co-annotation summary; `ptrag genes sets` writes one from GO")
     dtype: Literal["float32", "float16"] = Field(
         "float32", description="precision of the expression held in memory; float16 halves it (rows reach models "
@@ -124,13 +124,13 @@ class ModelConfig(_Strict):
 
 
 class OutputConfig(_Strict):
-    dir: Optional[str] = Field(None, description="run folder; empty = a new folder under root")
+    dir: str | None = Field(None, description="run folder; empty = a new folder under root")
     root: str = "runs"
 
 
 class ExperimentConfig(_Strict):
-    preset: Optional[str] = None
-    budget: Optional[str] = Field(None, description="named training budget from registry.yaml (e.g. demo, paper)")
+    preset: str | None = None
+    budget: str | None = Field(None, description="named training budget from registry.yaml (e.g. demo, paper)")
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)

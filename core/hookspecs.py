@@ -8,8 +8,8 @@ components use exactly this contract, so third-party packages are first-class ci
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
 import pluggy

@@ -26,7 +26,6 @@ import numpy as np
 import torch
 from torch import nn
 
-
 #: the largest value cell-eval accepts (it wants values < 15); written files are clipped to it
 CELL_EVAL_MAX = float(np.nextafter(np.float32(15.0), np.float32(0.0)))
 

@@ -13,7 +13,8 @@ import math
 import sys
 import time
 import warnings
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 PLAIN_EVERY_S = 60.0
 
@@ -45,7 +46,7 @@ class LoopProgress:
 
     # ------------------------------------------------------------------ context
 
-    def __enter__(self) -> "LoopProgress":
+    def __enter__(self) -> LoopProgress:
         self._started = self._last_line = time.perf_counter()
         self._warnings = warnings.catch_warnings()
         self._warnings.__enter__()  # filters unchanged: only where warnings are shown

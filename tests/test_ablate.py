@@ -8,9 +8,9 @@ import yaml
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.runs.ablate import grid_configs, load_grid, parse_grid
-from ptrag.core.errors import ConfigError
 from ptrag.core.components.manager import build_manager
+from ptrag.core.errors import ConfigError
+from ptrag.core.runs.ablate import grid_configs, load_grid, parse_grid
 
 GRID = {"base": {"data": {"synth_preset": "tiny"}, "metrics": ["mse", "w1", "discrimination"]},
         "seeds": [0, 1],

@@ -61,7 +61,7 @@ def test_import_ptrag_is_light_and_exports_the_api():
     assert ptrag.PtragError is ptrag.core.errors.PtragError
     assert {"run", "predict", "score", "compare", "components", "configure"} <= set(dir(ptrag))
     with pytest.raises(AttributeError):
-        ptrag.no_such_name
+        _ = ptrag.no_such_name
 
 
 # --------------------------------------------------------------------------- run
@@ -158,9 +158,9 @@ def test_comparisons_reuse_the_screen_the_main_run_read(tmp_path, monkeypatch):
 
 
 def test_a_run_made_in_memory_resumes_with_the_same_anndata(adata, tmp_path):
+    from ptrag.core.components.manager import build_manager
     from ptrag.core.data.loading import adata_to_data
     from ptrag.core.runs.experiment import run_experiment
-    from ptrag.core.components.manager import build_manager
 
     cfg = ptrag.configure(preset="state", steps=4, out=tmp_path / "r", set=SMALL_SETS)
     cfg.data.path = None

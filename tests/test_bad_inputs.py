@@ -15,7 +15,7 @@ import importlib
 import re
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -189,10 +189,11 @@ def _write(adata, path: Path) -> str:
 def prepare(root: Path) -> dict[str, str]:
     """The files and run folders the cases point at (tiny data, small budgets)."""
     import torch
+
+    from ptrag.core.components.manager import build_manager
     from ptrag.core.config import resolve_config
     from ptrag.core.data.synth import synth_screen
     from ptrag.core.runs.experiment import run_experiment
-    from ptrag.core.components.manager import build_manager
 
     runner = CliRunner()
     env = {"tmp": str(root)}
@@ -265,7 +266,8 @@ def prepare(root: Path) -> dict[str, str]:
     (root / "no_ckpt" / "config.yaml").write_text((root / "run_tr" / "config.yaml").read_text())
     env["no_ckpt"] = str(root / "no_ckpt")
 
-    grid = {"base": {"data": {"synth_preset": "tiny"}, "metrics": ["mse"]}, "seeds": [0], "runs": [{"preset": "control"}]}
+    grid = {"base": {"data": {"synth_preset": "tiny"}, "metrics": ["mse"]}, "seeds": [0],
+            "runs": [{"preset": "control"}]}
     (root / "grid.yaml").write_text(yaml.safe_dump(grid))
     env["grid"] = str(root / "grid.yaml")
     result = runner.invoke(app, ["ablate", env["grid"], "--out", str(root / "ablation")], catch_exceptions=False)
@@ -328,11 +330,14 @@ def markdown(env: dict[str, str], scratch: Path) -> str:
             "existing file changed. `<tmp>` is a folder of prepared files and runs (tiny built-in data),",
             "`<new>` a fresh folder, `<ptrag>` the installed package.", "",
             "| case | command | exit | message |", "|---|---|---|---|"]
+
+    def cell(text):
+        return text.replace("|", "\\|")
+
     for i, case in enumerate(CASES):
         new = scratch / f"case{i}"
         code, _, _, message = run_case(case, env, new)
         command = "ptrag " + " ".join(normalise(a.format(**env, new=new), env, new) for a in case.args)
-        cell = lambda text: text.replace("|", "\\|")
         rows.append(f"| `{case.id}` | `{cell(command)}` | {code} | {cell(normalise(message, env, new))} |")
     return "\n".join(rows) + "\n"
 

@@ -16,8 +16,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.errors import DataError, PtragError
 from ptrag.core.components.manager import build_manager
+from ptrag.core.errors import DataError, PtragError
 
 runner = CliRunner()
 pytestmark = pytest.mark.filterwarnings("ignore:the string cache:DeprecationWarning")  # polars, inside cell-eval
@@ -59,7 +59,8 @@ def test_run_reports_cell_eval_metrics_next_to_ptrags(run):
     assert set(table.metric) == labels
     summary = json.loads((out / "metrics.json").read_text())["metrics"]
     assert set(summary) == labels
-    assert summary["celleval:mse"]["direction"] == "lower" and summary["celleval:pearson_delta"]["direction"] == "higher"
+    assert summary["celleval:mse"]["direction"] == "lower"
+    assert summary["celleval:pearson_delta"]["direction"] == "higher"
     for label in THEIRS:
         assert label in output  # the run table printed at the end
         assert summary[label]["n"] > 0
@@ -129,7 +130,10 @@ def test_real_values_outside_cell_evals_range_are_one_clear_error():
     from ptrag.plugins.metrics.celleval import evaluate_line
 
     rng = np.random.default_rng(0)
-    cells = lambda n, scale=1.0: rng.gamma(2.0, 0.5, (n, 4)).astype(np.float32) * scale
+
+    def cells(n, scale=1.0):
+        return rng.gamma(2.0, 0.5, (n, 4)).astype(np.float32) * scale
+
     with pytest.raises(DataError, match=r"real cells of cell line 'k562' have values in .*\[0, 15\)"):
         evaluate_line([cells(5)], [cells(5, 20.0)], cells(8), ["A"], ["g1", "g2", "g3", "g4"], context="k562")
     with pytest.raises(DataError, match="real cells of cell line 'k562' have integer values"):

@@ -12,13 +12,13 @@ from typer.testing import CliRunner
 
 from ptrag.cli.app import app
 from ptrag.core.components.assembly import embedding_readers
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import resolve_config
 from ptrag.core.data.embeddings import read_gene_embeddings
 from ptrag.core.data.synth import synth_screen
 from ptrag.core.data.validation import ValueCheck
 from ptrag.core.errors import DataError
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.components.manager import build_manager
 
 TINY = ["--set", "data.synth_preset=tiny"]
 

@@ -1,3 +1,4 @@
+import io
 import json
 import subprocess
 import sys
@@ -109,3 +110,23 @@ def test_help_is_useful(command):
 def test_console_script_runs():
     result = subprocess.run([sys.executable, "-m", "ptrag.cli.app", "--version"], capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("ptrag ")
+
+
+def test_the_comparison_table_fits_80_columns_and_never_cuts_a_label(tmp_path):
+    from rich.console import Console
+
+    from ptrag.cli.tables import comparison_tables
+    from ptrag.core.api import run
+
+    result = run(preset="pert-mean", set=["data.synth_preset=tiny"], out=tmp_path / "r", keep_cells=False,
+                 compare=["gene-other-lines", "neighbour-mean", "context-mean", "control"])
+    console = Console(width=80, record=True, file=io.StringIO())
+    for table in comparison_tables(result, width=80):
+        console.print(table)
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "…" not in text  # nothing truncated
+    for run_ in [result, *result.comparisons]:
+        assert f" {run_.config.preset} " in text  # every preset named whole, in a row of its own
+    for metric in result.summary:
+        assert f" {metric} " in text  # every metric named whole

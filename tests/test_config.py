@@ -1,10 +1,10 @@
 import pytest
 import yaml
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import ExperimentConfig, parse_set, resolve_config
 from ptrag.core.errors import ConfigError, UnknownComponentError
 from ptrag.core.hookspecs import ComponentParams, GeneratorSpec, hookimpl
-from ptrag.core.components.manager import build_manager
 
 
 class ScaledParams(ComponentParams):
@@ -63,7 +63,8 @@ def test_unknown_keys_are_rejected(tmp_path, manager):
 
 
 def test_unknown_component_and_preset(manager):
-    with pytest.raises(UnknownComponentError, match=r"^unknown retriever 'nosuch'; available retrievers: exact, faiss, hnsw, none, random$"):
+    with pytest.raises(UnknownComponentError,
+                       match=r"^unknown retriever 'nosuch'; available retrievers: exact, faiss, hnsw, none, random$"):
         resolve_config(None, components={"retriever": "nosuch"}, manager=manager)
     with pytest.raises(ConfigError, match=r"unknown preset 'nope'; available presets: .*pert-mean"):
         resolve_config(None, preset="nope", manager=manager)

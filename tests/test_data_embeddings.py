@@ -8,7 +8,11 @@ import pandas as pd
 import pytest
 
 from ptrag.core.data.embeddings import (
-    BUILTIN_EMBEDDINGS, GeneEmbeddings, default_embeddings, load_gene_embeddings, read_gene_embeddings,
+    BUILTIN_EMBEDDINGS,
+    GeneEmbeddings,
+    default_embeddings,
+    load_gene_embeddings,
+    read_gene_embeddings,
 )
 from ptrag.core.errors import DataError
 
@@ -26,7 +30,7 @@ def _check(table):
 
 def test_genept_pickle(tmp_path):
     path = tmp_path / "genept.pickle"
-    path.write_bytes(pickle.dumps({n: list(map(float, r)) for n, r in zip(NAMES, M)}))
+    path.write_bytes(pickle.dumps({n: list(map(float, r)) for n, r in zip(NAMES, M, strict=False)}))
     _check(read_gene_embeddings(path))
 
 

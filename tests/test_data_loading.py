@@ -92,7 +92,8 @@ def test_cell_line_without_controls(tmp_path):
 
 def test_no_control_label_at_all_names_labels(tmp_path):
     path = write(make_adata(), tmp_path)
-    with pytest.raises(DataError, match=r"no control cells: obs\['gene'\] has no 'NTC'; most frequent labels: .*non-targeting"):
+    with pytest.raises(DataError,
+                       match=r"no control cells: obs\['gene'\] has no 'NTC'; most frequent labels: .*non-targeting"):
         read_screen(path, DataConfig(control_label="NTC"))
 
 
@@ -129,7 +130,9 @@ def test_small_groups_are_dropped_reported_and_counted(tmp_path):
     assert any("dropped 1 perturbation group(s) with fewer than 5 cells (4 cells; first: B/rpe1 (4))" in n
                for n in data.notes)
     # and the rows kept are the right ones
-    np.testing.assert_array_equal(data.X, a[keep].copy()[~((a[keep].obs.gene == "B") & (a[keep].obs.cell_line == "rpe1")).to_numpy()].obsm["X_hvg"])
+    kept = a[keep].copy()
+    rest = ~((kept.obs.gene == "B") & (kept.obs.cell_line == "rpe1")).to_numpy()
+    np.testing.assert_array_equal(data.X, kept[rest].obsm["X_hvg"])
 
 
 def test_empty_labels_are_errors(tmp_path):

@@ -47,7 +47,8 @@ test = ["{k562[0]}", "{k562[1]}", "{k562[2].lower()}", "AARS"]
 
 def test_state_toml_zeroshot_holds_out_a_line(tmp_path, data):
     path = tmp_path / "z.toml"
-    path.write_text('[datasets]\nreplogle = "/x"\n[training]\nreplogle = "train"\n[zeroshot]\n"replogle.rpe1" = "test"\n"replogle.hepg2" = "val"\n')
+    path.write_text('[datasets]\nreplogle = "/x"\n[training]\nreplogle = "train"\n'
+                    '[zeroshot]\n"replogle.rpe1" = "test"\n"replogle.hepg2" = "val"\n')
     split = read_split(path, data)
     assert {c for _, c in split.test} == {"rpe1"} and all(c == "k562" for _, c in split.train)
     assert len(split.test) == sum(1 for _, c in data.groups if c == "rpe1")

@@ -2,13 +2,13 @@
 metrics as float32 in memory (float16 within its rounding), backed mode holding no matrix, and
 one-line errors for what a mode cannot do."""
 
-import anndata as ad
 import h5py
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import DataConfig, resolve_config
 from ptrag.core.data.cellsets import CellSetSampler, Vocab
 from ptrag.core.data.database import ResponseDatabase
@@ -17,7 +17,6 @@ from ptrag.core.data.store import BackedStore, HalfStore
 from ptrag.core.data.synth import synth_screen
 from ptrag.core.errors import ConfigError, DataError
 from ptrag.core.runs.experiment import run_experiment
-from ptrag.core.components.manager import build_manager
 
 HALF = 2.0 ** -11  # float16 keeps 11 significant bits: relative rounding error <= 2^-11 (half an ulp)
 MODES = {"float32": {}, "float16": {"dtype": "float16"}, "backed": {"backed": True},
@@ -114,7 +113,8 @@ def test_control_cells_are_read_once_and_shared_read_only(tiny_file):
 
 
 FAST = ["model.hidden_dim=16", "data.cell_set_len=8", "train.batch_size=2", "train.steps=3", "train.val_every=3",
-        "device=cpu", "compare=[]", "generator.n_layers=1", "generator.n_heads=2", "metrics=[w1,energy,mse,pearson-delta]"]
+        "device=cpu", "compare=[]", "generator.n_layers=1", "generator.n_heads=2",
+        "metrics=[w1,energy,mse,pearson-delta]"]
 
 
 def test_a_run_gives_the_same_metrics_in_every_mode(tiny_file, tmp_path):
@@ -155,7 +155,8 @@ def test_backed_refuses_csc_and_in_memory_data(tmp_path):
     with pytest.raises(DataError, match=r"csc.h5ad: \.X is stored CSC sparse.*set data.backed=false") as e:
         load(path, "backed", embed_key="X")
     assert "\n" not in str(e.value)
-    with pytest.raises(DataError, match=r"built-in tiny dataset \(data seed 0\): data.backed=true .* write it to a file first"):
+    with pytest.raises(DataError,
+                       match=r"built-in tiny dataset \(data seed 0\): data.backed=true .* write it to a file first"):
         load_screen(DataConfig(synth_preset="tiny", backed=True))
 
 
@@ -165,7 +166,8 @@ def test_float16_refuses_values_beyond_its_range(tmp_path):
     path = tmp_path / "big.h5ad"
     a.write_h5ad(path)
     for mode in ("float16", "backed-float16"):
-        with pytest.raises(DataError, match=r"values up to 1e\+05, beyond float16's range \(65,504\); set data.dtype=float32"):
+        with pytest.raises(DataError,
+                           match=r"values up to 1e\+05, beyond float16's range \(65,504\); set data.dtype=float32"):
             load(path, mode)
     assert load(path, "backed").X.shape[0] == a.n_obs  # float32 holds it
 

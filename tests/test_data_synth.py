@@ -10,8 +10,7 @@ from scipy.stats import chisquare
 from ptrag.core.config import DataConfig, resolve_config
 from ptrag.core.data.gene_modules import GENE_MODULES, MODULE_STATE_SHIFTS, NULL_GENES, all_module_genes
 from ptrag.core.data.loading import adata_to_data, load_screen
-from ptrag.core.data.readout_genes import (CELL_CYCLE_G1S, CELL_CYCLE_G2M, DIFFERENTIATION, P53_TARGETS,
-                                           readout_genes)
+from ptrag.core.data.readout_genes import CELL_CYCLE_G1S, CELL_CYCLE_G2M, DIFFERENTIATION, P53_TARGETS, readout_genes
 from ptrag.core.data.split import resolve_split
 from ptrag.core.data.synth import PRESETS, STATES, VERSION, synth_screen
 
@@ -60,7 +59,7 @@ def _expected_cells(p) -> float:
              else p.n_modules * p.perts_per_module) + p.n_null
     screened = [1.0] + [p.coverage] * (len(p.lines) - 1)
     per_group = p.cells_per_group * np.exp(0.35 ** 2 / 2)
-    return sum(genes * cov * s * per_group + p.controls * s for cov, s in zip(screened, p.line_scale))
+    return sum(genes * cov * s * per_group + p.controls * s for cov, s in zip(screened, p.line_scale, strict=False))
 
 
 def test_presets_sizes():
@@ -123,7 +122,7 @@ def test_realism_modules_nulls_and_line_specific(tiny):
     # line-specific modules, read from the stored ground truth (the observed signature of one
     # 4-gene module is too noisy in `tiny` to test on): along the module's own direction (its
     # members' mean effect minus the line's mean effect), the off line has next to nothing
-    effect = dict(zip(truth["effect_groups"], truth["effect"]))
+    effect = dict(zip(truth["effect_groups"], truth["effect"], strict=False))
     effective = {k.split("|")[0] for k in effect} - null
     line_mean = {c: np.mean([effect[f"{g}|{c}"] for g in effective], axis=0) for c in truth["cell_lines"]}
     for m, on_line in specific.items():
@@ -147,7 +146,7 @@ def test_same_gene_correlates_across_lines_with_line_specific_parts(tiny, tiny_d
     special = set(truth["line_specific_modules"]) | set(truth["opposite_sign_modules"])
     data = tiny_data
     db = ResponseDatabase.from_data(data, data.groups, np.zeros((len(data.groups), 1), np.float32))
-    resp = dict(zip(data.groups, db.response))
+    resp = dict(zip(data.groups, db.response, strict=False))
     a, b = data.contexts
     both = [p for p in data.perturbations if p not in null and (p, a) in resp and (p, b) in resp]
     genes = [p for p in both if module[p] not in special]
@@ -155,8 +154,11 @@ def test_same_gene_correlates_across_lines_with_line_specific_parts(tiny, tiny_d
     other = [np.corrcoef(resp[(g, a)], resp[(h, b)])[0, 1] for g in genes for h in genes
              if module[g] != module[h]]
     assert np.mean(same) > np.mean(other) + 0.25
-    effect = dict(zip(truth["effect_groups"], truth["effect"]))
-    true_r = lambda g: np.corrcoef(effect[f"{g}|{a}"], effect[f"{g}|{b}"])[0, 1]
+    effect = dict(zip(truth["effect_groups"], truth["effect"], strict=False))
+
+    def true_r(g):
+        return np.corrcoef(effect[f"{g}|{a}"], effect[f"{g}|{b}"])[0, 1]
+
     typical = np.median([true_r(g) for g in genes])
     assert 0.5 < typical < 0.99  # shared, with line-specific parts
     flipped = [g for g in both if module[g] in truth["opposite_sign_modules"]]
@@ -167,8 +169,8 @@ def test_null_knockdowns_have_no_true_effect(tiny):
     truth = tiny.uns["ptrag_synth"]
     null = set(truth["null_genes"])
     features = list(tiny.var_names)
-    rows = dict(zip(truth["effect_groups"], truth["effect"]))
-    shift = dict(zip(truth["effect_groups"], truth["state_shift"]))
+    rows = dict(zip(truth["effect_groups"], truth["effect"], strict=False))
+    shift = dict(zip(truth["effect_groups"], truth["state_shift"], strict=False))
     size = {}
     for key, effect in rows.items():
         gene = key.split("|")[0]
@@ -184,10 +186,6 @@ def test_null_knockdowns_have_no_true_effect(tiny):
     assert 0.2 <= share <= 0.55  # real screens: about a third (`tiny` has 6 null genes of 30)
 
 
-def _state_mix(states, cells, k=len(STATES)):
-    return np.bincount(states[cells], minlength=k) / max(1, cells.sum())
-
-
 def test_knockdowns_shift_the_state_mix_and_escapers_keep_the_control_mix(deep):
     truth = deep.uns["ptrag_synth"]
     state = np.asarray(truth["cell_state"])
@@ -197,8 +195,8 @@ def test_knockdowns_shift_the_state_mix_and_escapers_keep_the_control_mix(deep):
     control = gene == "non-targeting"
     assert len(state) == len(escaped) == deep.n_obs and not escaped[control].any()
     assert 0.05 < escaped[~control].mean() < 0.3
-    shift = dict(zip(truth["effect_groups"], truth["state_shift"]))
-    true_mix = dict(zip(truth["cell_lines"], np.asarray(truth["control_state_mix"], dtype=np.float64)))
+    shift = dict(zip(truth["effect_groups"], truth["state_shift"], strict=False))
+    true_mix = dict(zip(truth["cell_lines"], np.asarray(truth["control_state_mix"], dtype=np.float64), strict=False))
     for c in truth["cell_lines"]:
         # escapers of every knock-down together follow the line's control mix (chi-square fit)
         counts = np.bincount(state[escaped & (line == c)], minlength=len(STATES))

@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from ptrag.core.data.cellsets import EpochSchedule, step_seed
-from ptrag.core.training.distributed import Dist, SINGLE, broadcast, from_env, gather, on_main
-from ptrag.core.training.interrupt import CRASH_ENV
 from ptrag.core.runs.evaluate import merge_shards
+from ptrag.core.training.distributed import SINGLE, Dist, broadcast, from_env, gather, on_main
+from ptrag.core.training.interrupt import CRASH_ENV
 
 ARGS = ["run", "--preset", "ptrag-evidence", "--steps", "12", "--device", "cpu", "--set", "data.synth_preset=tiny",
         "--set", "train.val_every=4", "--set", "compare=[]", "--set", "model.hidden_dim=16",
@@ -105,8 +105,11 @@ def test_shards_of_predictions_merge_back_in_the_original_order():
             self.pert, self.context = pert, "k562"
 
     groups = [P(f"g{i}") for i in range(5)]
-    trace = lambda ps: pd.DataFrame({"pert": [p.pert for p in ps for _ in range(2)], "context": "k562",
-                                     "rank": [0, 1] * len(ps)})
+
+    def trace(ps):
+        return pd.DataFrame({"pert": [p.pert for p in ps for _ in range(2)], "context": "k562",
+                             "rank": [0, 1] * len(ps)})
+
     parts = [(groups[r::2], trace(groups[r::2])) for r in range(2)]
     merged, merged_trace = merge_shards(parts)
     assert [p.pert for p in merged] == [f"g{i}" for i in range(5)]

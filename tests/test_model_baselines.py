@@ -7,7 +7,11 @@ import torch
 from ptrag.core.hookspecs import BuildContext
 from ptrag.core.interfaces import CellSetBatch, GenerationInput
 from ptrag.plugins.generators.baselines import (
-    ContextMeanBaseline, GeneOtherLinesBaseline, LinearBaseline, LinearParams, NeighbourMeanBaseline,
+    ContextMeanBaseline,
+    GeneOtherLinesBaseline,
+    LinearBaseline,
+    LinearParams,
+    NeighbourMeanBaseline,
     PertMeanBaseline,
 )
 
@@ -28,7 +32,8 @@ DATABASE = DB(["A", "B", "A", "C"], ["k562", "k562", "rpe1", "rpe1"],
 def batch(perts, contexts, emb=None, ids=None):
     b = len(perts)
     index = {"k562": 0, "rpe1": 1}
-    return CellSetBatch(ctrl=torch.zeros(b, 3, 2), pert_emb=torch.tensor(emb if emb is not None else np.zeros((b, 2)), dtype=torch.float32),
+    pert_emb = torch.tensor(emb if emb is not None else np.zeros((b, 2)), dtype=torch.float32)
+    return CellSetBatch(ctrl=torch.zeros(b, 3, 2), pert_emb=pert_emb,
                         pert_index=torch.zeros(b, dtype=torch.long),
                         context_index=torch.tensor([index[c] for c in contexts]), perts=perts, contexts=contexts,
                         neighbour_ids=None if ids is None else torch.tensor(ids))

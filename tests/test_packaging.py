@@ -1,8 +1,9 @@
 """ptrag installs under one import name; no bare `core`/`cli`/`plugins` in site-packages."""
 
-import tomllib
 from importlib import metadata
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -51,7 +52,8 @@ def test_ptrag_is_a_regular_package_with_its_api():
     import ptrag.core.api
     import ptrag.plugins.retrievers.exact
 
-    assert Path(ptrag.__file__).name == "__init__.py" and Path(ptrag.__file__).parent == Path(ptrag.core.__file__).parent.parent
+    assert Path(ptrag.__file__).name == "__init__.py"
+    assert Path(ptrag.__file__).parent == Path(ptrag.core.__file__).parent.parent
     assert ptrag.run is ptrag.core.api.run and ptrag.core.errors.PtragError is ptrag.PtragError
 
 

@@ -3,16 +3,14 @@
 import json
 
 import pandas as pd
-
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.config import resolve_config
-from ptrag.core.runs.experiment import run_experiment
 from ptrag.core.components.manager import build_manager
+from ptrag.core.config import resolve_config
 from ptrag.core.registry import load_registry
+from ptrag.core.runs.experiment import run_experiment
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -30,7 +30,7 @@ def test_warnings_in_the_loop_are_one_line_each_once(capsys):
     lines = []
     with LoopProgress("predicting", 3, log=lines.append, terminal=False) as progress:
         for i in range(3):
-            warnings.warn("something odd", UserWarning)
+            warnings.warn("something odd", UserWarning, stacklevel=1)
             progress.update(i + 1)
     notes = [line for line in lines if line.startswith("warning:")]
     assert len(notes) == 1 and notes[0].startswith("warning: UserWarning: something odd (")
@@ -40,7 +40,7 @@ def test_warnings_in_the_loop_are_one_line_each_once(capsys):
 def test_on_a_terminal_warnings_print_above_the_bar(capsys):
     lines = []
     with LoopProgress("training", 2, log=lines.append, terminal=True) as progress:
-        warnings.warn("careful", UserWarning)
+        warnings.warn("careful", UserWarning, stacklevel=1)
         progress.update(1, loss=1.0)
         progress.update(2, loss=0.9)
     assert lines == []  # the bar's console, not the plain log

@@ -1,5 +1,5 @@
-from ptrag.core.config import resolve_config
 from ptrag.core.components.manager import build_manager
+from ptrag.core.config import resolve_config
 from ptrag.core.registry import load_registry
 
 

@@ -12,9 +12,9 @@ from ptrag.core.config import DataConfig
 from ptrag.core.data.loading import load_screen
 from ptrag.core.errors import ConfigError
 from ptrag.core.evaluation.scoring import GroupPrediction
-from ptrag.core.runs.cells import write_cell_eval_files
 from ptrag.core.reporting.folders import expand_runs, paired_comparison
 from ptrag.core.reporting.report import build_report
+from ptrag.core.runs.cells import write_cell_eval_files
 
 PERTS = [f"G{i}" for i in range(6)]
 
@@ -22,7 +22,7 @@ PERTS = [f"G{i}" for i in range(6)]
 def _run(folder, mse, pearson, retrieval=False):
     folder.mkdir(parents=True)
     rows = [{"pert": p, "context": "c1", "metric": m, "value": v}
-            for p, a, b in zip(PERTS, mse, pearson) for m, v in (("mse", a), ("pearson-delta", b))]
+            for p, a, b in zip(PERTS, mse, pearson, strict=False) for m, v in (("mse", a), ("pearson-delta", b))]
     pd.DataFrame(rows).to_csv(folder / "metrics.csv", index=False)
     summary = {m: {"mean": float(np.mean(v)), "median": float(np.median(v)), "ci95": [min(v), max(v)],
                    "n": len(v), "direction": d, "space": "genes"}

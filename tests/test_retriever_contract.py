@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from ptrag.core import testing
-from ptrag.core.hookspecs import BuildContext
 from ptrag.core.components.manager import build_manager
+from ptrag.core.hookspecs import BuildContext
 
 # ablations that do not rank by similarity: no recall target, no nearest-first checks
 NO_RECALL = {"random"}

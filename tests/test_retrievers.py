@@ -14,10 +14,10 @@ from pydantic import ValidationError
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.errors import DataError
-from ptrag.core.hookspecs import BuildContext
 from ptrag.core.components.manager import build_manager
 from ptrag.core.data.database import ResponseDatabase
+from ptrag.core.errors import DataError
+from ptrag.core.hookspecs import BuildContext
 from ptrag.core.model.neighbours import exclusion_lists, precompute_neighbours
 from ptrag.core.retrieval import normalise_exclude, search_with_exclusion
 from ptrag.core.testing import clustered_keys, reference_search

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -11,11 +10,11 @@ import yaml
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
-from ptrag.core.runs.ablate import grid_configs, load_grid
-from ptrag.core.config import resolve_config
-from ptrag.core.runs.experiment import run_experiment
 from ptrag.core.components.manager import build_manager
+from ptrag.core.config import resolve_config
 from ptrag.core.files import atomic_write, write_json, write_text
+from ptrag.core.runs.ablate import grid_configs, load_grid
+from ptrag.core.runs.experiment import run_experiment
 from ptrag.core.runs.results import comparability
 from ptrag.core.training.interrupt import crash_after
 

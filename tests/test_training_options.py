@@ -8,13 +8,13 @@ import pytest
 import torch
 from scipy.stats import energy_distance as scipy_energy
 
+from ptrag.core.components.manager import build_manager
 from ptrag.core.config import resolve_config
 from ptrag.core.errors import ConfigError
+from ptrag.core.evaluation.verdict import retrieval_verdicts
 from ptrag.core.runs.experiment import run_experiment
 from ptrag.core.runs.results import RunResult
-from ptrag.core.training.losses import PCSpace, fit_pc_space, per_axis_energy, set_loss
-from ptrag.core.components.manager import build_manager
-from ptrag.core.evaluation.verdict import retrieval_verdicts
+from ptrag.core.training.losses import fit_pc_space, per_axis_energy, set_loss
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,7 @@ def test_the_verdict_needs_a_better_mean_and_a_significant_paired_test_on_each_m
     assert set(verdicts) == {"good", "mixed"}  # trained retrieval runs only
     assert verdicts["good"].beat and set(verdicts["good"].tests.baseline) == {"gol"}  # the best baseline
     assert not verdicts["mixed"].beat
-    outcomes = dict(zip(verdicts["mixed"].tests.metric, verdicts["mixed"].tests.outcome))
+    outcomes = dict(zip(verdicts["mixed"].tests.metric, verdicts["mixed"].tests.outcome, strict=False))
     assert outcomes["energy"] == "better" and "not significant" in outcomes["pearson-delta"]
     assert "good beat the best baseline" in verdicts["good"].text
     assert "mixed did not beat" in verdicts["mixed"].text

@@ -8,6 +8,7 @@ the same results from one code path. Every user-facing problem is raised as :cla
 """
 
 from .. import __version__
+from ..components.manager import build_manager
 from ..errors import ConfigError, DataError, PtragError, os_error_message
 from ..evaluation.aggregate import fmt
 from ..files import atomic_write
@@ -15,7 +16,6 @@ from ..hookspecs import KINDS
 from ..runs.results import RunResult
 from . import data, genes, reports
 from .boundary import RunInterrupted
-from ..components.manager import build_manager
 from .options import CONFIG, OVERWRITE, RUN_OPTIONS, SET, Option
 from .plugins import builtin_components, components, presets
 from .predictions import DEVICES, Prediction, Scores, compare, predict, score
@@ -27,5 +27,6 @@ __all__ = [
     "RunResult", "Prediction", "Scores", "PtragError", "RunInterrupted",
     # what the command line needs beyond it
     "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "KINDS", "DEVICES",
-    "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components", "presets", "is_main_process", "data", "genes", "reports",
+    "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components", "presets",
+    "is_main_process", "data", "genes", "reports",
 ]

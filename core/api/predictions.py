@@ -21,7 +21,8 @@ from ..data.validation import require_expression
 from ..errors import ConfigError, DataError
 from ..evaluation.aggregate import aggregate, summary_frame
 from ..evaluation.paired import paired_tests
-from ..evaluation.scoring import GroupPrediction, score as score_groups
+from ..evaluation.scoring import GroupPrediction
+from ..evaluation.scoring import score as score_groups
 from ..files import read_json
 from ..hookspecs import BuildContext
 from ..reporting.folders import paired_comparison
@@ -161,7 +162,7 @@ def predict(
 def _groups_in_order(data: PerturbationData) -> list[tuple[str, str]]:
     """Perturbation groups in the order their cells first appear (a run's order, in its files)."""
     obs = data.obs.loc[~data.is_control]
-    return list(dict.fromkeys(zip(obs[PERT].astype(str), obs[CONTEXT].astype(str))))
+    return list(dict.fromkeys(zip(obs[PERT].astype(str), obs[CONTEXT].astype(str), strict=False)))
 
 
 @one_error
@@ -189,7 +190,7 @@ def score(
     for screen in (pred, true):
         require_expression(screen)
     if list(pred.features) != list(true.features):
-        first = next((i for i, (a, b) in enumerate(zip(pred.features, true.features)) if a != b),
+        first = next((i for i, (a, b) in enumerate(zip(pred.features, true.features, strict=False)) if a != b),
                      min(len(pred.features), len(true.features)))
         raise DataError(f"{pred.source}: its {len(pred.features)} features differ from {true.source}'s "
                         f"{len(true.features)} (first difference at position {first}); give both the same genes "

@@ -14,7 +14,6 @@ from ..reporting.tables import rich_table
 from ..runs.ablate import Grid, load_grid, run_grid
 from .boundary import one_error, threads_kept
 
-
 load_grid = one_error(load_grid)
 
 

@@ -18,9 +18,21 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from ..interfaces import (CellEncoding, EvidenceWeights, GenerationInput, Generator, GeneratorCapabilities, Metric,
-                          Retriever, RetrieverCapabilities, SelectionInput, Selector, SelectorCapabilities,
-                          SelectorOutput, SetMetric)
+from ..interfaces import (
+    CellEncoding,
+    EvidenceWeights,
+    GenerationInput,
+    Generator,
+    GeneratorCapabilities,
+    Metric,
+    Retriever,
+    RetrieverCapabilities,
+    SelectionInput,
+    Selector,
+    SelectorCapabilities,
+    SelectorOutput,
+    SetMetric,
+)
 
 GUIDE = "docs/writing-a-plugin.md, 'Migrating from ptrag 0.1'"
 _warned: set[tuple[str, type]] = set()

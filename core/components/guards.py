@@ -73,8 +73,10 @@ def check_retrieval(result: Any, n_queries: int, k: int, n_keys: int,
                                "entry, or its gene's entries when the same gene is excluded)")
 
 
-def check_selection(output: Any, b: int, s: int, k: int, h: int, mask: torch.Tensor, label: str) -> None:
-    """Context [B,S,H] and weights [B,S,K] (or None), zero weight on padding, scalar aux losses."""
+def check_selection(output: Any, b: int, s: int, k: int, h: int, mask: torch.Tensor, label: str,
+                    values: bool = True) -> None:
+    """Context [B,S,H] and weights [B,S,K] (or None), scalar aux losses; with ``values`` also zero
+    weight on padding (a look at the values: skipped in training steps, where it would cost a sync)."""
     if not isinstance(output, SelectorOutput):
         raise _fail(label, f"forward returned {type(output).__name__}, not a SelectorOutput")
     if output.context is not None and _shape(output.context) != (b, s, h):
@@ -82,7 +84,7 @@ def check_selection(output: Any, b: int, s: int, k: int, h: int, mask: torch.Ten
     if output.weights is not None:
         if _shape(output.weights) != (b, s, k):
             raise _fail(label, f"weights have shape {_shape(output.weights)}; expected {(b, s, k)}")
-        if bool((output.weights.detach()[~mask[:, None, :].expand(b, s, k)] != 0).any()):
+        if values and bool((output.weights.detach()[~mask[:, None, :].expand(b, s, k)] != 0).any()):
             raise _fail(label, "a padding candidate (id -1) got a non-zero weight")
     if output.evidence is not None and _shape(output.evidence.response) != (b, k):
         raise _fail(label, f"evidence.response has shape {_shape(output.evidence.response)}; expected {(b, k)}")

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import importlib
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from collections.abc import Iterable
 from typing import Any
 
 import pluggy

@@ -27,9 +27,9 @@ def apply_embedding_policy(split: Any, table: Any, perts: list[str], *, policy: 
                            users: list[str], log: Log) -> tuple[Any, dict[str, np.ndarray]]:
     """(split, gene -> vector) under ``data.missing_embedding``; see the module docstring."""
     have = [table.has(p) for p in perts]
-    missing = [p for p, ok in zip(perts, have) if not ok]
+    missing = [p for p, ok in zip(perts, have, strict=False) if not ok]
     matrix, _ = table.lookup(perts, "zero")
-    vectors = dict(zip(perts, matrix))
+    vectors = dict(zip(perts, matrix, strict=False))
     if not missing:
         return split, vectors
     where = f"{len(missing)} of {len(perts)} perturbed gene(s) have no embedding in {table.source} " \

@@ -42,7 +42,7 @@ class ResponseDatabase:
     @classmethod
     def from_data(
         cls, data: PerturbationData, groups: list[Group], embeddings: np.ndarray
-    ) -> "ResponseDatabase":
+    ) -> ResponseDatabase:
         control_mean = {c: data.control_mean(c) for c in data.contexts if len(data.control_indices(c))}
         batch_mean = _batch_control_means(data)
         rows = []
@@ -67,7 +67,8 @@ class ResponseDatabase:
         (each line weighs the same; zeros where g has none) and whether there is any [N] bool.
 
         ``response - other_lines_mean`` is the entry's line-specific deviation: how the gene's
-        response in this line departs from its response elsewhere (DESIGN.md section 6).
+        response in this line departs from its response elsewhere (docs/architecture.md, "What
+        measurement taught us").
         """
         out = np.zeros_like(self.response)
         has = np.zeros(len(self), dtype=bool)
@@ -102,5 +103,6 @@ def _matched_mean(data, idx, context, control_mean, batch_mean) -> np.ndarray:
     if not batch_mean:
         return control_mean[context]
     batches, counts = np.unique(data.batches_of(idx), return_counts=True)
-    parts = [batch_mean.get((context, str(b)), control_mean[context]) * n for b, n in zip(batches, counts)]
+    parts = [batch_mean.get((context, str(b)), control_mean[context]) * n
+             for b, n in zip(batches, counts, strict=False)]
     return np.sum(parts, axis=0) / counts.sum()

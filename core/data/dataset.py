@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Union
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ from .store import BackedStore, HalfStore
 PERT, CONTEXT, BATCH = "pert", "context", "batch"
 
 #: rows come back as float32 from each: ``X[idx]`` (see :mod:`store`)
-Expression = Union[np.ndarray, HalfStore, BackedStore]
+Expression = np.ndarray | HalfStore | BackedStore
 
 
 @dataclass

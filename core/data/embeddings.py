@@ -4,9 +4,9 @@ Formats (chosen by suffix): GenePT's own pickle (dict symbol -> list of floats),
 (``names`` [V] str, ``embeddings`` [V,E], optional ``provenance`` JSON string, as written by
 ``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header),
 ``.parquet`` (symbols in the index or the first column) and STATE's perturbation-feature files
-(``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``). Symbols match case-insensitively, then
-through a small table of renamed HGNC symbols (e.g. an old embedding keyed by ``SEPT7`` serves
-``SEPTIN7``).
+(``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``). Symbols match
+case-insensitively, then through a small table of renamed HGNC symbols (e.g. an old embedding keyed
+by ``SEPT7`` serves ``SEPTIN7``).
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class GeneEmbeddings:
         the caller to remove the reported names; ``error`` raises naming the first ones.
         """
         rows = [self._row(g) for g in genes]
-        missing = [g for g, j in zip(genes, rows) if j is None]
+        missing = [g for g, j in zip(genes, rows, strict=False) if j is None]
         if missing and policy == "error":
             raise DataError(
                 f"{self.source}: {len(missing)} perturbed gene(s) have no embedding "

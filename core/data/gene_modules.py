@@ -42,11 +42,15 @@ GENE_MODULES: dict[str, tuple[str, ...]] = {
         "SF3A1", "SF3A2", "SF3A3", "SF3B1", "SF3B2", "SF3B3", "SF3B4", "SF3B5", "U2AF1",
         "U2AF2", "PHF5A",
     ),
-    "transcription_elongation": ("CDK9", "CCNT1", "SUPT5H", "SUPT4H1", "SUPT6H", "NELFA", "NELFB", "NELFE", "ELL", "AFF4"),
+    "transcription_elongation": (
+        "CDK9", "CCNT1", "SUPT5H", "SUPT4H1", "SUPT6H", "NELFA", "NELFB", "NELFE", "ELL", "AFF4",
+    ),
     "exosome": ("EXOSC2", "EXOSC3", "EXOSC4", "EXOSC5", "EXOSC7", "EXOSC8", "EXOSC9", "EXOSC10", "DIS3"),
     "cohesin_condensin": ("SMC1A", "SMC3", "RAD21", "STAG2", "SMC2", "SMC4", "NCAPD2", "NCAPG", "NCAPH"),
     "er_translocation_upr": ("SEC61A1", "SEC61B", "SEC61G", "SRP54", "SRP68", "SRP72", "HSPA5", "ATF6", "ERN1", "XBP1"),
-    "cholesterol_synthesis": ("HMGCR", "HMGCS1", "MVK", "MVD", "FDPS", "SQLE", "LSS", "CYP51A1", "DHCR7", "SREBF2", "SCAP"),
+    "cholesterol_synthesis": (
+        "HMGCR", "HMGCS1", "MVK", "MVD", "FDPS", "SQLE", "LSS", "CYP51A1", "DHCR7", "SREBF2", "SCAP",
+    ),
     "tp53_pathway": ("TP53", "MDM2", "MDM4", "CDKN1A", "USP7", "PPM1D", "CHEK2", "ATM"),
     "mtor_signalling": ("MTOR", "RPTOR", "RICTOR", "MLST8", "RHEB", "TSC1", "TSC2", "LAMTOR1", "LAMTOR2", "RRAGC"),
     "chaperonin_cct": ("CCT2", "CCT3", "CCT4", "CCT5", "CCT6A", "CCT7", "CCT8", "TCP1"),

@@ -8,9 +8,9 @@ GMT is the format MSigDB, Enrichr and CORUM exports use: one set per line, tab-s
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping
 
 from ..errors import DataError
 from ..files import write_text
@@ -31,7 +31,7 @@ class GeneSets:
         self._of_gene = {g: frozenset(s) for g, s in index.items()}
 
     @classmethod
-    def from_mapping(cls, sets: Mapping[str, Iterable[str]]) -> "GeneSets":
+    def from_mapping(cls, sets: Mapping[str, Iterable[str]]) -> GeneSets:
         return cls({str(k): frozenset(str(g) for g in v) for k, v in sets.items()})
 
     def of(self, gene: str) -> frozenset[str]:
@@ -76,7 +76,8 @@ def read_gmt(path: str | Path) -> GeneSets:
     return GeneSets(sets)
 
 
-def write_gmt(path: str | Path, sets: Mapping[str, Iterable[str]], descriptions: Mapping[str, str] | None = None) -> Path:
+def write_gmt(path: str | Path, sets: Mapping[str, Iterable[str]],
+              descriptions: Mapping[str, str] | None = None) -> Path:
     """Write sets as GMT (genes sorted, so files diff cleanly)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -87,7 +87,8 @@ def adata_to_data(adata: ad.AnnData, cfg: Any, source: str) -> PerturbationData:
     """Validate an in-memory (or backed) AnnData and convert it; same checks as for files."""
     if _backed(cfg):
         raise DataError(f"{source}: data.backed=true reads the rows of an .h5ad file (data.path) on demand, and this "
-                        "data is made in memory; set data.backed=false or write it to a file first (ptrag data synth -o)")
+                        "data is made in memory; set data.backed=false or write it to a file first "
+                        "(ptrag data synth -o)")
     cols = [c for c in (cfg.pert_col, cfg.context_col, cfg.batch_col) if c and c in adata.obs]
     obs = adata.obs[cols].copy()
     plan = plan_cells(obs, cfg, source)
@@ -183,7 +184,8 @@ def _locate_matrix(f: h5py.File, key: str, source: str):
     obsm = list(f["obsm"].keys()) if "obsm" in f else []
     if key == "X":
         if "X" not in f:
-            raise DataError(f"{source}: the file has no .X; available: {', '.join(obsm) or 'none'} (set data.embed_key)")
+            raise DataError(f"{source}: the file has no .X; available: {', '.join(obsm) or 'none'} "
+                            "(set data.embed_key)")
         return f["X"], ".X"
     if key not in obsm:
         avail = (["X"] if "X" in f else []) + obsm
@@ -222,7 +224,7 @@ def _feature_names(var: pd.DataFrame, n_cols: int, key: str) -> tuple[list[str],
     if key != "X" and "highly_variable" in var:
         hv = var["highly_variable"].to_numpy(bool)
         if hv.sum() == n_cols:
-            return [n for n, keep in zip(names, hv) if keep], None
+            return [n for n, keep in zip(names, hv, strict=False) if keep], None
     if len(names) == n_cols:
         return names, None
     return ([f"{key}_{i}" for i in range(n_cols)],
@@ -297,7 +299,10 @@ def _stream_backed(matrix, plan, labels: pd.DataFrame, cfg: Any, where: str, sou
         if not _beyond_float16(store.held.dtype, check):
             store.held[store.held_slot[pos:stop][ctrl]] = block[ctrl]
     counts = np.bincount(codes, minlength=n_keys)
-    mean = lambda i: (sums[i] / counts[i]).astype(np.float32)
+
+    def mean(i: int) -> np.ndarray:
+        return (sums[i] / counts[i]).astype(np.float32)
+
     n_groups = len(group_keys)
     means = StreamedMeans(
         groups={key: mean(i) for i, key in enumerate(group_keys)},

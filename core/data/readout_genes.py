@@ -10,10 +10,22 @@ from __future__ import annotations
 
 #: Markers whose baseline differs strongly between the four cell lines of the screen.
 LINE_MARKERS: dict[str, tuple[str, ...]] = {
-    "k562": ("HBG1", "HBG2", "HBA1", "HBZ", "HBE1", "GATA1", "TAL1", "KLF1", "GYPA", "TFRC", "ALAS2", "NFE2", "LMO2", "MYB", "KIT", "PRDX2"),
-    "rpe1": ("KRT8", "KRT18", "KRT19", "KRT7", "VIM", "CDH2", "FN1", "COL1A1", "COL4A1", "SPARC", "TAGLN", "ACTA2", "TPM1", "CCN1", "CCN2", "SERPINE1"),
-    "jurkat": ("CD3D", "CD3E", "CD3G", "CD2", "CD5", "CD7", "CD1A", "LCK", "ZAP70", "LAT", "ITK", "TRBC1", "IL2RG", "BCL11B", "GATA3", "DNTT"),
-    "hepg2": ("ALB", "APOA1", "APOA2", "APOB", "APOC3", "APOE", "APOH", "TTR", "TF", "SERPINA1", "FGA", "FGB", "FGG", "AHSG", "AFP", "RBP4"),
+    "k562": (
+        "HBG1", "HBG2", "HBA1", "HBZ", "HBE1", "GATA1", "TAL1", "KLF1", "GYPA", "TFRC", "ALAS2", "NFE2", "LMO2",
+        "MYB", "KIT", "PRDX2",
+    ),
+    "rpe1": (
+        "KRT8", "KRT18", "KRT19", "KRT7", "VIM", "CDH2", "FN1", "COL1A1", "COL4A1", "SPARC", "TAGLN", "ACTA2",
+        "TPM1", "CCN1", "CCN2", "SERPINE1",
+    ),
+    "jurkat": (
+        "CD3D", "CD3E", "CD3G", "CD2", "CD5", "CD7", "CD1A", "LCK", "ZAP70", "LAT", "ITK", "TRBC1", "IL2RG",
+        "BCL11B", "GATA3", "DNTT",
+    ),
+    "hepg2": (
+        "ALB", "APOA1", "APOA2", "APOB", "APOC3", "APOE", "APOH", "TTR", "TF", "SERPINA1", "FGA", "FGB", "FGG",
+        "AHSG", "AFP", "RBP4",
+    ),
 }
 
 #: Cell lines of the screen with wild-type TP53 (RPE1, HepG2); K562 is TP53-null and Jurkat

@@ -53,9 +53,12 @@ class Split:
     #: metrics.json carries these under run.dropped
     drops: list[dict] = field(default_factory=list)
 
-    def without_perts(self, perts: set[str], reason: str) -> "Split":
+    def without_perts(self, perts: set[str], reason: str) -> Split:
         """The same split minus every group of ``perts``, with a note and a drop record saying why."""
-        keep = lambda groups: [g for g in groups if g[0] not in perts]
+
+        def keep(groups):
+            return [g for g in groups if g[0] not in perts]
+
         roles = {role: len(gs) - len(keep(gs)) for role, gs in (("train", self.train), ("val", self.val),
                                                                 ("test", self.test))}
         if not perts or not any(roles.values()):
@@ -117,7 +120,8 @@ def random_fewshot_split(
         train=train,
         val=sorted(val),
         test=sorted(test),
-        description=f"random few-shot: {len(test)} test / {len(val)} val perturbations of {holdout_context} (seed {seed})",
+        description=f"random few-shot: {len(test)} test / {len(val)} val perturbations of {holdout_context} "
+                    f"(seed {seed})",
     )
 
 
@@ -136,7 +140,8 @@ def read_split_spec(path: str | Path) -> dict[str, Any]:
         elif path.suffix.lower() in (".yaml", ".yml"):
             spec = yaml.safe_load(text) or {}
         else:
-            raise DataError(f"{path}: unknown split format {path.suffix or '(no suffix)'!r}; use .toml (STATE) or .yaml")
+            raise DataError(f"{path}: unknown split format {path.suffix or '(no suffix)'!r}; "
+                            "use .toml (STATE) or .yaml")
     except tomllib.TOMLDecodeError as exc:
         raise DataError(f"{path}: not valid TOML: {exc}") from None
     except yaml.YAMLError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import weakref
-from typing import Any, Union
+from typing import Any
 
 import h5py
 import numpy as np
@@ -85,7 +85,7 @@ class BackedStore:
     dtype = np.dtype(np.float32)
 
     def __init__(self, path: str, name: str, rows: np.ndarray, n_cols: int, *, sparse: bool,
-                 held: np.ndarray, held_dtype: Union[str, np.dtype] = np.float32):
+                 held: np.ndarray, held_dtype: str | np.dtype = np.float32):
         self.path, self.name, self.sparse = str(path), name, sparse
         self.rows = np.asarray(rows, dtype=np.int64)
         self.shape = (len(self.rows), int(n_cols))
@@ -158,7 +158,7 @@ class BackedStore:
         buf = memoryview(out).cast("B")
         step = self._row_bytes
         breaks = np.flatnonzero(np.diff(file_rows) != 1) + 1  # runs of consecutive rows: one call each
-        for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(file_rows)].tolist()):
+        for a, b in zip(np.r_[0, breaks].tolist(), np.r_[breaks, len(file_rows)].tolist(), strict=False):
             view, offset = buf[a * step:b * step], self._offset + int(file_rows[a]) * step
             while len(view):  # one call reads at most ~2 GB
                 got = os.preadv(self._fd, [view], offset)

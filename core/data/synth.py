@@ -37,8 +37,15 @@ import scipy.sparse as sp
 
 from ..errors import ConfigError
 from .gene_modules import GENE_MODULES, MODULE_STATE_SHIFTS, NULL_GENES
-from .readout_genes import (CELL_CYCLE_G1S, CELL_CYCLE_G2M, DIFFERENTIATION, LINE_MARKERS, P53_TARGETS,
-                            TP53_WILD_TYPE_LINES, readout_genes)
+from .readout_genes import (
+    CELL_CYCLE_G1S,
+    CELL_CYCLE_G2M,
+    DIFFERENTIATION,
+    LINE_MARKERS,
+    P53_TARGETS,
+    TP53_WILD_TYPE_LINES,
+    readout_genes,
+)
 
 VERSION = "3"
 CONTROL_LABEL = "non-targeting"
@@ -83,15 +90,88 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
         raise ConfigError(f"unknown synthetic preset {preset!r}; choose one of {', '.join(PRESETS)}")
     p = PRESETS[preset]
     rng = np.random.default_rng([seed, 20240611])
+    # the stages draw from one generator in this order; reordering them changes every screen
+    genes = _pick_genes(p, rng)
+    modules = _module_effects(rng, p, genes)
+    effects = _perturbation_effects(rng, p, genes, modules)
+    baseline = _baselines(rng, p, genes.feat_index)
+    cell_pert, cell_line, cell_batch = _cell_labels(rng, p, genes.perts)
+    X, cell_state, escaped = _expression(rng, p, genes, effects, baseline, cell_pert, cell_line, cell_batch)
 
-    # ---- genes: perturbations (real complexes + null genes) and measured features
+    obs = _observations(p, cell_pert, cell_line, cell_batch)
+    var = pd.DataFrame({"highly_variable": np.ones(len(genes.features), dtype=bool)}, index=pd.Index(genes.features))
+    adata = ad.AnnData(X=sp.csr_matrix(X) if p.store_x else None, obs=obs, var=var)
+    adata.obsm["X_hvg"] = X
+    adata.uns["ptrag_synth"] = _ground_truth(preset, seed, p, genes, modules, effects, baseline, cell_state, escaped)
+    return adata
+
+
+@dataclass(frozen=True)
+class _Genes:
+    """The perturbed genes and the measured features of one screen."""
+
+    modules: list[str]  # real complexes the perturbations come from
+    perts: list[str]  # module members first, then null genes
+    gene_module: dict[str, str]  # perturbed gene -> its module ("null" for null genes)
+    nulls: list[str]
+    features: list[str]
+
+    @property
+    def feat_index(self) -> dict[str, int]:
+        """Feature name -> column, for placing gene-level effects in the measured features."""
+        return {f: i for i, f in enumerate(self.features)}
+
+
+@dataclass(frozen=True)
+class _ModuleEffects:
+    """Per-module ground truth, shared by the knock-downs of a module's members."""
+
+    programs: dict[str, np.ndarray]  # response program of each module [G]
+    strength: dict[str, float]
+    line_factor: dict[str, np.ndarray]  # [L]: 0 where inactive, negative where the sign flips
+    line_program: dict[tuple[str, int], np.ndarray]  # line-specific component of each module [G]
+    line_specific: dict[str, str]  # module -> the only line it acts in
+    opposite: dict[str, str]  # module -> the line where its sign flips
+    fitness: np.ndarray  # generic response shared by effective knock-downs [G]
+    p53: np.ndarray  # joins the generic response in TP53 wild-type lines [G]
+    state_strength: dict[str, float]
+    state_line: dict[str, np.ndarray]  # [L]
+    p53_arrest: float
+
+
+@dataclass(frozen=True)
+class _Effects:
+    """Per perturbation and line: the knock-down's response, state shift and escape rate."""
+
+    delta: np.ndarray  # log-rate shift of a knocked-down cell (magnitude 1) [P, L, G]
+    shift: np.ndarray  # log-odds shift of its state vs the control mix [P, L, K]
+    weak: list[str]  # module members without transcriptional effect
+    escape: np.ndarray  # share of cells escaping the knock-down [P, L]
+
+
+@dataclass(frozen=True)
+class _Baseline:
+    """Expression of unperturbed cells: per-line levels, dispersion and cell-state programs."""
+
+    base: np.ndarray  # log-rate per line [L, G]
+    theta: np.ndarray  # NB inverse dispersion [G]
+    mean_count: float  # library size over the measured genes
+    state_program: np.ndarray  # [L, K, G]
+    control_mix: np.ndarray  # [L, K]
+
+
+def _pick_genes(p: Preset, rng: np.random.Generator) -> _Genes:
+    """Perturbations (real complexes + null genes) and the measured features, drawn in that order."""
     modules = _pick_modules(p.n_modules)
     perts: list[str] = []
     gene_module: dict[str, str] = {}
     for m in modules:
         members = list(GENE_MODULES[m])
-        chosen = members if p.perts_per_module == 0 else [members[i] for i in sorted(
-            rng.choice(len(members), size=min(p.perts_per_module, len(members)), replace=False))]
+        if p.perts_per_module == 0:
+            chosen = members
+        else:
+            size = min(p.perts_per_module, len(members))
+            chosen = [members[i] for i in sorted(rng.choice(len(members), size=size, replace=False))]
         for gene in chosen:
             if gene not in gene_module:
                 perts.append(gene)
@@ -100,12 +180,14 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
     perts += nulls
     gene_module.update({g: "null" for g in nulls})
     features = _pick_features(p, perts, rng)
-    G = len(features)
-    feat_index = {f: i for i, f in enumerate(features)}
-    L = len(p.lines)
-    p53_wt = np.array([line in TP53_WILD_TYPE_LINES for line in p.lines])
+    return _Genes(modules, perts, gene_module, nulls, features)
 
-    # ---- biology: module programs, loadings, gene-specific and line-specific effects
+
+def _module_effects(rng: np.random.Generator, p: Preset, genes: _Genes) -> _ModuleEffects:
+    """Module programs, loadings and line-specific effects, plus the generic and state responses."""
+    modules, feat_index = genes.modules, genes.feat_index
+    G, L = len(genes.features), len(p.lines)
+    p53_wt = np.array([line in TP53_WILD_TYPE_LINES for line in p.lines])
     programs = {m: _sparse_effects(rng, G, 0.12, 0.8, strong=3) for m in modules}
     strength = {m: rng.uniform(0.6, 1.4) for m in modules}
     line_factor = {m: rng.normal(1.0, 0.1, L) for m in modules}
@@ -131,16 +213,23 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
     state_strength = {m: rng.uniform(0.8, 1.6) for m in modules}
     state_line = {m: np.clip(rng.normal(1.0, 0.3, L), 0.0, None) * (line_factor[m] != 0) for m in modules}
     p53_arrest = rng.uniform(0.6, 1.0)
+    return _ModuleEffects(programs, strength, line_factor, line_program, line_specific, opposite,
+                          fitness, p53, state_strength, state_line, p53_arrest)
 
+
+def _perturbation_effects(rng: np.random.Generator, p: Preset, genes: _Genes, mod: _ModuleEffects) -> _Effects:
+    """Each perturbation's response per line: its module's program scaled by a loading, own effects."""
+    perts, feat_index = genes.perts, genes.feat_index
+    G, L, P = len(genes.features), len(p.lines), len(perts)
+    p53_wt = np.array([line in TP53_WILD_TYPE_LINES for line in p.lines])
     weak = []
-    P = len(perts)
     delta = np.zeros((P, L, G), dtype=np.float32)
     shift = np.zeros((P, L, len(STATES)), dtype=np.float32)
     for i, gene in enumerate(perts):
-        m = gene_module[gene]
+        m = genes.gene_module[gene]
         if m != "null":
             relative = rng.uniform(0.5, 1.2)
-            loading = strength[m] * relative
+            loading = mod.strength[m] * relative
             effective = rng.random() >= _WEAK_SHARE
             if not effective:  # a module member without transcriptional effect
                 loading = rng.uniform(0.0, 0.08)
@@ -150,16 +239,21 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
             b = rng.uniform(0.3, 1.0) * effective
             p53_on = p53_wt & (gene != "TP53")  # without TP53, stress cannot activate p53
             for j in range(L):
-                delta[i, j] = potency[j] * (line_factor[m][j] * loading * (programs[m] + line_program[(m, j)])
-                                            + own + b * (fitness + p53_on[j] * p53))
+                module_part = mod.line_factor[m][j] * loading * (mod.programs[m] + mod.line_program[(m, j)])
+                delta[i, j] = potency[j] * (module_part + own + b * (mod.fitness + p53_on[j] * mod.p53))
             if effective and m in MODULE_STATE_SHIFTS:
-                shift[i, :, STATES.index(MODULE_STATE_SHIFTS[m])] += potency * state_line[m] * state_strength[m] * relative
-            shift[i, :, STATES.index("G1")] += potency * p53_on * b * p53_arrest
+                k = STATES.index(MODULE_STATE_SHIFTS[m])
+                shift[i, :, k] += potency * mod.state_line[m] * mod.state_strength[m] * relative
+            shift[i, :, STATES.index("G1")] += potency * p53_on * b * mod.p53_arrest
         if gene in feat_index:  # on-target knock-down of a measured gene (~85% less mRNA)
             delta[i, :, feat_index[gene]] += np.log(0.15)
     escape = rng.uniform(0.05, 0.3, (P, L))
+    return _Effects(delta, shift, weak, escape)
 
-    # ---- baselines: shared level, line deviations, line markers, batch shifts, dispersion, states
+
+def _baselines(rng: np.random.Generator, p: Preset, feat_index: dict[str, int]) -> _Baseline:
+    """Unperturbed expression: shared level, line deviations, line markers, dispersion, states."""
+    G, L = len(feat_index), len(p.lines)
     level = rng.normal(0.0, 1.0, G)
     base = level[None, :] + rng.normal(0.0, 0.35, (L, G)) * (rng.random((L, G)) < 0.3)
     for j, line in enumerate(p.lines):
@@ -171,13 +265,16 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
     mean_count = 6.0 * G  # library size over the measured genes
     state_program = _state_programs(rng, p.lines, feat_index)  # [L, K, G]
     control_mix = np.stack([rng.dirichlet(80.0 * _STATE_MIX) for _ in p.lines])  # [L, K]
+    return _Baseline(base, theta, mean_count, state_program, control_mix)
 
-    # ---- cells: labels first (shuffled within each line), then expression in chunks
+
+def _cell_labels(rng: np.random.Generator, p: Preset, perts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell: perturbation label, line code and batch, shuffled within each line."""
     labels, lines_col, batch_col = [], [], []
-    for j, line in enumerate(p.lines):
+    for j in range(len(p.lines)):
         screened = perts if j == 0 else [g for g in perts if rng.random() < p.coverage]
-        sizes = np.maximum(_MIN_CELLS, np.round(
-            p.cells_per_group * p.line_scale[j] * rng.lognormal(0.0, 0.35, len(screened)))).astype(int)
+        group_scale = p.cells_per_group * p.line_scale[j] * rng.lognormal(0.0, 0.35, len(screened))
+        sizes = np.maximum(_MIN_CELLS, np.round(group_scale)).astype(int)
         n_ctrl = int(round(p.controls * p.line_scale[j]))
         cell_pert = np.concatenate([np.repeat(np.array(screened, dtype=object), sizes),
                                     np.full(n_ctrl, CONTROL_LABEL, dtype=object)])
@@ -185,15 +282,18 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
         labels.append(cell_pert)
         lines_col.append(np.full(len(cell_pert), j))
         batch_col.append(rng.integers(0, p.batches, len(cell_pert)) + j * p.batches)
-    cell_pert = np.concatenate(labels)
-    cell_line = np.concatenate(lines_col)
-    cell_batch = np.concatenate(batch_col)
-    n = len(cell_pert)
-    batch_shift = rng.normal(0.0, 0.08, (L * p.batches, G)).astype(np.float32)
-    pert_index = {g: i for i, g in enumerate(perts)}
-    pidx = np.array([pert_index.get(g, -1) for g in cell_pert])
-    log_mix = np.log(control_mix)
+    return np.concatenate(labels), np.concatenate(lines_col), np.concatenate(batch_col)
 
+
+def _expression(rng: np.random.Generator, p: Preset, genes: _Genes, effects: _Effects, baseline: _Baseline,
+                cell_pert: np.ndarray, cell_line: np.ndarray,
+                cell_batch: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Log-normalised counts per cell, in chunks; also each cell's state and whether it escaped."""
+    n, G, L = len(cell_pert), len(genes.features), len(p.lines)
+    batch_shift = rng.normal(0.0, 0.08, (L * p.batches, G)).astype(np.float32)
+    pert_index = {g: i for i, g in enumerate(genes.perts)}
+    pidx = np.array([pert_index.get(g, -1) for g in cell_pert])
+    log_mix = np.log(baseline.control_mix)
     X = np.empty((n, G), dtype=np.float32)
     cell_state = np.empty(n, dtype=np.int8)
     escaped = np.zeros(n, dtype=bool)
@@ -202,58 +302,65 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
         pi, li, bi = pidx[sl], cell_line[sl], cell_batch[sl]
         m = len(pi)
         gi = np.maximum(pi, 0)
-        knocked = (pi >= 0) & (rng.random(m) >= escape[gi, li])
+        knocked = (pi >= 0) & (rng.random(m) >= effects.escape[gi, li])
         escaped[sl] = (pi >= 0) & ~knocked
         magnitude = rng.gamma(6.0, 1.0 / 6.0, m).astype(np.float32) * knocked
-        state = _draw_states(rng, log_mix[li] + magnitude[:, None] * shift[gi, li])
+        state = _draw_states(rng, log_mix[li] + magnitude[:, None] * effects.shift[gi, li])
         cell_state[sl] = state
-        log_rate = base[li].astype(np.float32) + batch_shift[bi] + state_program[li, state]
-        log_rate += magnitude[:, None] * delta[gi, li]
+        log_rate = baseline.base[li].astype(np.float32) + batch_shift[bi] + baseline.state_program[li, state]
+        log_rate += magnitude[:, None] * effects.delta[gi, li]
         log_rate -= log_rate.max(axis=1, keepdims=True)
         prop = np.exp(log_rate)
         prop /= prop.sum(axis=1, keepdims=True)
-        lib = (mean_count * _STATE_LIBRARY[state] * rng.lognormal(0.0, 0.35, m)).astype(np.float32)
+        lib = (baseline.mean_count * _STATE_LIBRARY[state] * rng.lognormal(0.0, 0.35, m)).astype(np.float32)
         mu = prop * lib[:, None]
-        counts = rng.poisson(rng.gamma(theta, 1.0, (m, G)).astype(np.float32) * mu / theta)
+        counts = rng.poisson(rng.gamma(baseline.theta, 1.0, (m, G)).astype(np.float32) * mu / baseline.theta)
         total = np.maximum(counts.sum(axis=1, keepdims=True), 1)
         X[sl] = np.log1p(counts * (1e4 / total)).astype(np.float32)
+    return X, cell_state, escaped
 
-    obs = pd.DataFrame({
+
+def _observations(p: Preset, cell_pert: np.ndarray, cell_line: np.ndarray, cell_batch: np.ndarray) -> pd.DataFrame:
+    """The obs table in the real release's schema (gene, cell_line, 1-based gem_group)."""
+    return pd.DataFrame({
         "gene": pd.Categorical(cell_pert.astype(str)),
         "cell_line": pd.Categorical.from_codes(cell_line, categories=list(p.lines)),
         "gem_group": pd.Categorical((cell_batch + 1).astype(str)),
     }, index=[f"{p.lines[j]}_{i:07d}" for i, j in enumerate(cell_line)])
-    var = pd.DataFrame({"highly_variable": np.ones(G, dtype=bool)}, index=pd.Index(features))
-    adata = ad.AnnData(X=sp.csr_matrix(X) if p.store_x else None, obs=obs, var=var)
-    adata.obsm["X_hvg"] = X
+
+
+def _ground_truth(preset: str, seed: int, p: Preset, genes: _Genes, mod: _ModuleEffects, effects: _Effects,
+                  baseline: _Baseline, cell_state: np.ndarray, escaped: np.ndarray) -> dict:
+    """The generative truth stored in uns['ptrag_synth'] for retrieval diagnostics and tests."""
+    perts, weak = genes.perts, effects.weak
+    G, L, P = len(genes.features), len(p.lines), len(perts)
     groups = [(g, line) for g in perts for line in p.lines]
-    adata.uns["ptrag_synth"] = {
+    return {
         "preset": preset,
         "seed": int(seed),
         "version": VERSION,
         "control_label": CONTROL_LABEL,
         "cell_lines": list(p.lines),
-        "gene_module": gene_module,
-        "null_genes": nulls + weak,
+        "gene_module": genes.gene_module,
+        "null_genes": genes.nulls + weak,
         "weak_module_genes": weak or ["<none>"],
-        "line_specific_modules": line_specific,
-        "opposite_sign_modules": opposite,
+        "line_specific_modules": mod.line_specific,
+        "opposite_sign_modules": mod.opposite,
         "tp53_wild_type_lines": [line for line in p.lines if line in TP53_WILD_TYPE_LINES] or ["<none>"],
         "effect_groups": [f"{g}|{line}" for g, line in groups],
-        "effect": delta.reshape(P * L, G),  # log-rate shift of a knocked-down cell (magnitude 1)
-        "escape_rate": escape.reshape(P * L).astype(np.float32),
+        "effect": effects.delta.reshape(P * L, G),  # log-rate shift of a knocked-down cell (magnitude 1)
+        "escape_rate": effects.escape.reshape(P * L).astype(np.float32),
         # cell states: programs [line, state, gene], control mix [line, state], and per group the
         # log-odds shift of a knocked-down cell's state (magnitude 1); rows as in effect_groups
         "state_names": list(STATES),
-        "state_modules": {m: s for m, s in MODULE_STATE_SHIFTS.items() if m in modules} or {"<none>": "<none>"},
-        "state_programs": state_program,
-        "control_state_mix": control_mix.astype(np.float32),
-        "state_shift": shift.reshape(P * L, len(STATES)),
+        "state_modules": {m: s for m, s in MODULE_STATE_SHIFTS.items() if m in genes.modules} or {"<none>": "<none>"},
+        "state_programs": baseline.state_program,
+        "control_state_mix": baseline.control_mix.astype(np.float32),
+        "state_shift": effects.shift.reshape(P * L, len(STATES)),
         # per cell, in obs order: the state drawn and whether the cell escaped the knock-down
         "cell_state": cell_state,
         "escaped": escaped,
     }
-    return adata
 
 
 def _pick_modules(k: int) -> list[str]:

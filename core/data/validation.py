@@ -37,8 +37,9 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
     present = list(obs.attrs.get("all_columns", obs.columns))
     for role, col in (("perturbation", cfg.pert_col), ("cell line", cfg.context_col)):
         if col not in obs:
+            setting = "pert_col" if role == "perturbation" else "context_col"
             raise DataError(f"{source}: obs has no {role} column {col!r}; columns: "
-                            f"{', '.join(map(str, present)) or 'none'} (set data.{'pert_col' if role == 'perturbation' else 'context_col'})")
+                            f"{', '.join(map(str, present)) or 'none'} (set data.{setting})")
     notes: list[str] = []
     duplicated = obs.index.duplicated()
     if duplicated.any():
@@ -146,7 +147,8 @@ class ValueCheck:
             return None
         head = f"{self.source}: {self.where}"
         if self.vmax == self.vmin == 0:
-            return f"{head} is all zeros, so there is nothing to learn or score; check data.embed_key (the matrix ptrag reads)"
+            return (f"{head} is all zeros, so there is nothing to learn or score; "
+                    "check data.embed_key (the matrix ptrag reads)")
         if self.vmax == self.vmin:
             return (f"{head} holds one constant value ({self.vmax:.3g}) in every cell and gene, so there is nothing "
                     "to learn or score; check data.embed_key (the matrix ptrag reads)")

@@ -8,8 +8,8 @@ mean is better *and* the paired Wilcoxon signed-rank test over perturbations giv
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd

@@ -5,9 +5,9 @@ from __future__ import annotations
 import datetime as _dt
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from .. import __version__
 from ..errors import DataError

@@ -46,7 +46,7 @@ def write_table(path: Path, names: list[str], embeddings: np.ndarray, provenance
         atomic_write(path, lambda tmp: np.savez_compressed(tmp, names=np.asarray(names, dtype=str), embeddings=matrix,
                                                            provenance=np.asarray(text)))
     else:
-        table = {name: [float(v) for v in row] for name, row in zip(names, matrix)}
+        table = {name: [float(v) for v in row] for name, row in zip(names, matrix, strict=False)}
         atomic_write(path, lambda tmp: tmp.write_bytes(pickle.dumps(table, protocol=pickle.HIGHEST_PROTOCOL)))
         write_text(sidecar_of(path), json.dumps(provenance, indent=2, sort_keys=True, default=str) + "\n")
     return path

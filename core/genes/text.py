@@ -11,8 +11,8 @@ go last whatever their evidence.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from .annotation import Annotation, GeneFacts
 
@@ -126,7 +126,7 @@ def compose_texts(facts: list[GeneFacts], recipe: TextRecipe | None = None,
     # estimate from piece lengths (each term costs its tokens + one separator), trim, then verify exactly
     pieces = sorted({t for s in sections for terms in s.values() for t in terms}
                     | {LABELS[o] + ":" for o in recipe.order})
-    cost = dict(zip(pieces, count_tokens(pieces)))
+    cost = dict(zip(pieces, count_tokens(pieces), strict=False))
     head_cost = count_tokens(headers) if headers else []
     dropped = 0
     for k, sec in enumerate(sections):
@@ -134,11 +134,11 @@ def compose_texts(facts: list[GeneFacts], recipe: TextRecipe | None = None,
         while total > budget and any(sec.values()):
             total -= _drop_one(sec, cost)
             dropped += 1
-    texts = [_render(h, s, recipe) for h, s in zip(headers, sections)]
+    texts = [_render(h, s, recipe) for h, s in zip(headers, sections, strict=False)]
     todo = list(range(len(texts)))
     while todo:  # the estimate can be off by a token or two where pieces merge: check the real count
         lengths = count_tokens([texts[k] for k in todo])
-        over = [k for k, n in zip(todo, lengths) if n > budget and any(sections[k].values())]
+        over = [k for k, n in zip(todo, lengths, strict=False) if n > budget and any(sections[k].values())]
         for k in over:
             _drop_one(sections[k], cost)
             dropped += 1

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..components.guards import check_generation, check_selection, who
 from ..errors import PluginError
-from ..interfaces import (CellSetBatch, GenerationInput, Generator, SelectionInput, Selector, SelectorOutput)
+from ..interfaces import CellSetBatch, GenerationInput, Generator, SelectionInput, Selector, SelectorOutput
 from .candidates import CandidateEncoder, RelationTable
 
 
@@ -62,14 +63,23 @@ class PtragModel(nn.Module):
     def _predict(self, batch: CellSetBatch) -> tuple[torch.Tensor, SelectorOutput]:
         ids = batch.neighbour_ids
         if self.candidates is None or ids is None or ids.shape[-1] == 0:
-            return self.generator(GenerationInput(batch)), no_selection()
+            return self._generate(GenerationInput(batch)), no_selection()
         encoding = self.generator.encode(batch)
         if encoding is None:
             raise PluginError(f"generator {self.generator.name!r} declares uses_retrieval but its encode() returned "
                               "None; it must return a CellEncoding (cell states and query) for the selector")
         candidates = self.candidates(ids).to(encoding.states.dtype)
+        mask = ids >= 0
         selection = self.selector(SelectionInput(
             cell_states=encoding.states, query=encoding.query, candidates=candidates,
-            scores=batch.neighbour_scores, mask=ids >= 0,
+            scores=batch.neighbour_scores, mask=mask,
             relations=self.relations(batch) if self.relations is not None else None, batch=batch))
-        return self.generator(GenerationInput(batch, encoding, selection)), selection
+        b, s, _ = batch.shape
+        check_selection(selection, b, s, ids.shape[-1], candidates.shape[-1], mask, who(self.selector),
+                        values=not self.training)
+        return self._generate(GenerationInput(batch, encoding, selection)), selection
+
+    def _generate(self, inputs: GenerationInput) -> torch.Tensor:
+        pred = self.generator(inputs)
+        check_generation(pred, inputs.batch.shape, who(self.generator))
+        return pred

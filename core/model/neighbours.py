@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..components.guards import check_retrieval, who
 from ..errors import DataError
 from ..interfaces import CellSetBatch, RetrievalResult, Retriever
 from ..retrieval import as_matrix, check_k
@@ -39,7 +40,9 @@ def precompute_neighbours(retriever: Retriever, database: Any, queries: list[Gro
     if len(database) and len(retriever) and len(retriever) != len(database):
         raise DataError(f"precompute_neighbours: the retriever indexes {len(retriever)} entries but the "
                         f"database has {len(database)}; rebuild the retriever on database.embeddings")
-    result = retriever.search(q, check_k(k), exclusion_lists(database, queries, exclude_same_gene))
+    exclude = exclusion_lists(database, queries, exclude_same_gene)
+    result = retriever.search(q, check_k(k), exclude)
+    check_retrieval(result, len(queries), k, len(database), exclude, who(retriever))
     return RetrievalResult(result.scores.detach().to("cpu", torch.float32),
                            result.ids.detach().to("cpu", torch.long))
 

@@ -17,7 +17,7 @@ from ..evaluation.aggregate import fmt
 from ..files import atomic_write
 from ..runs.results import run_label
 from ..runs.trace import KEEP_THRESHOLD
-from .folders import select_runs, directions, per_perturbation
+from .folders import directions, per_perturbation, select_runs
 
 
 def _plt():
@@ -41,7 +41,7 @@ def plot_metric_bars(table: pd.DataFrame, path: Path) -> Path:
     runs = list(dict.fromkeys(table["run"]))
     rows, cols = _grid(len(metrics))
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         g = table[table.metric == metric].set_index("run").reindex(runs)
         mean = g["mean"].to_numpy(float)
         many = g["seeds"].fillna(1).to_numpy() > 1
@@ -69,7 +69,7 @@ def plot_paired_scatter(a: str, b: str, folders: Sequence[Path], path: Path) -> 
     metrics = list(dict.fromkeys(joined.metric))
     rows, cols = _grid(len(metrics))
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 3 * rows), squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
+    for ax, metric in zip(axes.flat, metrics, strict=False):
         g = joined[joined.metric == metric]
         ax.scatter(g.value_b, g.value_a, s=10, alpha=0.7)
         lims = [np.nanmin([g.value_a.min(), g.value_b.min()]), np.nanmax([g.value_a.max(), g.value_b.max()])]
@@ -104,9 +104,10 @@ def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
         axes[0, 0].text(x, value + 0.02, f"{value:.2f}", ha="center", fontsize=8)
     axes[0, 0].set_ylim(0, 1)
     axes[0, 0].set_title("keep ratio per cell line", fontsize=9)
-    for ax, context in zip(axes[0, 1:], contexts):
+    for ax, context in zip(axes[0, 1:], contexts, strict=False):
         kept = trace[(trace.context.astype(str) == context) & trace.kept]
-        counts = (kept["candidate_pert"].astype(str) + "|" + kept["candidate_context"].astype(str)).value_counts().head(top)
+        candidates = kept["candidate_pert"].astype(str) + "|" + kept["candidate_context"].astype(str)
+        counts = candidates.value_counts().head(top)
         ax.set_title(f"{context}: most often kept", fontsize=9)
         if counts.empty:  # say so instead of drawing empty axes
             ax.text(0.5, 0.5, f"nothing kept\n(no candidate above keep-weight {KEEP_THRESHOLD})", ha="center",
@@ -146,7 +147,7 @@ def plot_keep_ratio(folders: Sequence[Path], path: Path) -> Path | None:
     panels = [p for p in (("keep", keep), ("mix", mix)) if p[1]]
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 3.6), squeeze=False)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    for ax, (kind, runs) in zip(axes[0], panels):
+    for ax, (kind, runs) in zip(axes[0], panels, strict=False):
         names = list(dict.fromkeys(run_label(f)[0] for f in runs))
         for f, c in runs.items():
             name = run_label(f)[0]
@@ -227,7 +228,7 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
         chosen = list(real.var().sort_values(ascending=False).index[:n_genes])
     plt = _plt()
     fig, axes = plt.subplots(1, len(chosen), figsize=(3 * len(chosen), 3.4), squeeze=False)
-    for ax, gene in zip(axes.flat, chosen):
+    for ax, gene in zip(axes.flat, chosen, strict=False):
         x, y = real[gene].to_numpy(float), pred[gene].to_numpy(float)
         ax.scatter(x, y, s=12, alpha=0.8)
         lims = [min(x.min(), y.min()), max(x.max(), y.max())]

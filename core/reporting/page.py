@@ -21,15 +21,19 @@ def write_html(out: Path, table: pd.DataFrame, figures: Sequence[Path], paired: 
     for metric, g in table.groupby("metric", sort=False):
         by_run = {r["run"]: r for _, r in g.iterrows()}
         cells = "".join(
-            f"<td{' class=best' if best.get(metric) == r else ''}>{html.escape(cell_text(by_run[r])) if r in by_run else '-'}</td>"
+            f"<td{' class=best' if best.get(metric) == r else ''}>"
+            f"{html.escape(cell_text(by_run[r])) if r in by_run else '-'}</td>"
             for r in runs)
         body.append(f"<tr><td>{html.escape(metric)}</td><td>{g['direction'].iloc[0]}</td>{cells}</tr>")
     paired_html = paired.to_html(index=False, float_format=lambda x: f"{x:.4g}") if paired is not None else ""
     imgs = "".join(f'<p><img src="{html.escape(f.name)}" style="max-width:100%"></p>' for f in figures)
+    warning_html = "".join(f"<p><b>warning:</b> {html.escape(w)}</p>" for w in warnings)
     page = (f"<!doctype html><html><head><meta charset=utf-8><title>{html.escape(title)}</title><style>"
-            "body{font-family:sans-serif;margin:2em}td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}"
+            "body{font-family:sans-serif;margin:2em}"
+            "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:right}"
             ".best{font-weight:bold;color:#1a7f37}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1>{''.join(f'<p><b>warning:</b> {html.escape(w)}</p>' for w in warnings)}<table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
+            f"<h1>{html.escape(title)}</h1>{warning_html}"
+            f"<table><tr><th>metric</th><th>better</th>{head}</tr>{''.join(body)}</table>"
             f"{'<h2>paired comparison</h2>' + paired_html if paired_html else ''}<h2>figures</h2>{imgs}</body></html>")
     path = out / "report.html"
     write_text(path, page)

@@ -13,8 +13,15 @@ from typing import Any
 
 from ..files import write_csv
 from ..runs.results import comparability, comparison_table, require_same_data, run_label
-from .figures import check_genes, plot_keep_ratio, plot_mean_change, plot_metric_bars, plot_paired_scatter, plot_retrieval
-from .folders import select_runs, expand_runs, paired_comparison
+from .figures import (
+    check_genes,
+    plot_keep_ratio,
+    plot_mean_change,
+    plot_metric_bars,
+    plot_paired_scatter,
+    plot_retrieval,
+)
+from .folders import expand_runs, paired_comparison, select_runs
 from .page import write_html
 
 

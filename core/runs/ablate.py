@@ -65,7 +65,8 @@ def parse_grid(raw: dict[str, Any], source: str = "<grid>") -> Grid:
         raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; a grid has runs, seeds, base")
     runs_raw = raw.get("runs")
     if not isinstance(runs_raw, list) or not runs_raw:
-        raise ConfigError(f"{source}: 'runs' must be a non-empty list, e.g. runs: [{{preset: ptrag}}, {{preset: state}}]")
+        raise ConfigError(f"{source}: 'runs' must be a non-empty list, "
+                          "e.g. runs: [{preset: ptrag}, {preset: state}]")
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) else seeds
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
@@ -136,18 +137,19 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
         raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
     configs = grid_configs(grid, out, manager)
     states = [inspect_folder(run_dir_for(out, run, seed), run_identity(cfg)) for run, seed, cfg in configs]
-    for (run, seed, _), state in zip(configs, states):  # refuse before running anything
+    for (run, seed, _), state in zip(configs, states, strict=False):  # refuse before running anything
         folder = run_dir_for(out, run, seed)
         if state.kind == "foreign":
             raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
                                  "move them or choose another --out")
         if state.kind in ("different", "new-kind") and not overwrite:
             changed = sum(s.kind in ("different", "new-kind") for s in states)
-            raise RunFolderError(f"{folder}: holds a run of another configuration ({'; '.join(state.differences[:3])}); "
+            raise RunFolderError(f"{folder}: holds a run of another configuration "
+                                 f"({'; '.join(state.differences[:3])}); "
                                  f"the grid changed since it ran ({changed} run(s) differ): choose another --out, or "
                                  "pass --overwrite to rerun the changed runs")
     out.mkdir(parents=True, exist_ok=True)
-    for i, ((run, seed, cfg), state) in enumerate(zip(configs, states), 1):
+    for i, ((run, seed, cfg), state) in enumerate(zip(configs, states, strict=False), 1):
         folder = run_dir_for(out, run, seed)
         if state.kind == "finished":
             log(f"[{i}/{len(configs)}] {folder.name}: done already, skipped (same configuration and inputs)")

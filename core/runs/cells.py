@@ -9,9 +9,9 @@ needed, and the number of clipped values is reported).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anndata as ad
@@ -22,7 +22,6 @@ from ..data.dataset import BATCH, CONTEXT, PERT, PerturbationData
 from ..errors import DataError
 from ..files import atomic_write, write_csv, write_json
 from ..interfaces import CELL_EVAL_MAX as CLIP_MAX
-
 
 
 def write_metrics(run_dir: str | Path, table: pd.DataFrame, summary: Mapping[str, Any],
@@ -47,7 +46,8 @@ def _categorical(obs: pd.DataFrame) -> pd.DataFrame:
     return obs
 
 
-def _control_block(data: PerturbationData, contexts: Sequence[str], names: dict[str, str]) -> tuple[np.ndarray, pd.DataFrame]:
+def _control_block(data: PerturbationData, contexts: Sequence[str],
+                   names: dict[str, str]) -> tuple[np.ndarray, pd.DataFrame]:
     idx = np.concatenate([data.control_indices(c) for c in contexts]) if contexts else np.empty(0, int)
     obs = pd.DataFrame({names[k]: data.obs[k].to_numpy()[idx] for k in names}, index=data.obs.index[idx].astype(str))
     return data.X[idx], obs

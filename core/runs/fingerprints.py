@@ -99,7 +99,8 @@ def content_fingerprint(data: Any, split: Any, vectors: Mapping[str, np.ndarray]
             "embeddings": {"hash": embeddings_fingerprint(list(data.perturbations), vectors)}}
 
 
-def fingerprint_summary(identity: Mapping[str, Any], content: Mapping[str, Any], seed: int | None = None) -> dict[str, Any]:
+def fingerprint_summary(identity: Mapping[str, Any], content: Mapping[str, Any],
+                        seed: int | None = None) -> dict[str, Any]:
     """The hashes metrics.json carries, so `ptrag report` can tell whether runs are comparable."""
     config = _digest(json.dumps(json_safe(identity["config"]), sort_keys=True))
     return {"config": config, **{k: v["hash"] for k, v in content.items()}, "seed": seed}

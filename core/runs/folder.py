@@ -186,7 +186,7 @@ class RunFolder:
 
     @classmethod
     def claim(cls, path: str | Path, identity: Mapping[str, Any], *, resume: bool = False,
-              overwrite: bool = False, flag: str = "--out") -> "RunFolder":
+              overwrite: bool = False, flag: str = "--out") -> RunFolder:
         """Decide whether ``path`` may hold this run; touches nothing (see the module docstring)."""
         path, identity = Path(path), dict(identity)
         if path.exists() and not path.is_dir():
@@ -220,7 +220,7 @@ class RunFolder:
         return cls(path, identity, "restart", state.stored)
 
     @classmethod
-    def _resume(cls, path: Path, identity: dict[str, Any]) -> "RunFolder":
+    def _resume(cls, path: Path, identity: dict[str, Any]) -> RunFolder:
         if not (path / CONFIG).is_file():
             raise RunFolderError(f"--resume {path}: not a run folder (no config.yaml); give the folder `ptrag run` "
                                  "printed last")

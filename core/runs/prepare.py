@@ -156,7 +156,8 @@ def prepare(config: ExperimentConfig, manager: PluginManager, *, log: Log, resum
     screen = data if data is not None else loaded if loaded is not None else load_screen(config.data)
     read = _read(config, manager, screen, device, log)
     split, components = read.split, read.components
-    database = ResponseDatabase.from_data(screen, split.train, np.stack([read.pert_embedding[p] for p, _ in split.train]))
+    database = ResponseDatabase.from_data(screen, split.train,
+                                          np.stack([read.pert_embedding[p] for p, _ in split.train]))
     config = resolve_k(config, components.retriever, len(database), log)
     content = content_fingerprint(screen, split, read.pert_embedding)
     run_dir = on_main(lambda: folder.begin(content, config_text(config), resolved=config_identity(config)), dist)

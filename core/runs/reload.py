@@ -26,8 +26,8 @@ from ..model.compose import PtragModel
 from ..model.neighbours import NeighbourTable
 from ..training.checkpoints import load_checkpoint, load_weights
 from ..training.device import resolve_device
-from .prepare import assemble_model, build_context, load_embeddings
 from .predict import predict
+from .prepare import assemble_model, build_context, load_embeddings
 
 
 @dataclass

@@ -31,8 +31,8 @@ def check_request(config: Any, retriever: Retriever) -> None:
     caps = retriever.capabilities
     if caps.retrieves and caps.k <= 0:
         raise ConfigError(f"retriever.k={caps.k} with retriever {config.retriever.name!r} retrieves nothing, so the "
-                          "run would have no retrieval; use k >= 1, or --retriever none (e.g. --preset state) for a run "
-                          "without retrieval")
+                          "run would have no retrieval; use k >= 1, or --retriever none (e.g. --preset state) "
+                          "for a run without retrieval")
 
 
 def resolve_k(config: Any, retriever: Retriever, database_size: int, log: Log) -> Any:

@@ -64,9 +64,8 @@ def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] =
     t["same_gene"] = t["pert"].astype(str) == t["candidate_pert"].astype(str)
     if gene_sets is not None:
         set_annotated = t["pert"].astype(str).map(gene_sets.annotated)
-        shares = pd.Series([bool(gene_sets.shared(a, b)) for a, b in zip(t["pert"].astype(str),
-                                                                          t["candidate_pert"].astype(str))],
-                           index=t.index)
+        pairs = zip(t["pert"].astype(str), t["candidate_pert"].astype(str), strict=False)
+        shares = pd.Series([bool(gene_sets.shared(a, b)) for a, b in pairs], index=t.index)
     out: dict[str, Any] = {}
     for context, g in t.groupby("context", sort=True):
         kept = g[g.kept]
@@ -112,7 +111,7 @@ def write_retrieval(run_dir: str | Path, trace: pd.DataFrame, data: Any = None,
     table["candidate_module"] = table["candidate_pert"].astype(str).map(module)
     if gene_sets is not None:
         table["shared_gene_sets"] = [";".join(sorted(gene_sets.shared(a, b))) for a, b in
-                                     zip(table["pert"].astype(str), table["candidate_pert"].astype(str))]
+                                     zip(table["pert"].astype(str), table["candidate_pert"].astype(str), strict=False)]
     write_csv(run_dir / "retrieval.csv", table)
     summary = retrieval_summary(trace, module, gene_sets)
     write_json(run_dir / "retrieval_summary.json", summary)  # rates without data are null, not NaN

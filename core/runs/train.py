@@ -46,7 +46,8 @@ def _trainer(prep: Prepared) -> Trainer:
     share_neighbours(neighbours, dist, lambda: neighbours.add(list(split.train) + list(split.val)))
     space = None
     if uses_pc_space(config.train.loss):  # each line's principal axes, from its training cells only
-        blocks = sample_blocks(sampler.data, split.train, sampler.vocab.contexts, np.random.default_rng([config.seed, 3]))
+        pc_rng = np.random.default_rng([config.seed, 3])
+        blocks = sample_blocks(sampler.data, split.train, sampler.vocab.contexts, pc_rng)
         space = fit_pc_space(blocks)
     schedule = EpochSchedule(len(split.train), config.train.batch_size, config.seed, dist.rank, dist.world_size)
     pin = prep.device.type == "cuda"

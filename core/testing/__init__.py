@@ -8,10 +8,23 @@ retrievers (``check_retriever``, ``RetrieverContract``), selectors (``check_sele
 
 from .generators import GeneratorContract, check_generator
 from .metrics import MetricContract, check_metric
-from .retrievers import (MakeRetriever, RetrieverContract, check_cosine_semantics, check_determinism,
-                         check_duplicate_keys, check_empty_database, check_exclusion, check_k_larger_than_database,
-                         check_recall, check_result, check_retriever, check_save_load, check_zero_vectors,
-                         clustered_keys, reference_search)
+from .retrievers import (
+                         MakeRetriever,
+                         RetrieverContract,
+                         check_cosine_semantics,
+                         check_determinism,
+                         check_duplicate_keys,
+                         check_empty_database,
+                         check_exclusion,
+                         check_k_larger_than_database,
+                         check_recall,
+                         check_result,
+                         check_retriever,
+                         check_save_load,
+                         check_zero_vectors,
+                         clustered_keys,
+                         reference_search,
+)
 from .selectors import SelectorContract, check_selector
 
 __all__ = [

@@ -80,17 +80,25 @@ def check_one_cell(make: MakeGenerator) -> None:
 
 
 def check_gradients(make: MakeGenerator) -> None:
-    """A trainable generator's parameters get finite gradients from a loss on its cells."""
+    """A trainable generator's parameters get finite gradients from a loss on its cells (or on its
+    encoding, which a selector consumes: some generators learn only through what they select)."""
     generator = _fitted(make)
     if not generator.capabilities.trainable:
         return
     generator.train()
+    generator.zero_grad()
+    losses = []
     for inputs in generation_inputs(generator):
-        generator.zero_grad()
-        (_predict(generator, inputs) - inputs.batch.target).pow(2).mean().backward()
-        grads = [p.grad for p in generator.parameters() if p.grad is not None]
-        assert grads, f"{_label(generator)}: trainable, but no parameter receives a gradient"
-        assert all(bool(torch.isfinite(g).all()) for g in grads), f"{_label(generator)}: non-finite gradients"
+        loss = (_predict(generator, inputs) - inputs.batch.target).pow(2).mean()
+        if inputs.encoding is not None:
+            loss = loss + inputs.encoding.states.pow(2).mean() + inputs.encoding.query.pow(2).mean()
+        if loss.requires_grad:
+            losses.append(loss)
+    assert losses, f"{_label(generator)}: declares trainable, but nothing it returns depends on a parameter"
+    sum(losses).backward()
+    grads = [p.grad for p in generator.parameters() if p.grad is not None]
+    assert grads, f"{_label(generator)}: trainable, but no parameter receives a gradient"
+    assert all(bool(torch.isfinite(g).all()) for g in grads), f"{_label(generator)}: non-finite gradients"
 
 
 def check_state_round_trip(make: MakeGenerator) -> None:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import atexit
 import os
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
@@ -58,7 +58,8 @@ def from_env() -> Dist:
         rank = int(os.environ.get("RANK", "0"))
         local = int(os.environ.get("LOCAL_RANK", str(rank)))
     except ValueError as exc:
-        raise ConfigError(f"torchrun environment: {exc}; start ptrag with torchrun or without these variables") from None
+        raise ConfigError(f"torchrun environment: {exc}; "
+                          "start ptrag with torchrun or without these variables") from None
     return Dist(rank, world, local) if world > 1 else SINGLE
 
 

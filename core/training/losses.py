@@ -11,8 +11,8 @@ is offered as an option and as an add-on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -68,7 +68,7 @@ class PCSpace:
         c = context_index.to(self.mean.device)
         return torch.einsum("bsg,bgp->bsp", x.float() - self.mean[c][:, None, :], self.axes[c])
 
-    def to(self, device: torch.device | str) -> "PCSpace":
+    def to(self, device: torch.device | str) -> PCSpace:
         return PCSpace(self.mean.to(device), self.axes.to(device))
 
 

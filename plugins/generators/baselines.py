@@ -172,7 +172,7 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
         super().fit(database)
         response = np.asarray(database.response, dtype=np.float32)
         self._by_gene: dict[str, list[tuple[str, np.ndarray]]] = {}
-        for i, (pert, context) in enumerate(zip(database.perts, database.contexts)):
+        for i, (pert, context) in enumerate(zip(database.perts, database.contexts, strict=False)):
             self._by_gene.setdefault(pert, []).append((context, response[i]))
 
     def forward(self, inputs: GenerationInput) -> torch.Tensor:

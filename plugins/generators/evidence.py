@@ -23,8 +23,14 @@ from pydantic import Field
 from torch import nn
 
 from ptrag.core.hookspecs import BuildContext, GeneratorSpec, hookimpl
-from ptrag.core.interfaces import (CellEncoding, CellSetBatch, GenerationInput, Generator, GeneratorCapabilities,
-                                   SelectorOutput)
+from ptrag.core.interfaces import (
+    CellEncoding,
+    CellSetBatch,
+    GenerationInput,
+    Generator,
+    GeneratorCapabilities,
+    SelectorOutput,
+)
 from ptrag.core.registry import builtin_specs
 from ptrag.plugins.generators.baselines import PertMeanBaseline
 from ptrag.plugins.generators.set_transformer import SetEncoderParams, mlp, set_encoder

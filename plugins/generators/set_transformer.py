@@ -26,7 +26,7 @@ def mlp(n_in: int, n_hidden: int, n_out: int, dropout: float = 0.0) -> nn.Sequen
     return nn.Sequential(nn.Linear(n_in, n_hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(n_hidden, n_out))
 
 
-def set_encoder(hidden_dim: int, params: "SetEncoderParams") -> nn.TransformerEncoder:
+def set_encoder(hidden_dim: int, params: SetEncoderParams) -> nn.TransformerEncoder:
     """A bidirectional transformer over the cells of a set (pre-norm, GELU; no positions: a set)."""
     if hidden_dim % params.n_heads:
         raise ConfigError(f"generator.n_heads {params.n_heads} must divide model.hidden_dim {hidden_dim}")

@@ -22,8 +22,9 @@ import io
 import os
 import tempfile
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Optional, Sequence
+from typing import Literal
 
 import numpy as np
 from pydantic import Field
@@ -72,7 +73,7 @@ class CellEvalParams(ComponentParams):
 
 
 class CellEvalTopNParams(CellEvalParams):
-    n: Optional[Literal[50, 100, 200, 500]] = Field(
+    n: Literal[50, 100, 200, 500] | None = Field(
         None, description="N genes; none = as many as the real significant DE genes (cell-eval's overlap_at_N)")
 
 

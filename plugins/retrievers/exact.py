@@ -7,8 +7,8 @@ are deterministic (duplicate keys, e.g. one gene in several cell lines, all stay
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,7 @@ from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, h
 from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
 from ptrag.core.registry import builtin_specs
 from ptrag.core.retrieval import brute_force_query, check_keys, flat_exclusions, normalise_rows
+
 
 class ExactParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -103,7 +104,7 @@ class ExactRetriever(Retriever):
             {"name": self.name, "n": len(self), "device": self.device_name, "batch_size": self.batch_size}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "ExactRetriever":
+    def load(cls, directory: str | Path) -> ExactRetriever:
         path = Path(directory)
         info = json.loads((path / "retriever.json").read_text())
         device = info.get("device", "cpu")

@@ -9,8 +9,9 @@ only the rows that are still short; see ``ptrag.core.retrieval.search_with_exclu
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -19,8 +20,15 @@ from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
 from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
 from ptrag.core.registry import builtin_specs
-from ptrag.core.retrieval import (as_matrix, check_k, check_keys, normalise_exclude, normalise_rows,
-                                  search_with_exclusion)
+from ptrag.core.retrieval import (
+    as_matrix,
+    check_k,
+    check_keys,
+    normalise_exclude,
+    normalise_rows,
+    search_with_exclusion,
+)
+
 
 class FaissParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -119,7 +127,7 @@ class FaissRetriever(Retriever):
             "params": self.params.model_dump()}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "FaissRetriever":
+    def load(cls, directory: str | Path) -> FaissRetriever:
         faiss = _faiss()
         path = Path(directory)
         info = json.loads((path / "retriever.json").read_text())

@@ -8,8 +8,9 @@ for a given seed with ``threads: 1`` (hnswlib's multi-threaded insertion order v
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -18,8 +19,15 @@ from ptrag.core.errors import ConfigError
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
 from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
 from ptrag.core.registry import builtin_specs
-from ptrag.core.retrieval import (as_matrix, check_k, check_keys, normalise_exclude, normalise_rows,
-                                  search_with_exclusion)
+from ptrag.core.retrieval import (
+    as_matrix,
+    check_k,
+    check_keys,
+    normalise_exclude,
+    normalise_rows,
+    search_with_exclusion,
+)
+
 
 class HnswParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -82,7 +90,7 @@ class HnswRetriever(Retriever):
             {"name": self.name, "n": self._n, "dim": self.dim, "seed": self.seed, "params": self.params.model_dump()}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "HnswRetriever":
+    def load(cls, directory: str | Path) -> HnswRetriever:
         path = Path(directory)
         info = json.loads((path / "retriever.json").read_text())
         out = cls(HnswParams(**info["params"]), info["seed"])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ class NoRetrieval(Retriever):
         (Path(directory) / "retriever.json").write_text(json.dumps({"name": self.name, "n": self._n}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "NoRetrieval":
+    def load(cls, directory: str | Path) -> NoRetrieval:
         out = cls()
         out._n = json.loads((Path(directory) / "retriever.json").read_text())["n"]
         return out

@@ -10,8 +10,9 @@ retriever continues the exact same sequence of draws.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,8 +21,8 @@ from pydantic import Field
 from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
 from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
 from ptrag.core.registry import builtin_specs
-from ptrag.core.retrieval import (brute_force_query, check_keys, flat_exclusions, normalise_rows,
-                                  rank_candidates)
+from ptrag.core.retrieval import brute_force_query, check_keys, flat_exclusions, normalise_rows, rank_candidates
+
 
 class RandomParams(ComponentParams):
     k: int = Field(32, ge=0, description="candidates per query")
@@ -54,7 +55,10 @@ class RandomRetriever(Retriever):
             prio = self.rng.random((stop - start, n))
             rows, cols = flat_exclusions(excl[start:stop])
             prio[rows, cols] = np.inf
-            picks = np.argpartition(prio, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (stop - start, 1))
+            if kk < n:
+                picks = np.argpartition(prio, kk - 1, axis=1)[:, :kk]
+            else:
+                picks = np.tile(np.arange(n), (stop - start, 1))
             allowed = np.isfinite(np.take_along_axis(prio, picks, axis=1))
             picks = np.where(allowed, picks, -1)
             scores = np.einsum("qe,qke->qk", q[start:stop], self.keys[np.maximum(picks, 0)])
@@ -72,7 +76,7 @@ class RandomRetriever(Retriever):
              "rng_state": self.rng.bit_generator.state}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "RandomRetriever":
+    def load(cls, directory: str | Path) -> RandomRetriever:
         path = Path(directory)
         info = json.loads((path / "retriever.json").read_text())
         out = cls(info["seed"], info["batch_size"])

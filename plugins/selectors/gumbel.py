@@ -20,8 +20,6 @@ Controls of how much is kept (docs/model.md has the measurements):
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from pydantic import Field
 from torch import nn
@@ -41,9 +39,9 @@ class GumbelParams(ComponentParams):
                                  "ramps linearly from 0 to sparsity_weight; 0 = full weight from step 1")
     standardize_logits: bool = Field(False, description="divide the keep/drop logits by their standard "
                                      "deviation over the batch before sampling (the authors' code)")
-    keep_target: Optional[float] = Field(None, ge=0, le=1, description="penalise |mean keep - keep_target| "
+    keep_target: float | None = Field(None, ge=0, le=1, description="penalise |mean keep - keep_target| "
                                          "instead of the mean keep (a budget that cannot drive keeping to 0)")
-    tau_start: Optional[float] = Field(None, gt=0, description="initial temperature, annealed geometrically to "
+    tau_start: float | None = Field(None, gt=0, description="initial temperature, annealed geometrically to "
                                        "tau over tau_anneal_steps; empty = constant tau")
     tau_anneal_steps: int = Field(0, ge=0, description="training steps of the temperature annealing")
 

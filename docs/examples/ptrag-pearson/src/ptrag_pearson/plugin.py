@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ptrag.core.hookspecs import BuildContext, ComponentParams, RetrieverSpec, hookimpl
+from ptrag.core.hookspecs import BuildContext, ComponentParams, MetricSpec, RetrieverSpec, hookimpl
+from ptrag.core.interfaces import RetrieverCapabilities
 
+from .metric import SpearmanDelta
 from .retriever import PearsonRetriever
 
 
@@ -16,7 +18,13 @@ class PearsonParams(ComponentParams):
 
 
 def make_pearson(params: PearsonParams, context: BuildContext) -> PearsonRetriever:
-    return PearsonRetriever()
+    retriever = PearsonRetriever()
+    retriever.capabilities = RetrieverCapabilities(k=params.k, exact=True)  # what the engine reads
+    return retriever
+
+
+def make_spearman_delta(params: ComponentParams, context: BuildContext) -> SpearmanDelta:
+    return SpearmanDelta()
 
 
 @hookimpl
@@ -27,5 +35,16 @@ def ptrag_retrievers() -> list[RetrieverSpec]:
             factory=make_pearson,
             params_model=PearsonParams,
             summary="Pearson correlation of gene embeddings (example plugin)",
+        )
+    ]
+
+
+@hookimpl
+def ptrag_metrics() -> list[MetricSpec]:
+    return [
+        MetricSpec(
+            name="spearman-delta",
+            factory=make_spearman_delta,
+            summary="Spearman of predicted vs real mean change from control (example plugin)",
         )
     ]

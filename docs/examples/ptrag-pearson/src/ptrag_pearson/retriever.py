@@ -7,13 +7,14 @@ ignores a constant offset that some embedding models add to every dimension.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
-from ptrag.core.interfaces import RetrievalResult, Retriever
+from ptrag.core.interfaces import RetrievalResult, Retriever, RetrieverCapabilities
 
 
 def _centred(x: np.ndarray) -> np.ndarray:
@@ -28,8 +29,8 @@ def _centred_unit(x: np.ndarray) -> np.ndarray:
 
 
 class PearsonRetriever(Retriever):
-    name = "pearson"
-    exact = True  # brute force: results are exact and identical on every call
+    # brute force: results are exact and identical on every call (the factory adds k)
+    capabilities = RetrieverCapabilities(exact=True)
 
     # ptrag's contract tests compare us with brute-force cosine of these features
     similarity_features = staticmethod(_centred)
@@ -71,7 +72,7 @@ class PearsonRetriever(Retriever):
         (directory / "retriever.json").write_text(json.dumps({"name": self.name, "n": len(self.keys)}))
 
     @classmethod
-    def load(cls, directory: str | Path) -> "PearsonRetriever":
+    def load(cls, directory: str | Path) -> PearsonRetriever:
         out = cls()
         out.keys = np.load(Path(directory) / "keys.npy")
         return out
