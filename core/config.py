@@ -98,6 +98,8 @@ class TrainConfig(_Strict):
         "cosine", description="learning rate after the linear warm-up: cosine decay to 0 at train.steps, or constant")
     val_every: int = Field(100, ge=1)
     patience: int = Field(0, ge=0, description="validations without improvement before stopping; 0 = never")
+    min_delta: float = Field(0.0, ge=0, lt=1, description="relative gain a validation must show to count as an "
+                             "improvement (0.002: 0.2%), so a noisy curve does not keep resetting the patience")
     loss: Literal["energy", "mse", "energy+mse", "pc-energy", "pc-energy+mse"] = Field(
         "energy", description="energy: Euclidean energy distance over all genes; pc-energy: mean over each "
         "line's top 50 PCs (fitted on training cells) of the 1-D energy distance, as the evaluation scores; "
@@ -106,6 +108,9 @@ class TrainConfig(_Strict):
     val_sets: int = Field(2, ge=1, description="cell sets drawn per validation group")
     eval_batch_size: int = Field(32, ge=1, description="cell sets per forward pass in validation/prediction")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = torch's default (all cores)")
+    precision: Literal["auto", "bf16", "float32"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, float32 elsewhere; bf16: bf16 autocast on any device (CPU "
+        "included); float32: never")
     compile: bool = Field(False, description="torch.compile the training step's model (pays on a GPU over long runs; "
                           "compiling takes tens of seconds)")
     find_unused_parameters: bool = Field(False, description="torchrun only: let DistributedDataParallel look for "

@@ -32,7 +32,11 @@ def test_registry_has_the_paper_presets_and_ptrag_is_the_default():
     assert cfg.selector.params["sparsity_weight"] == 0.1 and cfg.selector.params["tau"] == 0.5
     assert cfg.model.hidden_dim == 128 and cfg.data.cell_set_len == 64 and cfg.model.exclude_same_gene
     assert cfg.compare == ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean"]
-    assert cfg.budget == "demo" and cfg.train.steps == 400 and cfg.train.patience == 4
+    assert cfg.budget == "converge" and cfg.train.steps == 3000 and cfg.train.patience == 6  # until it converges
+    assert cfg.train.min_delta == 0.002 and cfg.train.val_every == 50
+    assert cfg.selector.params["sample_at_eval"] and cfg.selector.params["context_from"] == "triple"  # the authors'
+    demo = resolve_config(None, budget="demo", manager=manager)
+    assert demo.budget == "demo" and demo.train.steps == 400 and demo.train.patience == 4  # still selectable
     state = resolve_config(None, preset="state", manager=manager)
     assert state.retriever.name == "none" and state.generator.params["pert_encoding"] == "onehot"
     response = resolve_config(None, preset="ptrag-response", manager=manager)

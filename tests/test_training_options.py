@@ -27,14 +27,14 @@ def test_a_budget_sets_the_training_keys_and_explicit_keys_still_win(manager, tm
     t = paper.train
     assert paper.budget == "paper" and (t.steps, t.batch_size, t.optimizer, t.schedule, t.grad_clip, t.lr) == \
         (50000, 64, "adam", "constant", 10.0, 0.001) and paper.data.cell_set_len == 64
-    assert resolve_config(None, preset="state", manager=manager).budget == "demo"  # the preset's own
+    assert resolve_config(None, preset="state", manager=manager).budget == "converge"  # the preset's own
     mine = resolve_config(None, preset="state", budget="paper", sets=["train.steps=10"], manager=manager)
     assert mine.train.steps == 10 and mine.train.optimizer == "adam"
     exp = tmp_path / "exp.yaml"
     exp.write_text("preset: state\nbudget: paper\ntrain: {batch_size: 4}\n")
     from_yaml = resolve_config(exp, manager=manager)
     assert from_yaml.budget == "paper" and from_yaml.train.batch_size == 4 and from_yaml.train.steps == 50000
-    with pytest.raises(ConfigError, match="unknown budget 'gpu'; available budgets: demo, paper"):
+    with pytest.raises(ConfigError, match="unknown budget 'gpu'; available budgets: converge, demo, paper"):
         resolve_config(None, preset="state", budget="gpu", manager=manager)
 
 

@@ -246,3 +246,69 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
     plt.close(fig)
     return path
+
+
+def plot_validation_curves(folders: Sequence[Path], path: Path) -> Path | None:
+    """Validation energy during training of every learned run, relative to its untrained start
+    (losses differ in scale: genes or PCs), seeds of a configuration in one colour; a dot marks
+    the best step, whose weights the run kept."""
+    curves = {f: training_curves(f, ["val_energy"]).dropna(subset=["val_energy"]) for f in folders}
+    curves = {f: c for f, c in curves.items() if len(c) > 1 and c["val_energy"].iloc[0]}
+    if not curves:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 4.0))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    names = list(dict.fromkeys(run_label(f)[0] for f in curves))
+    for f, c in curves.items():
+        name = run_label(f)[0]
+        colour = colours[names.index(name) % len(colours)]
+        relative = c["val_energy"].to_numpy(float) / float(c["val_energy"].iloc[0])
+        first = f == next(g for g in curves if run_label(g)[0] == name)
+        ax.plot(c["step"], relative, color=colour, lw=1, alpha=0.8, label=name if first else None)
+        best = int(np.argmin(relative))
+        ax.plot(c["step"].iloc[best], relative[best], "o", color=colour, ms=4)
+    ax.set_xlabel("training step", fontsize=8)
+    ax.set_ylabel("validation energy / untrained start", fontsize=8)
+    ax.set_title("validation during training (dot: the best step, whose weights each run kept)", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    plt.close(fig)
+    return path
+
+
+def selection_aucs(folders: Sequence[Path]) -> pd.DataFrame:
+    """Per run and cell line the selection AUC from metrics.json (runs with keep decisions only)."""
+    rows = []
+    for f in folders:
+        run = (json.loads((Path(f) / "metrics.json").read_text()).get("run") or {})
+        for line, auc in ((run.get("retrieval") or {}).get("selection_auc") or {}).items():
+            if auc is not None and math.isfinite(auc):
+                rows.append({"run": run_label(Path(f))[0], "line": line, "auc": float(auc)})
+    return pd.DataFrame(rows, columns=["run", "line", "auc"])
+
+
+def plot_selection_auc(folders: Sequence[Path], path: Path) -> Path | None:
+    """Do kept candidates resemble the query's real response more than dropped ones? The selection
+    AUC per configuration and cell line (mean over seeds; 0.5: no better than chance)."""
+    table = selection_aucs(folders)
+    if table.empty:
+        return None
+    means = table.groupby(["run", "line"], sort=False)["auc"].mean().unstack("line")
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.2 * len(means)), 3.4))
+    width = 0.8 / max(1, means.shape[1])
+    for j, line in enumerate(means.columns):
+        ax.bar(np.arange(len(means)) + j * width, means[line].to_numpy(float), width, label=str(line))
+    ax.axhline(0.5, color="grey", lw=0.8, ls="--")
+    ax.set_xticks(np.arange(len(means)) + width * (means.shape[1] - 1) / 2, means.index, rotation=30, ha="right",
+                  fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("selection AUC (kept vs dropped)", fontsize=8)
+    ax.set_title("kept candidates' responses vs the query's real one (0.5 = chance)", fontsize=9)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    plt.close(fig)
+    return path

@@ -20,6 +20,8 @@ from .figures import (
     plot_metric_bars,
     plot_paired_scatter,
     plot_retrieval,
+    plot_selection_auc,
+    plot_validation_curves,
 )
 from .folders import expand_runs, paired_comparison, select_runs
 from .page import write_html
@@ -45,9 +47,11 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         paired = paired_comparison(compare[0], compare[1], folders)
         write_csv(out / "paired.csv", paired)
         figures.append(plot_paired_scatter(compare[0], compare[1], folders, out / "paired_scatter.png"))
-    curves = plot_keep_ratio(folders, out / "keep_ratio.png")
-    if curves:
-        figures.append(curves)
+    for fig in (plot_validation_curves(folders, out / "validation_curves.png"),
+                plot_keep_ratio(folders, out / "keep_ratio.png"),
+                plot_selection_auc(folders, out / "selection_auc.png")):
+        if fig:
+            figures.append(fig)
     for folder in _one_per_config(folders):
         fig = plot_retrieval(folder, out / f"retrieval_{folder.name}.png")
         if fig:

@@ -32,7 +32,8 @@ def predict_held_out(prep: Prepared) -> Shares | None:
     """Every process predicts its share of the test groups; the shares in rank order on rank 0."""
     mine = prep.dist.shard(list(enumerate(prep.split.test)))
     share = predict(prep.model, prep.sampler, [g for _, g in mine], prep.neighbours, seed=prep.config.seed,
-                    positions=[i for i, _ in mine], device=prep.device, log=prep.log)
+                    positions=[i for i, _ in mine], device=prep.device, precision=prep.config.train.precision,
+                    log=prep.log)
     return gather(share, prep.dist)
 
 

@@ -3,7 +3,10 @@
 Each group gets as many matched control cells as it has real cells (same cell line, same batch
 where possible), cut into sets of at most ``cell_set_len`` cells, so predicted and real cells
 are compared one-to-one in number. Alongside the predictions comes the retrieval trace: per
-group and rank the candidate, its stage-1 score and its keep-weight (mean over cells).
+group and rank the candidate, its stage-1 score, its keep-weight (the mean over the group's
+predicted cells of the keep decisions or weights the selector applied), the group's number of
+predicted cells, and how closely the candidate's observed response resembles the group's real one
+(Pearson over genes of the mean changes from control: the selection-quality diagnostic).
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ class _Applied:
 
 
 def _predict_group(model: PtragModel, sampler: CellSetSampler, group: Group, neighbours: NeighbourTable,
-                   rng: np.random.Generator, device: torch.device) -> tuple[GroupPrediction, _Applied]:
+                   rng: np.random.Generator, device: torch.device, precision: str
+                   ) -> tuple[GroupPrediction, _Applied]:
     pert, context = group
     data, s = sampler.data, sampler.cell_set_len
     real_idx = data.group_indices(pert, context)
@@ -57,7 +61,7 @@ def _predict_group(model: PtragModel, sampler: CellSetSampler, group: Group, nei
         batch = replace(template, ctrl=torch.from_numpy(data.X[chunk])[None],
                         batch_index=sampler.batch_index_of([chunk]))
         batch = neighbours.attach(batch).to(device)
-        with autocast(device):
+        with autocast(device, precision):
             pred, selection = model(batch)
         preds.append(pred[0].float().cpu().numpy())
         applied.add(selection, len(chunk))
@@ -66,16 +70,29 @@ def _predict_group(model: PtragModel, sampler: CellSetSampler, group: Group, nei
     return prediction, applied
 
 
-def _trace_rows(group: Group, neighbours: NeighbourTable, database: Any, applied: _Applied) -> list[dict]:
-    pert, context = group
+def _similarity(response: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """Pearson correlation of one response [G] with each candidate response [K,G] (0 when constant)."""
+    a = response - response.mean()
+    b = candidates - candidates.mean(axis=1, keepdims=True)
+    denom = np.sqrt((a * a).sum() * (b * b).sum(axis=1))
+    return np.divide(b @ a, denom, out=np.zeros(len(b)), where=denom > 0)
+
+
+def _trace_rows(prediction: GroupPrediction, neighbours: NeighbourTable, database: Any,
+                applied: _Applied) -> list[dict]:
+    pert, context = group = prediction.pert, prediction.context
     scores, ids = neighbours.rows([group])
+    valid = [i for i in ids[0].tolist() if i >= 0]
+    real_change = prediction.real.mean(axis=0) - prediction.ctrl.mean(axis=0)
+    similarity = dict(zip(valid, _similarity(real_change, np.asarray(database.response)[valid]), strict=True))
     rows = []
     for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist(), strict=True)):
         if i < 0:
             continue
         keep = float(applied.weight_sum[rank] / applied.n_cells) if applied.weight_sum is not None else np.nan
         row = {"pert": pert, "context": context, "rank": rank, "candidate_pert": database.perts[i],
-               "candidate_context": database.contexts[i], "stage1_score": float(score), "keep_weight": keep}
+               "candidate_context": database.contexts[i], "stage1_score": float(score), "keep_weight": keep,
+               "n_cells": applied.n_cells, "response_similarity": float(similarity[i])}
         if applied.evidence:  # an evidence selector weighs rather than keeps: kept = any non-zero coefficient
             row.update({f"{k}_coef": float(v[rank]) for k, v in applied.evidence.items()})
             row["keep_weight"] = float(any(abs(float(v[rank])) > 1e-6 for v in applied.evidence.values()))
@@ -85,7 +102,8 @@ def _trace_rows(group: Group, neighbours: NeighbourTable, database: Any, applied
 
 @torch.no_grad()
 def predict(model: PtragModel, sampler: CellSetSampler, groups: list[Group], neighbours: NeighbourTable, *,
-            device: torch.device, seed: int | None = None, positions: list[int] | None = None,
+            device: torch.device, precision: str = "auto", seed: int | None = None,
+            positions: list[int] | None = None,
             rng: np.random.Generator | None = None, database: Any = None,
             log: Callable[[str], None] = lambda message: None) -> tuple[list[GroupPrediction], pd.DataFrame]:
     """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS);
@@ -104,9 +122,9 @@ def predict(model: PtragModel, sampler: CellSetSampler, groups: list[Group], nei
                 where = positions[done - 1] if positions is not None else done - 1
                 rng = np.random.default_rng([seed, 2, where])
                 torch.manual_seed(step_seed(seed, where, stream=2))
-            prediction, applied = _predict_group(model, sampler, group, neighbours, rng, device)
+            prediction, applied = _predict_group(model, sampler, group, neighbours, rng, device, precision)
             out.append(prediction)
-            trace += _trace_rows(group, neighbours, database, applied)
+            trace += _trace_rows(prediction, neighbours, database, applied)
             cells += applied.n_cells
             progress.update(done, cells_per_s=cells / max(progress.elapsed, 1e-9))
     columns = TRACE_COLUMNS + sorted({c for row in trace for c in row} - set(TRACE_COLUMNS))

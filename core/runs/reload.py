@@ -123,5 +123,6 @@ def predict_screen(run: LoadedRun, data: PerturbationData, *, log: Callable[[str
     sampler = CellSetSampler(data, groups, vocab, cell_set_len=config.data.cell_set_len)
     k = run.retriever.capabilities.k if run.retriever.capabilities.retrieves else 0
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
-    preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device, log=log)
+    preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device,
+                           precision=config.train.precision, log=log)
     return preds, trace, data, drops

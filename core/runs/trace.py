@@ -1,8 +1,16 @@
 """The retrieval trace of a run: per held-out query, its candidates and what the selector did.
 
-``retrieval.csv`` has one row per query x candidate: the candidate, its stage-1 score and its
+``retrieval.csv`` has one row per query x candidate: the candidate, its stage-1 score, its
 keep-weight (the mean over the query's predicted cells of the keep decisions or weights the
-selector applied); ``retrieval_summary.json`` summarises it per cell line.
+selector applied), the query's predicted cells and the candidate's response similarity to the
+query's real response; ``retrieval_summary.json`` summarises it per cell line:
+
+- ``keep_ratio``: the mean over (cell, candidate) of the keep decisions the predictions used;
+- ``selection_auc``: do kept candidates resemble the query's real response more than dropped
+  ones? The probability that a kept candidate of a query is more similar than a dropped one of the
+  same query (pairs weighted by keep-weight and 1 - keep-weight; 0.5 is chance, 1 a perfect
+  selector; null when nothing or everything was kept);
+- which candidates are kept most often, and how often kept ones share the query's module.
 """
 
 from __future__ import annotations
@@ -51,6 +59,32 @@ def _share_rates(g: pd.DataFrame, annotated: pd.Series, shares: pd.Series) -> tu
             float((weight * share).sum() / weight.sum()) if weight.sum() > 0 else float("nan"))
 
 
+def keep_ratio(trace: pd.DataFrame) -> float:
+    """The mean over (cell, candidate) of the keep decisions applied: keep-weights weighted by
+    the query's predicted cells (equally without an ``n_cells`` column); NaN without keep-weights."""
+    weights = trace["keep_weight"].astype(float)
+    cells = trace["n_cells"].astype(float) if "n_cells" in trace else pd.Series(1.0, index=trace.index)
+    ok = weights.notna()
+    return float((weights[ok] * cells[ok]).sum() / cells[ok].sum()) if ok.any() else float("nan")
+
+
+def selection_auc(trace: pd.DataFrame) -> float:
+    """Weighted Mann-Whitney AUC of response similarity, kept vs dropped, within each query."""
+    if "response_similarity" not in trace:
+        return float("nan")
+    num = den = 0.0
+    for _, g in trace.groupby(["pert", "context"], sort=False):
+        w = g["keep_weight"].to_numpy(float)
+        sim = g["response_similarity"].to_numpy(float)
+        if not np.isfinite(w).all():
+            return float("nan")
+        pair = w[:, None] * (1 - w[None, :])  # candidate i kept, j dropped
+        better = (sim[:, None] > sim[None, :]) + 0.5 * (sim[:, None] == sim[None, :])
+        np.fill_diagonal(pair, 0.0)
+        num, den = num + float((pair * better).sum()), den + float(pair.sum())
+    return num / den if den > 0 else float("nan")
+
+
 def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] = module_of,
                       gene_sets: GeneSets | None = None) -> dict[str, Any]:
     """Per cell line: keep ratio, most often kept neighbours, and how often kept neighbours share
@@ -75,7 +109,8 @@ def retrieval_summary(trace: pd.DataFrame, module: Callable[[str], str | None] =
         out[str(context)] = entry = {
             "queries": int(g["pert"].nunique()),
             "candidates": int(len(g)),
-            "keep_ratio": float(g.kept.mean()) if len(g) else float("nan"),
+            "keep_ratio": keep_ratio(g) if len(g) else float("nan"),
+            "selection_auc": selection_auc(g),
             "kept_same_module": float(kept_annotated.same_module.mean()) if len(kept_annotated) else float("nan"),
             "candidates_same_module": float(annotated.same_module.mean()) if len(annotated) else float("nan"),
             "weighted_same_module": (float((weight * g.same_module).sum() / weight.sum())

@@ -82,10 +82,12 @@ def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
     prep.log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
              f"{result.best_val:.4g} at step {result.best_step}")
     start = result.history[0]["val_energy"] if result.history and result.history[0]["step"] == 0 else None
+    prep.log(f"training stopped at step {result.steps}: {result.stop_reason}")
     return {"steps": result.steps, "best_step": result.best_step,
             "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
-            "start_val_energy": start,
-            "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early}
+            "start_val_energy": start, "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early,
+            "stop_reason": result.stop_reason, "budget": prep.config.budget,
+            "validation": [(r["step"], r["val_energy"]) for r in result.history]}
 
 
 def save_untrained(prep: Prepared) -> None:

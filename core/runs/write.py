@@ -10,13 +10,15 @@ import time
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..files import write_csv, write_json
 from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
 from .evaluate import Evaluation
 from .fingerprints import fingerprint_summary
 from .prepare import Prepared
-from .trace import write_retrieval
+from .trace import keep_ratio, write_retrieval
 
 
 def run_info(prep: Prepared, training: dict[str, Any] | None) -> dict[str, Any]:
@@ -41,15 +43,17 @@ def run_info(prep: Prepared, training: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _retrieval_used(prep: Prepared, evaluation: Evaluation, info: dict[str, Any]) -> None:
-    """retrieval.csv + retrieval_summary.json; a selector that kept nothing is said loudly."""
+    """retrieval.csv + retrieval_summary.json, and in metrics.json the evaluation keep-ratio (the
+    mean over cells and candidates of the keep decisions applied) and the selection AUC per line;
+    a selector that kept nothing is said loudly."""
     trace = evaluation.trace
     if trace is None or not len(trace):
         return
-    write_retrieval(prep.run_dir, trace, prep.data, prep.gene_sets)
-    # a selector that keeps nothing turns a RAG model into its generator alone; say so loudly.
+    summary = write_retrieval(prep.run_dir, trace, prep.data, prep.gene_sets)
+    ratio = keep_ratio(trace)
+    info["retrieval"] = {"keep_ratio": ratio, "selection_auc": {c: s["selection_auc"] for c, s in summary.items()}}
     # No keep-weights at all (selector none) means the generator uses the candidates directly.
-    weights = trace["keep_weight"].astype(float)
-    info["retrieval_used"] = bool(weights.isna().all() or (weights > 0).any())
+    info["retrieval_used"] = bool(not np.isfinite(ratio) or ratio > 0)
     if not info["retrieval_used"]:
         prep.log(f"warning: the {prep.config.selector.name} selector kept none of the retrieved candidates for any "
                  "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "

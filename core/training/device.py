@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 
 import numpy as np
@@ -38,4 +39,6 @@ def autocast(device: torch.device, precision: str = "auto"):
     """bf16 autocast when ``precision`` asks for it: ``auto`` uses it on CUDA only, ``bf16`` on
     any device (CPU included), ``float32`` never."""
     enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)

@@ -22,6 +22,7 @@ from .device import autocast
 from .distributed import SINGLE, Dist, all_sum, broadcast
 from .interrupt import CrashPoint
 from .losses import PCSpace, set_distance, set_loss
+from .stopping import StoppingRule
 
 
 def lr_lambda(warmup: int, total: int, schedule: str = "cosine"):
@@ -51,6 +52,7 @@ class TrainResult:
     stopped_early: bool
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str = ""
 
 
 class Trainer:
@@ -92,7 +94,8 @@ class Trainer:
         self.optimizer = make_optimizer(params, train_cfg)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(train_cfg.warmup_steps, train_cfg.steps, train_cfg.schedule))
-        self.step, self.best_val, self.best_step, self.bad_vals = 0, math.inf, 0, 0
+        self.step = 0
+        self.stopping = StoppingRule(train_cfg.patience, train_cfg.min_delta, train_cfg.val_every)
         self.best_state: dict[str, torch.Tensor] | None = None
         self.history: list[dict[str, Any]] = []
 
@@ -110,9 +113,8 @@ class Trainer:
         return {
             "model": self.model.state_dict(), "best_model": self.best_state,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
-            "step": self.step, "best_val": self.best_val, "best_step": self.best_step,
-            "bad_vals": self.bad_vals, "history": self.history, "world_size": self.dist.world_size,
-            "meta": self.meta,
+            "step": self.step, "stopping": self.stopping.state(), "history": self.history,
+            "world_size": self.dist.world_size, "meta": self.meta,
         }
 
     def resume(self) -> None:
@@ -122,8 +124,9 @@ class Trainer:
         load_weights(self.model, ck["model"], self.checkpoint_path)
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
-        self.step, self.best_val, self.best_step = ck["step"], ck["best_val"], ck["best_step"]
-        self.bad_vals, self.history, self.best_state = ck["bad_vals"], ck["history"], ck["best_model"]
+        self.step, self.history, self.best_state = ck["step"], ck["history"], ck["best_model"]
+        self.stopping.restore(ck.get("stopping") or  # checkpoints of ptrag 0.1
+                              {"best": ck["best_val"], "best_step": ck["best_step"], "bad": ck["bad_vals"]})
         if self.dist.is_main and self.log_path.is_file():
             kept = [line for line in self.log_path.read_text().splitlines()
                     if line.strip() and json.loads(line).get("step", 0) <= self.step]
@@ -131,29 +134,32 @@ class Trainer:
         before = ck.get("world_size", 1)
         more = f"; trained on {before} process(es) before, {self.dist.world_size} now" \
             if before != self.dist.world_size else ""
-        self.log(f"resumed at step {self.step} (best validation energy {self.best_val:.4g} at step "
-                 f"{self.best_step}{more})")
+        self.log(f"resumed at step {self.step} (best validation energy {self.stopping.best:.4g} at step "
+                 f"{self.stopping.best_step}{more})")
 
     # ------------------------------------------------------------------ loop
 
     @torch.no_grad()
-    def validate(self) -> float:
+    def validate(self) -> float | None:
         """Mean energy distance (in the loss's space: genes or PCs) over the fixed validation cell
-        sets, each rank scoring its share (nan when there are none)."""
+        sets, each rank scoring its share (None when there are none). Torch is seeded with the
+        same evaluation seed every time, so a stochastic model (a Gumbel selector sampling at
+        evaluation) draws the same numbers at every validation and the curve shows the model."""
         if not self.val_batches:
-            return math.nan
+            return None
         self.model.eval()
+        torch.manual_seed(step_seed(self.seed, 0, self.dist.rank, stream=3))
         total, count = 0.0, 0
         distance = "mse" if self.loss_name == "mse" else self.loss_name.removesuffix("+mse")
         for batch in self.dist.shard(self.val_batches):
             batch = batch.to(self.device)
-            with autocast(self.device):
+            with autocast(self.device, self.cfg.precision):
                 pred, _ = self.model(batch)
             values = set_distance(distance, pred.float(), batch.target.float(), self.space, batch.context_index)
             total, count = total + float(values.double().sum()), count + len(values)
         self.model.train()
         total, count = all_sum([total, count], self.dist)
-        return total / count if count else math.nan
+        return total / count if count else None
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
@@ -190,13 +196,14 @@ class Trainer:
         if self.best_state is not None:
             self.model.load_state_dict(self.best_state)
         seconds = time.perf_counter() - started
-        return TrainResult(self.step, self.best_step, self.best_val, stopped, seconds, self.history)
+        return TrainResult(self.step, self.stopping.best_step, self.stopping.best, stopped, seconds, self.history,
+                           self.stopping.finished(self.step, total))
 
     def _train_step(self) -> tuple[torch.Tensor, Any]:
         """One optimiser step on this process's batch of the current step."""
         batch = self.sample(self.step).to(self.device, non_blocking=self.device.type == "cuda")
         self._seed_step()
-        with autocast(self.device):
+        with autocast(self.device, self.cfg.precision):
             pred, sel = self.train_model(batch)
         loss = set_loss(self.loss_name, pred.float(), batch.target.float(), self.space, batch.context_index)
         total_loss = loss + sum(sel.aux_losses.values(), torch.zeros((), device=loss.device))
@@ -223,19 +230,16 @@ class Trainer:
                         cells_per_s=record["cells_per_s"])
 
     def _validate_and_checkpoint(self) -> bool:
+        """Validate, keep the weights if they are the best, write checkpoint.pt; True: stop now."""
         val = self.validate()
-        record = {"step": self.step, "val_energy": None if math.isnan(val) else round(val, 6)}
+        record = {"step": self.step, "val_energy": None if val is None or not math.isfinite(val) else round(val, 6)}
         self.history.append(record)
         self._record(record)
-        if math.isnan(val) or val < self.best_val:
-            self.best_val = val if not math.isnan(val) else self.best_val
-            self.best_step, self.bad_vals = self.step, 0
+        decision = self.stopping.update(self.step, val)
+        if decision.improved:
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        else:
-            self.bad_vals += 1
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, self.state())
-        if self.cfg.patience and self.bad_vals >= self.cfg.patience:
-            self.log(f"early stop at step {self.step}: no validation improvement in {self.bad_vals} checks")
-            return True
-        return False
+        if decision.stop:
+            self.log(f"early stop at step {self.step}: {self.stopping.reason}")
+        return decision.stop

@@ -3,8 +3,12 @@
 For each cell s and candidate k the features [cell state_s, query, candidate_k] go through
 LayerNorm -> MLP -> 2 logits (keep, drop). Training samples a hard straight-through
 Gumbel-Softmax (forward 0/1, backward the soft sample's gradient, temperature ``tau``); evaluation
-takes the argmax unless ``sample_at_eval``. Kept candidates are projected and summed into the
-generator input. The auxiliary loss ``sparsity_weight * mean keep-weight`` pushes towards
+takes the argmax unless ``sample_at_eval`` (the authors draw one hard sample in evaluation too;
+ptrag seeds it per group, so the same seed gives the same predictions). Kept candidates are summed
+into the generator input: as a projection of the candidate alone (``context_from: candidate``) or, as in
+the authors' code, of the normalised [cell state, query, candidate] the scorer sees
+(``context_from: triple``), so that what a kept candidate adds depends on the query and the cell.
+The auxiliary loss ``sparsity_weight * mean keep-weight`` pushes towards
 keeping few candidates. Padding candidates (id -1, ``mask`` False) are never kept.
 
 Controls of how much is kept (docs/model.md has the measurements):
@@ -19,6 +23,8 @@ Controls of how much is kept (docs/model.md has the measurements):
 """
 
 from __future__ import annotations
+
+from typing import Literal
 
 import torch
 from pydantic import Field
@@ -44,6 +50,36 @@ class GumbelParams(ComponentParams):
     tau_start: float | None = Field(None, gt=0, description="initial temperature, annealed geometrically to "
                                        "tau over tau_anneal_steps; empty = constant tau")
     tau_anneal_steps: int = Field(0, ge=0, description="training steps of the temperature annealing")
+    context_from: Literal["candidate", "triple"] = Field(
+        "candidate", description="what a kept candidate contributes: candidate = a projection of the candidate "
+        "alone (the same for every cell and query); triple = a small MLP of the normalised [cell state, query, "
+        "candidate], the representation the scorer sees (the authors' code)")
+    context_hidden: int = Field(64, ge=1, description="hidden width of the triple context MLP")
+
+
+def normalised_linear(ln: nn.LayerNorm, lin: nn.Linear, cell_state: torch.Tensor, query: torch.Tensor,
+                      candidates: torch.Tensor) -> torch.Tensor:
+    """``lin(ln([cell state_s, query, candidate_k]))`` for every (s, k): [B,S,K,H'].
+
+    LayerNorm followed by a linear layer splits into per-part products ([B,S,H'], [B,H'],
+    [B,K,H']) plus per-(s,k) mean and variance from per-part sums, so the cost is O(B*S*K*H')
+    instead of O(B*S*K*3H*H') and the [B,S,K,3H] concatenation is never built.
+    """
+    h = cell_state.shape[-1]
+    n = 3 * h
+    wg = lin.weight * ln.weight  # [H',3H]: gamma folded into the weight
+    wsum = wg.sum(1)  # [H']
+    # the mean of the concatenation is a sum of per-part means, so centring splits per part too
+    s_mean, q_mean, c_mean = cell_state.sum(-1) / n, query.sum(-1) / n, candidates.sum(-1) / n
+    a = cell_state @ wg[:, :h].T - s_mean[..., None] * wsum  # [B,S,H']
+    a = a + (query @ wg[:, h:2 * h].T - q_mean[..., None] * wsum)[:, None, :]
+    c = candidates @ wg[:, 2 * h:].T - c_mean[..., None] * wsum  # [B,K,H']
+    mu = s_mean[:, :, None] + q_mean[:, None, None] + c_mean[:, None, :]  # [B,S,K]
+    ex2 = (cell_state.pow(2).sum(-1)[:, :, None] + query.pow(2).sum(-1)[:, None, None]
+           + candidates.pow(2).sum(-1)[:, None, :]) / n
+    rstd = torch.rsqrt((ex2 - mu.pow(2)).clamp(min=0) + ln.eps)  # [B,S,K], biased variance as LayerNorm
+    # only two passes over the [B,S,K,H'] tensor
+    return torch.addcmul(ln.bias @ lin.weight.T + lin.bias, a[:, :, None, :] + c[:, None, :, :], rstd[..., None])
 
 
 class GumbelSelector(Selector):
@@ -56,7 +92,11 @@ class GumbelSelector(Selector):
             nn.LayerNorm(3 * h), nn.Linear(3 * h, params.scorer_hidden), nn.GELU(),
             nn.Linear(params.scorer_hidden, 2),
         )
-        self.project = nn.Linear(h, h)
+        if params.context_from == "triple":  # shares the scorer's LayerNorm: the same representation
+            self.context_mlp = nn.Sequential(nn.Linear(3 * h, params.context_hidden), nn.GELU(),
+                                             nn.Linear(params.context_hidden, h))
+        else:
+            self.project = nn.Linear(h, h)
         # training forward passes so far: drives the sparsity warm-up and is saved (and restored
         # on resume) with the module's state
         self.register_buffer("train_steps", torch.zeros((), dtype=torch.long))
@@ -82,27 +122,10 @@ class GumbelSelector(Selector):
     def logits(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
         """[B,S,K,2] keep/drop logits: scorer(LayerNorm([cell state, query, candidate])).
 
-        Computed exactly without building the [B,S,K,3H] concatenation: LayerNorm followed by a
-        linear layer splits into per-part products ([B,S,H'], [B,H'], [B,K,H']) plus per-(s,k)
-        mean and variance from per-part sums, so the cost is O(B*S*K*H') instead of
-        O(B*S*K*3H*H'). :meth:`logits_reference` is the literal formula (tests compare them).
+        Computed exactly without building the [B,S,K,3H] concatenation (:func:`normalised_linear`);
+        :meth:`logits_reference` is the literal formula (tests compare them).
         """
-        ln, lin = self.scorer[0], self.scorer[1]
-        h = cell_state.shape[-1]
-        n = 3 * h
-        wg = lin.weight * ln.weight  # [H',3H]: gamma folded into the weight
-        wsum = wg.sum(1)  # [H']
-        # the mean of the concatenation is a sum of per-part means, so centring splits per part too
-        s_mean, q_mean, c_mean = cell_state.sum(-1) / n, query.sum(-1) / n, candidates.sum(-1) / n
-        a = cell_state @ wg[:, :h].T - s_mean[..., None] * wsum  # [B,S,H']
-        a = a + (query @ wg[:, h:2 * h].T - q_mean[..., None] * wsum)[:, None, :]
-        c = candidates @ wg[:, 2 * h:].T - c_mean[..., None] * wsum  # [B,K,H']
-        mu = s_mean[:, :, None] + q_mean[:, None, None] + c_mean[:, None, :]  # [B,S,K]
-        ex2 = (cell_state.pow(2).sum(-1)[:, :, None] + query.pow(2).sum(-1)[:, None, None]
-               + candidates.pow(2).sum(-1)[:, None, :]) / n
-        rstd = torch.rsqrt((ex2 - mu.pow(2)).clamp(min=0) + ln.eps)  # [B,S,K], biased variance as LayerNorm
-        # only two passes over the [B,S,K,H'] tensor before the activation
-        hidden = torch.addcmul(ln.bias @ lin.weight.T + lin.bias, a[:, :, None, :] + c[:, None, :, :], rstd[..., None])
+        hidden = normalised_linear(self.scorer[0], self.scorer[1], cell_state, query, candidates)
         return self.scorer[3](self.scorer[2](hidden))
 
     def logits_reference(self, cell_state: torch.Tensor, query: torch.Tensor, candidates: torch.Tensor) -> torch.Tensor:
@@ -115,6 +138,21 @@ class GumbelSelector(Selector):
             candidates.unsqueeze(1).expand(b, s, k, h),
         ], dim=-1)
         return self.scorer(features)
+
+    def context(self, keep: torch.Tensor, cell_state: torch.Tensor, query: torch.Tensor,
+                candidates: torch.Tensor) -> torch.Tensor:
+        """[B,S,H]: the sum over kept candidates of what each contributes to a cell.
+
+        ``triple``: MLP(LayerNorm([cell, query, candidate])) per (cell, candidate); its last linear
+        layer is applied after the sum (linear, so exact), which keeps the [B,S,K,*] work to one
+        GELU over the hidden layer.
+        """
+        if self.params.context_from == "candidate":
+            return torch.einsum("bsk,bkh->bsh", keep, self.project(candidates))
+        first, act, last = self.context_mlp
+        hidden = act(normalised_linear(self.scorer[0], first, cell_state, query, candidates))  # [B,S,K,H']
+        summed = torch.einsum("bsk,bskj->bsj", keep, hidden)
+        return summed @ last.weight.T + keep.sum(-1, keepdim=True) * last.bias
 
     def forward(self, inputs: SelectionInput) -> SelectorOutput:
         cell_state, candidates, mask = inputs.cell_states, inputs.candidates, inputs.mask
@@ -130,7 +168,7 @@ class GumbelSelector(Selector):
         else:
             keep = (margin >= 0).to(margin.dtype)  # the argmax (ties keep, as argmax picks the first)
         keep = (keep * mask[:, None, :].to(keep.dtype)).to(cell_state.dtype)  # padding is never kept
-        context = torch.einsum("bsk,bkh->bsh", keep, self.project(candidates))
+        context = self.context(keep, cell_state, inputs.query, candidates)
         mean_keep = keep.sum() / (mask.sum().clamp(min=1) * cell_state.shape[1])
         if self.training:
             self.train_steps += 1
