@@ -18,6 +18,8 @@ def ablate(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Rerun the runs whose folder holds another configuration (the grid changed); "
                                         "without it they are refused."),
+    sets: list[str] = typer.Option([], "--set", help="Override a key in every run of the grid, after the grid's own "
+                                   "(e.g. --set data.synth_preset=screen); repeatable."),
 ) -> None:
     """Run every (configuration, seed) of the grid into OUT/<name>-s<seed>; finished runs of the
     same configuration are skipped and killed ones resume from their checkpoint, so re-running
@@ -29,7 +31,7 @@ def ablate(
     con = console()
     con.print(f"[bold]ptrag ablate[/] {escape(str(grid))}: {len(spec.runs)} configuration(s) x {len(spec.seeds)} "
               f"seed(s) -> {escape(str(folder))}")
-    table = api.reports.ablate(spec, folder, overwrite=overwrite,
+    table = api.reports.ablate(spec, folder, overwrite=overwrite, set=sets,
                                   log=lambda message: con.print(f"  {message}", markup=False))
     con.print(api.reports.rich_table(table, title=f"ablation {grid.stem}"))
     typer.echo(str(folder))

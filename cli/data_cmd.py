@@ -22,12 +22,14 @@ def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5ad file."),
     preset: str = typer.Option("demo", "--preset", help="tiny | demo | screen | large (docs/data.md)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run)."),
+    family: str = typer.Option("v3", "--family", help="Simulator family: v3 or grn (as data.synth_family in a run; "
+                               "docs/data.md)."),
 ) -> None:
-    """Write the built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
+    """Write a built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
     started = time.perf_counter()
-    adata = api.data.synth(preset, seed)
+    adata = api.data.synth(preset, seed, family)
     write_output(out, adata.write_h5ad)
-    console().print(f"built-in {escape(preset)} dataset (data seed {seed}): "
+    console().print(f"built-in {escape(family)} {escape(preset)} dataset (data seed {seed}): "
                     f"{adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
                     f"in {time.perf_counter() - started:.1f} s")

@@ -58,6 +58,9 @@ class ComponentChoice(_Strict):
 class DataConfig(_Strict):
     path: str | None = Field(None, description="an .h5ad file; empty = the built-in dataset")
     synth_preset: Literal["tiny", "demo", "screen", "large"] = "demo"
+    synth_family: Literal["v3", "grn"] = Field(
+        "v3", description="simulator family of the built-in dataset: v3 (complex programs, cell states) or grn "
+        "(a line-specific regulatory network, guides of different efficiency); docs/data.md")
     seed: int = Field(0, description="seed of the built-in dataset (not the run seed, so every run seed sees the "
                       "same data; vary it on purpose, e.g. in an ablation grid)")
     pert_col: str = "gene"

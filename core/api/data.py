@@ -16,11 +16,11 @@ import anndata as ad
 from pydantic import ValidationError
 
 from ..config import DataConfig
+from ..data.builtin import builtin_screen
 from ..data.dataset import PerturbationData
 from ..data.embeddings import GeneEmbeddings, load_gene_embeddings
 from ..data.loading import read_screen
 from ..data.split import Split, resolve_split, split_to_toml
-from ..data.synth import synth_screen
 from ..errors import ConfigError
 from ..runs.requests import warn_zero_shot
 from .boundary import one_error
@@ -37,9 +37,10 @@ def data_config(path: str | os.PathLike | None, **fields: Any) -> DataConfig:
 
 
 @one_error
-def synth(preset: str = "demo", seed: int = 0) -> ad.AnnData:
-    """The built-in Replogle-like screen (real schema; ground truth in ``uns['ptrag_synth']``)."""
-    return synth_screen(preset, seed)
+def synth(preset: str = "demo", seed: int = 0, family: str = "v3") -> ad.AnnData:
+    """A built-in Replogle-like screen of simulator ``family`` (v3 or grn; real schema; ground truth
+    in ``uns['ptrag_synth']``)."""
+    return builtin_screen(preset, seed, family)
 
 
 @dataclass

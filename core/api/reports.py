@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -26,10 +27,12 @@ def report(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, compare
 
 @one_error
 def ablate(grid: Grid | str | os.PathLike, out: str | os.PathLike, *, overwrite: bool = False,
-           log: Callable[[str], None] = lambda message: None, manager: PluginManager | None = None) -> pd.DataFrame:
+           set: Sequence[str] = (), log: Callable[[str], None] = lambda message: None,
+           manager: PluginManager | None = None) -> pd.DataFrame:
     """Every (configuration, seed) of a grid (a YAML path, or :func:`load_grid`'s result) into
-    ``out`` (``ptrag ablate``); returns the comparison table."""
+    ``out`` (``ptrag ablate``), ``set`` overrides applied to every run; returns the comparison table."""
     spec = grid if isinstance(grid, Grid) else load_grid(grid)
+    spec = replace(spec, sets=[*spec.sets, *([set] if isinstance(set, str) else set)])
     with threads_kept():
         return run_grid(spec, Path(out), manager or build_manager(), log=log, overwrite=overwrite)
 

@@ -23,9 +23,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from ..errors import DataError
+from .builtin import builtin_screen, describe
 from .dataset import BATCH, CONTEXT, PERT, PerturbationData, StreamedMeans
 from .store import BackedStore, HalfStore
-from .synth import synth_screen
 from .validation import ValueCheck, plan_cells
 
 log = logging.getLogger("ptrag.data")
@@ -43,8 +43,9 @@ def load_screen(cfg: Any) -> PerturbationData:
     comes from ``cfg.seed`` (``data.seed``), never the run seed, so every run sees the same data."""
     if cfg.path:
         return read_screen(cfg.path, cfg)
-    return adata_to_data(synth_screen(cfg.synth_preset, cfg.seed), cfg,
-                         f"built-in {cfg.synth_preset} dataset (data seed {cfg.seed})")
+    family = getattr(cfg, "synth_family", "v3")
+    return adata_to_data(builtin_screen(cfg.synth_preset, cfg.seed, family), cfg,
+                         describe(cfg.synth_preset, cfg.seed, family))
 
 
 def read_screen(path: str | Path, cfg: Any) -> PerturbationData:

@@ -91,14 +91,14 @@ def synth_screen(preset: str = "demo", seed: int = 0) -> ad.AnnData:
     p = PRESETS[preset]
     rng = np.random.default_rng([seed, 20240611])
     # the stages draw from one generator in this order; reordering them changes every screen
-    genes = _pick_genes(p, rng)
+    genes = pick_genes(p, rng)
     modules = _module_effects(rng, p, genes)
     effects = _perturbation_effects(rng, p, genes, modules)
     baseline = _baselines(rng, p, genes.feat_index)
-    cell_pert, cell_line, cell_batch = _cell_labels(rng, p, genes.perts)
+    cell_pert, cell_line, cell_batch = cell_labels(rng, p, genes.perts)
     X, cell_state, escaped = _expression(rng, p, genes, effects, baseline, cell_pert, cell_line, cell_batch)
 
-    obs = _observations(p, cell_pert, cell_line, cell_batch)
+    obs = observations(p, cell_pert, cell_line, cell_batch)
     var = pd.DataFrame({"highly_variable": np.ones(len(genes.features), dtype=bool)}, index=pd.Index(genes.features))
     adata = ad.AnnData(X=sp.csr_matrix(X) if p.store_x else None, obs=obs, var=var)
     adata.obsm["X_hvg"] = X
@@ -160,7 +160,7 @@ class _Baseline:
     control_mix: np.ndarray  # [L, K]
 
 
-def _pick_genes(p: Preset, rng: np.random.Generator) -> _Genes:
+def pick_genes(p: Preset, rng: np.random.Generator) -> _Genes:
     """Perturbations (real complexes + null genes) and the measured features, drawn in that order."""
     modules = _pick_modules(p.n_modules)
     perts: list[str] = []
@@ -268,7 +268,7 @@ def _baselines(rng: np.random.Generator, p: Preset, feat_index: dict[str, int]) 
     return _Baseline(base, theta, mean_count, state_program, control_mix)
 
 
-def _cell_labels(rng: np.random.Generator, p: Preset, perts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def cell_labels(rng: np.random.Generator, p: Preset, perts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per cell: perturbation label, line code and batch, shuffled within each line."""
     labels, lines_col, batch_col = [], [], []
     for j in range(len(p.lines)):
@@ -320,7 +320,7 @@ def _expression(rng: np.random.Generator, p: Preset, genes: _Genes, effects: _Ef
     return X, cell_state, escaped
 
 
-def _observations(p: Preset, cell_pert: np.ndarray, cell_line: np.ndarray, cell_batch: np.ndarray) -> pd.DataFrame:
+def observations(p: Preset, cell_pert: np.ndarray, cell_line: np.ndarray, cell_batch: np.ndarray) -> pd.DataFrame:
     """The obs table in the real release's schema (gene, cell_line, 1-based gem_group)."""
     return pd.DataFrame({
         "gene": pd.Categorical(cell_pert.astype(str)),

@@ -53,6 +53,7 @@ class Grid:
     seeds: list[int]
     base: dict[str, Any]
     source: str = "<grid>"
+    sets: list[str] = field(default_factory=list)  # --set overrides for every run (after each run's own)
 
 
 def _slug(text: str) -> str:
@@ -119,7 +120,8 @@ def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridR
             extra = _merge(grid.base, run.overrides)
             extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed))}})
             try:
-                cfg = resolve_config(None, preset=run.preset, sets=run.sets, extra=extra, manager=manager)
+                cfg = resolve_config(None, preset=run.preset, sets=[*run.sets, *grid.sets], extra=extra,
+                                     manager=manager)
             except ConfigError as exc:
                 raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
             configs.append((run, seed, cfg.model_copy(update={"compare": []})))
