@@ -23,9 +23,13 @@ def report(
                                      help="Comma-separated features for the mean-change scatter; "
                                           "default: the 4 most variable."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Report folder; default: <first run>/report."),
+    against: str | None = typer.Option(None, "--against",
+                                       help="A baseline run name (e.g. gene-other-lines): pair every run with it "
+                                            "setting by setting and count wins / ties / losses (p < 0.01)."),
 ) -> None:
     """Print the metric x run table (best in bold green, direction noted, seeds as mean ± sd) and
-    write summary.csv, PNG figures and report.html; with --compare, a paired test per metric."""
+    write summary.csv, PNG figures and report.html; with --compare, a paired test per metric; with
+    --against, every run against one baseline in every setting (grid setting x seed)."""
     pair = None
     if compare:
         names = [n for item in compare for n in item.split()]
@@ -33,12 +37,16 @@ def report(
             raise typer.BadParameter(f"--compare needs exactly two runs, got {len(names)}: {' '.join(names)}")
         pair = (names[0], names[1])
     folder = out or Path(runs[0]) / "report"
-    result = api.reports.report(runs, folder, compare=pair, genes=[g for g in (genes or "").split(",") if g] or None)
+    result = api.reports.report(runs, folder, compare=pair, genes=[g for g in (genes or "").split(",") if g] or None,
+                                against=against)
     con = console()
     con.print(api.reports.rich_table(result["table"], title=f"ptrag report: {len(result['folders'])} run folder(s)",
                          best=result.get("comparable", True)))
     if result["paired"] is not None:
         con.print(paired_table(result["paired"], *pair))
+    if result.get("against"):
+        for table in against_tables(result["against"]):
+            con.print(table)
     for warning in result.get("warnings", []):
         con.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     con.print(f"figures: {', '.join(f.name for f in result['figures'])}", markup=False)
@@ -57,3 +65,20 @@ def paired_table(paired, a: str, b: str) -> Table:
         table.add_row(escape(r["metric"]), r["direction"], str(r["n"]), fmt(r["mean_a"]), fmt(r["mean_b"]),
                       fmt(r["mean_diff"]), wins, fmt(r["wilcoxon_p"]))
     return table
+
+
+def against_tables(versus: dict) -> list[Table]:
+    """Wins / ties / losses per run and metric, and the headline count per run."""
+    summary = Table(title=escape(f"against {versus['baseline']}: setting by setting (Wilcoxon over perturbations, "
+                                 "p < 0.01); improvement relative to its mean"))
+    for col in ("run", "metric", "settings", "wins", "ties", "losses", "mean improvement"):
+        summary.add_column(col, justify="left" if col in ("run", "metric") else "right", no_wrap=col == "run")
+    for _, r in versus["summary"].iterrows():
+        summary.add_row(escape(r["run"]), escape(r["metric"]), str(r["settings"]), str(r["wins"]), str(r["ties"]),
+                        str(r["losses"]), f"{r['mean_improvement']:+.1%}")
+    head = Table(title="headline: energy and pearson-delta")
+    for col in versus["headline"].columns:
+        head.add_column(col.replace("_", " "), justify="left" if col == "run" else "right")
+    for _, r in versus["headline"].iterrows():
+        head.add_row(*(escape(str(v)) for v in r.tolist()))
+    return [summary, head]

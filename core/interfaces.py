@@ -17,7 +17,7 @@ dim, H hidden dim, K retrieved candidates, Q queries, N database entries.
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -241,11 +241,21 @@ class GenerationInput:
 @dataclass(frozen=True)
 class GeneratorCapabilities:
     """``trainable``: learns by gradient steps (else only in ``fit``); ``uses_retrieval``: consumes
-    a selection (its ``encode`` then returns a :class:`CellEncoding` for the selector)."""
+    a selection (its ``encode`` then returns a :class:`CellEncoding` for the selector).
+
+    An ensemble declares ``members``: the presets whose trained runs it combines (the engine runs
+    or reuses them on the same data, split, seed and budget and hands them over in
+    :meth:`Generator.attach_members`). ``calibrates``: it fits something on the validation groups
+    (:meth:`Generator.calibrate`). ``protects_start``: its state before training or calibration
+    is a strong baseline, which the engine keeps unless the trained or calibrated state is better
+    on validation on both energy and pearson-delta."""
 
     trainable: bool = True
     uses_retrieval: bool = False
     reads_gene_embeddings: bool = True
+    members: tuple[str, ...] = ()
+    calibrates: bool = False
+    protects_start: bool = False
 
 
 class Generator(nn.Module, abc.ABC):
@@ -260,6 +270,13 @@ class Generator(nn.Module, abc.ABC):
     def encode(self, batch: CellSetBatch) -> CellEncoding | None:
         """Cell states and query for a selector; required when ``uses_retrieval``."""
         return None
+
+    def attach_members(self, members: Mapping[str, Callable[[CellSetBatch], torch.Tensor]]) -> None:
+        """The trained ``members`` (preset -> predicted cells [B,S,G] for a batch), for ensembles."""
+
+    def calibrate(self, batches: Sequence[CellSetBatch]) -> dict[str, Any]:
+        """Fit on validation cell sets (with ``target``); what was fitted, for metrics.json."""
+        return {}
 
     @abc.abstractmethod
     def forward(self, inputs: GenerationInput) -> torch.Tensor:

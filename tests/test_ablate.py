@@ -88,3 +88,35 @@ def test_the_committed_example_grid_resolves(tmp_path):
     names = {r.name for r in grid.runs}
     assert {"ptrag", "vanilla-rag", "state", "state-genept", "pert-mean", "linear", "neighbour-mean"} <= names
     assert len(grid_configs(grid, tmp_path, build_manager(entry_points=False))) == 3 * len(grid.runs)
+
+
+def test_grid_settings_run_every_combination_and_report_against_a_baseline(tmp_path):
+    grid = tmp_path / "families.yaml"
+    grid.write_text(yaml.safe_dump({"base": {"data": {"synth_preset": "tiny"}}, "seeds": [0],
+                                    "settings": {"data.synth_family": ["v3", "grn"]},
+                                    "runs": ["gene-other-lines", "pert-mean"]}))
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, ["ablate", str(grid), "--out", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    folders = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert folders == ["gene-other-lines@grn-s0", "gene-other-lines@v3-s0", "pert-mean@grn-s0", "pert-mean@v3-s0"]
+    family = {f: yaml.safe_load((out / f / "config.yaml").read_text())["data"]["synth_family"] for f in folders}
+    assert family["pert-mean@grn-s0"] == "grn" and family["pert-mean@v3-s0"] == "v3"
+    assert json.loads((out / "ablation.json").read_text())["settings"] == ["v3", "grn"]
+    result = CliRunner().invoke(app, ["report", *(str(out / f) for f in folders), "--against", "gene-other-lines",
+                                      "--out", str(tmp_path / "report")], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "different data" not in result.output  # families differ on purpose: compared within a setting
+    assert "against gene-other-lines" in result.output and "headline" in result.output
+
+    from ptrag.core.reporting.against import settings_table, summary_table
+
+    table = settings_table([out / f for f in folders], "gene-other-lines")
+    assert set(table.run) == {"pert-mean"} and set(table.setting) == {"v3", "grn"}
+    energy = table[table.metric == "energy"]
+    lower_is_better = energy["mean"] < energy["baseline_mean"]
+    assert ((energy.improvement > 0) == lower_is_better).all()  # direction-aware
+    assert (energy.outcome.isin(["win", "tie", "loss"])).all() and (energy.p >= 0).all()
+    summary = summary_table(table)
+    counts = summary[["wins", "ties", "losses"]].sum(axis=1)
+    assert (counts == summary.settings).all() and (summary.settings == 2).all()

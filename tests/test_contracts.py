@@ -59,3 +59,26 @@ def test_the_suites_catch_a_broken_component():
 
     with pytest.raises(AssertionError, match="padding candidate"):
         testing.check_selector(lambda ctx: WeighsPadding())
+
+
+def test_the_generator_suite_catches_a_calibration_kept_outside_the_checkpoint():
+    import torch
+
+    from ptrag.core.interfaces import Generator, GeneratorCapabilities
+
+    class ForgetsItsFit(Generator):
+        capabilities = GeneratorCapabilities(trainable=False, uses_retrieval=False, calibrates=True)
+
+        def __init__(self):
+            super().__init__()
+            self.shift = 0.0  # a plain attribute: state_dict() does not save it
+
+        def calibrate(self, batches):
+            self.shift = float(torch.cat([b.target - b.ctrl for b in batches]).mean())
+            return {"shift": self.shift}
+
+        def forward(self, inputs):
+            return inputs.batch.ctrl + self.shift
+
+    with pytest.raises(AssertionError, match="calibration is not in its state_dict"):
+        testing.check_generator(lambda ctx: ForgetsItsFit())

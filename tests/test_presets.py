@@ -31,7 +31,7 @@ def test_registry_has_the_paper_presets_and_ptrag_is_the_default():
         ("exact", 32, "gumbel", "set_transformer")
     assert cfg.selector.params["sparsity_weight"] == 0.1 and cfg.selector.params["tau"] == 0.5
     assert cfg.model.hidden_dim == 128 and cfg.data.cell_set_len == 64 and cfg.model.exclude_same_gene
-    assert cfg.compare == ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean"]
+    assert cfg.compare == ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean", "ptrag-stack"]
     assert cfg.budget == "converge" and cfg.train.steps == 3000 and cfg.train.patience == 6  # until it converges
     assert cfg.train.min_delta == 0.002 and cfg.train.val_every == 50
     assert cfg.selector.params["sample_at_eval"] and cfg.selector.params["context_from"] == "triple"  # the authors'
@@ -64,15 +64,19 @@ def test_default_run_compares_with_the_baselines_and_ends_with_the_retrieval_ver
     result = CliRunner().invoke(app, ["run", *sum((["--set", s] for s in sets), []), "--out", str(out)],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    compared = ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean"]
+    compared = ["ptrag-evidence", "state", "gene-other-lines", "neighbour-mean", "pert-mean", "ptrag-stack"]
     assert f"ptrag vs {', '.join(compared)}" in " ".join(result.output.split())
     lines = result.output.strip().splitlines()
     assert lines[-1] == str(out)
-    # one verdict line per trained retrieval model (ptrag, ptrag-evidence), just before the folder
+    # one verdict line per trained retrieval model and ensemble, the stack's last, just before the folder
     verdicts = [line for line in lines if line.startswith("retrieval vs best baseline:")]
-    assert [v.split()[4] for v in verdicts] == ["ptrag", "ptrag-evidence"] and lines[-3:-1] == verdicts
+    assert [v.split()[4] for v in verdicts] == ["ptrag", "ptrag-evidence", "ptrag-stack"]
+    assert lines[-4:-1] == verdicts
     table = pd.read_csv(out / "verdict.csv")
-    assert set(table.run) == {"ptrag", "ptrag-evidence"} and set(table.metric) == {"energy", "pearson-delta"}
+    assert set(table.run) == {"ptrag", "ptrag-evidence", "ptrag-stack"}
+    assert set(table.metric) == {"energy", "pearson-delta"}
+    # the stack's members are the comparisons already run, read back rather than trained again
+    assert "state: finished already" in result.output and "gene-other-lines: finished already" in result.output
     assert set(table.baseline) <= {"gene-other-lines", "neighbour-mean", "pert-mean"}
     for name in compared:
         metrics = json.loads((out / "compare" / name / "metrics.json").read_text())

@@ -273,6 +273,6 @@ def test_report_table_marks_no_best_across_different_data(tmp_path):
     assert invoke("run", "--preset", "control", "--data", other, "--out", tmp_path / "b").exit_code == 0
     result = invoke("report", tmp_path / "a", tmp_path / "b", "--out", tmp_path / "rep")
     assert result.exit_code == 0 and "no best: different data" in result.output
-    assert "warning: runs with seed 0 were made on different data" in result.output
+    assert "warning: runs of seed 0 were made on different data" in result.output
     assert "class=best" not in (tmp_path / "rep" / "report.html").read_text()
     assert "were made on different data" in (tmp_path / "rep" / "report.html").read_text()

@@ -20,9 +20,10 @@ load_grid = one_error(load_grid)
 
 @one_error
 def report(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, compare: tuple[str, str] | None = None,
-           genes: Sequence[str] | None = None) -> dict:
-    """Table, paired comparison, figures and report.html of finished runs (``ptrag report``)."""
-    return build_report(runs, out, compare=compare, genes=genes)
+           genes: Sequence[str] | None = None, against: str | None = None) -> dict:
+    """Table, paired comparison, figures and report.html of finished runs (``ptrag report``); with
+    ``against``, every run paired with that baseline setting by setting (wins / ties / losses)."""
+    return build_report(runs, out, compare=compare, genes=genes, against=against)
 
 
 @one_error

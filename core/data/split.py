@@ -70,6 +70,13 @@ class Split:
         return Split(keep(self.train), keep(self.val), keep(self.test), self.description, [*self.notes, note],
                      [*self.drops, drop])
 
+    @property
+    def fitting_val(self) -> list[Group]:
+        """The validation groups a model may be fitted or selected on: never one that is also a
+        test group (a STATE split may list a perturbation under both)."""
+        test = set(self.test)
+        return [g for g in self.val if g not in test]
+
     def summary(self) -> str:
         """The description, and after any drop the counts that remain (what is really evaluated)."""
         if not self.drops:

@@ -46,8 +46,10 @@ def is_baseline(result: Any) -> bool:
 
 
 def uses_retrieval(result: Any) -> bool:
-    """A trained run whose model used retrieved candidates (declared by its components)."""
-    return result.training is not None and bool(getattr(result, "uses_retrieval", False))
+    """A trained run whose model used retrieved candidates (declared by its components), or an
+    ensemble of trained members (a stack): the runs a verdict is for."""
+    return result.training is not None and (bool(getattr(result, "uses_retrieval", False))
+                                            or bool(getattr(result, "members", None)))
 
 
 def retrieval_verdicts(runs: Sequence[Any], primary: Sequence[str] = PRIMARY) -> list[Verdict]:

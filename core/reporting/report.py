@@ -11,8 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..errors import ConfigError
 from ..files import write_csv
 from ..runs.results import comparability, comparison_table, require_same_data, run_label
+from .against import headline, settings_table, summary_table
 from .figures import (
     check_genes,
     plot_keep_ratio,
@@ -28,7 +30,7 @@ from .page import write_html
 
 
 def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple[str, str] | None = None,
-                 genes: Sequence[str] | None = None) -> dict[str, Any]:
+                 genes: Sequence[str] | None = None, against: str | None = None) -> dict[str, Any]:
     """Table, paired comparison, figures and report.html for the runs; returns what was made."""
     folders = expand_runs(paths)
     warnings, comparable = comparability(folders)  # different data: warned, no best marked
@@ -60,8 +62,9 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         fig = plot_mean_change(folder, out / f"mean_change_{folder.name}.png", genes)
         if fig:
             figures.append(fig)
+    versus = _against(folders, against, out) if against else None
     page = write_html(out, table, figures, paired, warnings=warnings, mark_best=comparable)
-    return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page,
+    return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page, "against": versus,
             "warnings": warnings, "comparable": comparable}
 
 
@@ -70,3 +73,16 @@ def _one_per_config(folders: Sequence[Path]) -> list[Path]:
     for f in folders:
         seen.setdefault(run_label(f)[0], f)
     return list(seen.values())
+
+
+def _against(folders: Sequence[Path], baseline: str, out: Path) -> dict[str, Any]:
+    """Every run against ``baseline`` setting by setting: against.csv, against_summary.csv."""
+    known = {run_label(f)[0].partition("@")[0] for f in folders}
+    if baseline not in known:
+        raise ConfigError(f"--against {baseline}: no run of that name among the reported runs "
+                          f"({', '.join(sorted(known))})")
+    table = settings_table(folders, baseline)
+    summary = summary_table(table)
+    write_csv(out / "against.csv", table)
+    write_csv(out / "against_summary.csv", summary)
+    return {"baseline": baseline, "settings": table, "summary": summary, "headline": headline(table)}

@@ -8,8 +8,12 @@ Grid YAML (documented in docs/metrics.md and docs/examples/ablation.yaml)::
       - preset: ptrag
       - {name: ptrag-hnsw, preset: ptrag, retriever: {name: hnsw, k: 32}}
       - {preset: state, set: ["train.steps=200"]}
+    settings:                               # optional: every run in every combination of these
+      data.synth_family: [v3, grn]
+      data.seed: [0, 1, 2]
 
-A run's folder is ``<out>/<name>-s<seed>``. Before anything runs, every folder is checked
+A run's folder is ``<out>/<name>-s<seed>``, or ``<out>/<name>@<setting>-s<seed>`` in a setting
+(``<setting>``: its values joined by ``-``, e.g. ``ptrag@grn-1-s0``). Before anything runs, every folder is checked
 against its resolved configuration (runs/folder.py): a finished run of the same
 configuration and inputs is skipped, a killed one resumes from its checkpoint, and a folder
 holding a run of another configuration (the grid changed) is refused naming the differing keys,
@@ -54,6 +58,7 @@ class Grid:
     base: dict[str, Any]
     source: str = "<grid>"
     sets: list[str] = field(default_factory=list)  # --set overrides for every run (after each run's own)
+    settings: list[tuple[str, list[str]]] = field(default_factory=lambda: [("", [])])  # (label, --set overrides)
 
 
 def _slug(text: str) -> str:
@@ -61,9 +66,10 @@ def _slug(text: str) -> str:
 
 
 def parse_grid(raw: dict[str, Any], source: str = "<grid>") -> Grid:
-    unknown = set(raw) - {"runs", "seeds", "base"}
+    unknown = set(raw) - {"runs", "seeds", "base", "settings"}
     if unknown:
-        raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; a grid has runs, seeds, base")
+        raise ConfigError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; a grid has runs, seeds, base, "
+                          "settings")
     runs_raw = raw.get("runs")
     if not isinstance(runs_raw, list) or not runs_raw:
         raise ConfigError(f"{source}: 'runs' must be a non-empty list, "
@@ -94,7 +100,21 @@ def parse_grid(raw: dict[str, Any], source: str = "<grid>") -> Grid:
             raise ConfigError(f"{source}: two runs are named {name!r}; give one a distinct 'name'")
         names.add(name)
         runs.append(GridRun(name, preset, overrides, [str(s) for s in sets]))
-    return Grid(runs, [int(s) for s in seeds], base, source)
+    return Grid(runs, [int(s) for s in seeds], base, source, settings=_settings(raw.get("settings"), source))
+
+
+def _settings(raw: Any, source: str) -> list[tuple[str, list[str]]]:
+    """Every combination of the settings' values, as (label, --set overrides)."""
+    if not raw:
+        return [("", [])]
+    if not isinstance(raw, dict) or not all(isinstance(v, list) and v for v in raw.values()):
+        raise ConfigError(f"{source}: 'settings' must map config keys to non-empty lists of values, "
+                          "e.g. settings: {data.seed: [0, 1, 2]}")
+    combos = [("", [])]
+    for key, values in raw.items():
+        combos = [(f"{label}-{value}".lstrip("-"), [*sets, f"{key}={value}"]) for label, sets in combos
+                  for value in values]
+    return [(_slug(label), sets) for label, sets in combos]
 
 
 def load_grid(path: str | Path) -> Grid:
@@ -108,23 +128,25 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_dir_for(out: Path, run: GridRun, seed: int) -> Path:
-    return out / f"{run.name}-s{seed}"
+def run_dir_for(out: Path, run: GridRun, seed: int, setting: str = "") -> Path:
+    return out / f"{run.name}{'@' + setting if setting else ''}-s{seed}"
 
 
 def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridRun, int, ExperimentConfig]]:
-    """Resolve and validate every (run, seed) config before any work starts."""
+    """Resolve and validate every (run, setting, seed) config before any work starts; each config's
+    ``output.dir`` is its folder."""
     configs = []
-    for seed in grid.seeds:  # seed-major: an interrupted grid has every configuration's first seeds
-        for run in grid.runs:
-            extra = _merge(grid.base, run.overrides)
-            extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed))}})
-            try:
-                cfg = resolve_config(None, preset=run.preset, sets=[*run.sets, *grid.sets], extra=extra,
-                                     manager=manager)
-            except ConfigError as exc:
-                raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
-            configs.append((run, seed, cfg.model_copy(update={"compare": []})))
+    for label, setting in grid.settings:
+        for seed in grid.seeds:  # seed-major: an interrupted grid has every configuration's first seeds
+            for run in grid.runs:
+                extra = _merge(grid.base, run.overrides)
+                extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed, label))}})
+                try:
+                    cfg = resolve_config(None, preset=run.preset, sets=[*run.sets, *setting, *grid.sets],
+                                         extra=extra, manager=manager)
+                except ConfigError as exc:
+                    raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
+                configs.append((run, seed, cfg.model_copy(update={"compare": []})))
     return configs
 
 
@@ -138,9 +160,9 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
     configs = grid_configs(grid, out, manager)
-    states = [inspect_folder(run_dir_for(out, run, seed), run_identity(cfg)) for run, seed, cfg in configs]
-    for (run, seed, _), state in zip(configs, states, strict=False):  # refuse before running anything
-        folder = run_dir_for(out, run, seed)
+    states = [inspect_folder(cfg.output.dir, run_identity(cfg)) for _, _, cfg in configs]
+    for (_, _, cfg), state in zip(configs, states, strict=True):  # refuse before running anything
+        folder = Path(cfg.output.dir)
         if state.kind == "foreign":
             raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
                                  "move them or choose another --out")
@@ -151,8 +173,8 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
                                  f"the grid changed since it ran ({changed} run(s) differ): choose another --out, or "
                                  "pass --overwrite to rerun the changed runs")
     out.mkdir(parents=True, exist_ok=True)
-    for i, ((run, seed, cfg), state) in enumerate(zip(configs, states, strict=False), 1):
-        folder = run_dir_for(out, run, seed)
+    for i, ((_, _, cfg), state) in enumerate(zip(configs, states, strict=True), 1):
+        folder = Path(cfg.output.dir)
         if state.kind == "finished":
             log(f"[{i}/{len(configs)}] {folder.name}: done already, skipped (same configuration and inputs)")
             continue
@@ -163,10 +185,12 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
         options = {"resume": True} if state.kind == "checkpoint" else \
             {"overwrite": True} if state.kind in ("different", "new-kind") else {}
         runner(cfg, manager, log=lambda message: log(f"    {message}"), **options)
+    entries = [(f"{r.name}@{label}" if label else r.name, [run_dir_for(out, r, seed, label) for seed in grid.seeds])
+               for label, _ in grid.settings for r in grid.runs]
     write_json(out / "ablation.json", {
-        "runs": [{"name": r.name, "folders": [run_dir_for(out, r, s).name for s in grid.seeds]} for r in grid.runs],
-        "seeds": grid.seeds,
+        "runs": [{"name": name, "folders": [f.name for f in folders]} for name, folders in entries],
+        "seeds": grid.seeds, "settings": [label for label, _ in grid.settings if label],
     })
-    table = comparison_table([run_dir_for(out, r, s) for r in grid.runs for s in grid.seeds])
+    table = comparison_table([f for _, folders in entries for f in folders])
     write_csv(out / "comparison.csv", table)
     return table

@@ -12,24 +12,11 @@ from collections.abc import Callable
 import pandas as pd
 
 from ..components.manager import PluginManager
-from ..config import ExperimentConfig, resolve_config
 from ..data.dataset import PerturbationData
 from ..evaluation.verdict import retrieval_verdicts
 from ..files import write_csv
-from .experiment import run_experiment
-from .fingerprints import run_identity
-from .folder import inspect_folder
+from .experiment import comparator_config, run_or_reuse
 from .results import RunResult
-
-
-def comparator_config(config: ExperimentConfig, preset: str, folder: str, manager: PluginManager) -> ExperimentConfig:
-    """``preset`` on the main run's data, seed, device and budget; it keeps its own loss (part of a
-    model's design) and reports the main run's metrics."""
-    extra = {"seed": config.seed, "device": config.device, "data": config.data.model_dump(mode="json"),
-             "train": config.train.model_dump(mode="json", exclude={"loss"}), "compare": [],
-             "output": {"dir": folder}}
-    cfg = resolve_config(None, preset=preset, budget=config.budget, extra=extra, manager=manager)
-    return cfg.model_copy(update={"metrics": config.metrics}) if config.metrics else cfg
 
 
 def run_comparisons(result: RunResult, manager: PluginManager, *,
@@ -42,9 +29,7 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
     for name in result.config.compare:
         cfg = comparator_config(result.config, name, str(result.run_dir / "compare" / name), manager)
         log(f"compare: {name}")
-        done = inspect_folder(cfg.output.dir, run_identity(cfg, data)).kind in ("finished", "checkpoint")
-        run = run_experiment(cfg, manager, log=log, resume=done,  # a resumed main run resumes these too
-                             data=data, keep_cells=keep_cells, loaded=result.screen)
+        run = run_or_reuse(cfg, manager, log=log, data=data, keep_cells=keep_cells, loaded=result.screen)
         run.screen = None
         out.append(run)
     result.screen = None  # the comparisons have run: free the matrix

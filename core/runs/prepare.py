@@ -101,6 +101,7 @@ class Prepared:
     gene_sets: GeneSets | None
     log: Log
     started: float = field(default_factory=time.perf_counter)
+    start_state: dict[str, Any] | None = None  # the model's weights before training (set by the train stage)
 
 
 @dataclass
@@ -135,6 +136,10 @@ def _read(config: ExperimentConfig, manager: PluginManager, data: PerturbationDa
         raise DataError(f"{data.source}: the split leaves no {'training' if not split.train else 'test'} groups "
                         f"({split.summary()})")
     warn_zero_shot(split, log)
+    overlap = len(split.val) - len(split.fitting_val)
+    if overlap:
+        log(f"note: {overlap} validation group(s) are also test groups; they are left out of validation (no model is "
+            "fitted or selected on a test group)")
     return _Read(data, split, pert_embedding, components, gene_sets, batches)
 
 

@@ -1,12 +1,20 @@
-"""A finished run rebuilt from its folder, to predict new data (``ptrag predict``, ``ptrag.predict``)."""
+"""A finished run rebuilt from its folder, to predict new data (``ptrag predict``, ``ptrag.predict``),
+and an ensemble's members: finished runs turned into functions of a batch.
+
+A member is rebuilt from its run folder (its configuration, best weights and saved index) and
+predicts the ensemble's cell sets with its own stage-1 neighbours and perturbation vocabulary, so
+any preset, a plugin's included, can be one. An ensemble run's members live in the top run's
+``compare/`` folder (``comparator_folder``), where prediction finds them again.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -21,7 +29,7 @@ from ..data.split import Split
 from ..data.validation import require_expression
 from ..errors import ConfigError, DataError
 from ..evaluation.scoring import GroupPrediction
-from ..interfaces import Retriever
+from ..interfaces import CellSetBatch, Retriever
 from ..model.compose import PtragModel
 from ..model.neighbours import NeighbourTable
 from ..training.checkpoints import load_checkpoint, load_weights
@@ -42,6 +50,39 @@ class LoadedRun:
     database: ResponseDatabase
     meta: dict[str, Any]
     device: torch.device
+
+
+class MemberModel:
+    """A loaded member run as ``batch -> predicted cells [B,S,G]`` (evaluation mode, no gradients)."""
+
+    def __init__(self, loaded: LoadedRun, pert_embedding: dict[str, np.ndarray]):
+        self.loaded = loaded
+        caps = loaded.retriever.capabilities
+        self.neighbours = NeighbourTable(loaded.retriever, loaded.database, pert_embedding,
+                                         caps.k if caps.retrieves else 0, loaded.config.model.exclude_same_gene)
+        self.pert_index = {p: i for i, p in enumerate(loaded.meta["perts"])}
+        loaded.model.eval()
+
+    @torch.no_grad()
+    def __call__(self, batch: CellSetBatch) -> torch.Tensor:
+        index = torch.tensor([self.pert_index.get(p, -1) for p in batch.perts], device=batch.ctrl.device)
+        mine = self.neighbours.attach(replace(batch, pert_index=index, neighbour_ids=None, neighbour_scores=None))
+        pred, _ = self.loaded.model(mine.to(self.loaded.device))
+        return pred.to(batch.ctrl.device, batch.ctrl.dtype)
+
+
+def comparator_folder(run_dir: Path, preset: str) -> Path:
+    """Where ``preset`` runs beside a run: ``<top run>/compare/<preset>``, the top run being this
+    run, or the run whose comparator this run is (so an ensemble reuses its sibling comparators)."""
+    top = run_dir.parent.parent if run_dir.parent.name == "compare" else run_dir
+    return top / "compare" / preset
+
+
+def _attach(generator: Any, folders: dict[str, Path], manager: PluginManager, device: torch.device,
+            pert_embedding: dict[str, np.ndarray]) -> None:
+    if folders:
+        generator.attach_members({preset: MemberModel(load_run(folder, manager, device=str(device)), pert_embedding)
+                                  for preset, folder in folders.items()})
 
 
 def _database(meta: dict[str, Any]) -> ResponseDatabase:
@@ -71,6 +112,9 @@ def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") 
     retriever.name, retriever.capabilities = components.retriever.name, components.retriever.capabilities
     components.retriever = retriever
     components.generator.fit(database)  # baselines keep plain-Python state too; buffers are overwritten below
+    vectors = dict(zip(meta["perts"], meta["pert_embedding"], strict=True)) if emb is not None else {}
+    _attach(components.generator, {m: comparator_folder(run_dir, m) for m in components.generator.capabilities.members},
+            manager, dev, vectors)
     model = assemble_model(config, components, database, list(meta["contexts"]))
     load_weights(model, ck.get("best_model") or ck["model"], run_dir / "checkpoint.pt")
     return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev)
@@ -126,3 +170,9 @@ def predict_screen(run: LoadedRun, data: PerturbationData, *, log: Callable[[str
     preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device,
                            precision=config.train.precision, log=log)
     return preds, trace, data, drops
+
+
+def attach_members(prep: Any, members: list[Any], manager: PluginManager) -> None:
+    """Hand an ensemble generator its trained members (nothing to do for other generators)."""
+    _attach(prep.components.generator, {run.config.preset: run.run_dir for run in members}, manager, prep.device,
+            prep.sampler.vocab.pert_embedding)

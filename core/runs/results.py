@@ -34,6 +34,7 @@ class RunResult(HeldCells):
     comparisons: list[RunResult] | None = None  # runs of the `compare:` presets, same split/seed
     verdicts: list[Any] | None = None  # retrieval runs vs the best baseline (evaluation/verdict.py)
     uses_retrieval: bool = False  # the model used retrieved candidates (its components' capabilities)
+    members: list[str] = field(default_factory=list)  # an ensemble's member presets (stack)
     cells: Any = field(default=None, repr=False)  # CellEvalData held in memory (keep_cells), else read back
     # the screen the run read: its comparisons reuse it instead of reading it again, then release it
     screen: PerturbationData | None = field(default=None, repr=False, compare=False)
@@ -65,30 +66,38 @@ def _by_hash(items: list[tuple[str, str]]) -> str:
 
 def comparability(folders: list[Path]) -> tuple[list[str], bool]:
     """(warnings, comparable): runs of one seed must share their data (else not comparable) and
-    their split (else they were scored on different perturbations). Seeds may differ in data on
-    purpose (an ablation varying ``data.seed``), so runs are compared within a seed."""
+    their split (else they were scored on different perturbations). Seeds, and the settings of an
+    ablation grid (``name@setting-sN``), may differ in data on purpose, so runs are compared within
+    one (setting, seed)."""
     found = {Path(f): recorded_fingerprint(f) for f in folders}
     known = {f: fp for f, fp in found.items() if fp}
     warnings, comparable = [], True
     by_seed: dict[Any, list[Path]] = {}
     for f, fp in known.items():
-        by_seed.setdefault(fp.get("seed"), []).append(f)
+        by_seed.setdefault(f"{_setting_of(f.name)}seed {fp.get('seed')}", []).append(f)
     for seed, members in by_seed.items():
         data = [(f.name, known[f]["data"]) for f in members]
         if len({d for _, d in data}) > 1:
             comparable = False
-            warnings.append(f"runs with seed {seed} were made on different data (data hash: {_by_hash(data)}); "
+            warnings.append(f"runs of {seed} were made on different data (data hash: {_by_hash(data)}); "
                             "their numbers are not comparable, so no best is marked")
             continue
         split = [(f.name, known[f]["split"]) for f in members]
         if len({s for _, s in split}) > 1:
-            warnings.append(f"runs with seed {seed} used different splits (split hash: {_by_hash(split)}); they "
+            warnings.append(f"runs of {seed} used different splits (split hash: {_by_hash(split)}); they "
                             "were scored on different held-out perturbations")
     missing = [f.name for f, fp in found.items() if fp is None]
     if missing and known:
         warnings.append(f"{len(missing)} run(s) carry no data fingerprint (made by an older ptrag: "
                         f"{', '.join(missing[:3])}); they were not checked")
     return warnings, comparable
+
+
+def _setting_of(folder_name: str) -> str:
+    """The grid setting a folder belongs to ('' for a plain run): 'grn-0 ' for 'stack@grn-0-s1'."""
+    if "@" not in folder_name:
+        return ""
+    return folder_name.split("@", 1)[1].rsplit("-s", 1)[0] + " "
 
 
 def require_same_data(a: list[Path], b: list[Path], names: tuple[str, str]) -> None:
@@ -101,6 +110,16 @@ def require_same_data(a: list[Path], b: list[Path], names: tuple[str, str]) -> N
         raise RunFolderError(f"--compare {names[0]} {names[1]}: the two were made on different data (data hash "
                              f"{', '.join(sorted(h[:8] for h in da))} vs {', '.join(sorted(h[:8] for h in db))}); "
                              "a paired test needs the same held-out cells, so compare runs on the same data")
+
+
+def read_result(folder: Path, config: ExperimentConfig) -> RunResult:
+    """A finished run read back from its folder (reused, not rerun); its cells stay on disk."""
+    body = read_run(folder)
+    run = body.get("run") or {}
+    trace = folder / "retrieval.csv"
+    return RunResult(folder, config, pd.read_csv(folder / "metrics.csv"), body["metrics"],
+                     retrieval=pd.read_csv(trace) if trace.is_file() else None, training=run.get("training"),
+                     uses_retrieval=bool(run.get("uses_retrieval")), members=list(run.get("members") or []))
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:

@@ -32,10 +32,11 @@ def share_neighbours(neighbours: NeighbourTable, dist: Dist, search: Callable[[]
     neighbours.adopt(broadcast(neighbours.export() if dist.is_main else None, dist))
 
 
-def _validation_batches(prep: Prepared) -> list[Any]:
+def validation_batches(prep: Prepared) -> list[Any]:
+    """Fixed cell sets of the validation groups (never a test group), drawn once from their own seed."""
     config = prep.config
     val_rng = np.random.default_rng([config.seed, 1])  # fixed sets, independent of training draws
-    val_groups = [g for g in prep.split.val for _ in range(config.train.val_sets)]
+    val_groups = [g for g in prep.split.fitting_val for _ in range(config.train.val_sets)]
     size = config.train.eval_batch_size
     return [prep.neighbours.attach(prep.sampler.make_batch(val_groups[i:i + size], val_rng))
             for i in range(0, len(val_groups), size)]
@@ -59,7 +60,7 @@ def _trainer(prep: Prepared) -> Trainer:
 
     exact = prep.components.retriever.capabilities.exact
     return Trainer(
-        prep.model, sample=sample, val_batches=_validation_batches(prep), train_cfg=config.train,
+        prep.model, sample=sample, val_batches=validation_batches(prep), train_cfg=config.train,
         loss=config.train.loss, device=prep.device, seed=config.seed, run_dir=prep.run_dir, meta=prep.meta,
         on_epoch=None if exact else lambda: share_neighbours(neighbours, dist, neighbours.refresh),
         epoch_steps=schedule.steps_per_epoch, space=space, dist=dist, log=prep.log,
@@ -76,9 +77,10 @@ def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
     procs = f" x {dist.world_size} processes (global batch {dist.world_size * config.train.batch_size} sets)" \
         if dist.enabled else ""
     prep.log(f"training {config.generator.name} + {config.selector.name} ({n_params:,} parameters) for "
-             f"{config.train.steps} steps on {prep.device}{procs}; validation on {len(prep.split.val)} groups every "
-             f"{config.train.val_every}")
+             f"{config.train.steps} steps on {prep.device}{procs}; validation on {len(prep.split.fitting_val)} "
+             f"groups every {config.train.val_every}")
     result = trainer.fit(resume=resume)
+    prep.start_state = trainer.start_state
     prep.log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
              f"{result.best_val:.4g} at step {result.best_step}")
     start = result.history[0]["val_energy"] if result.history and result.history[0]["step"] == 0 else None

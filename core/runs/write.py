@@ -38,6 +38,7 @@ def run_info(prep: Prepared, training: dict[str, Any] | None) -> dict[str, Any]:
         "fingerprint": fingerprint_summary(prep.folder.identity, prep.content, config.seed),
         "components": {s: getattr(config, s).name for s in ("retriever", "selector", "generator")},
         "uses_retrieval": prep.model.uses_retrieval,
+        "members": list(prep.components.generator.capabilities.members),  # an ensemble's member presets
         "training": training,
     }
 

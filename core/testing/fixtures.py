@@ -60,6 +60,13 @@ def cell_sets(seed: int = 0, b: int = B, s: int = S, k: int = K, with_target: bo
         perts=[PERTS[i % len(PERTS)] for i in range(b)], contexts=[CONTEXTS[i % len(CONTEXTS)] for i in range(b)])
 
 
+def members(names: tuple[str, ...]) -> dict[str, Callable[[CellSetBatch], torch.Tensor]]:
+    """Trained members for an ensemble: member i predicts the control cells scaled and shifted by
+    its own amounts, so members differ from each other and from the control cells."""
+    return {name: (lambda batch, i=i: batch.ctrl * (1 + 0.1 * (i + 1)) + 0.05 * (i + 1))
+            for i, name in enumerate(names)}
+
+
 def relations(batch: CellSetBatch, database: ResponseDatabase) -> CandidateRelations:
     """How each candidate of ``batch`` relates to its query, as the engine computes it."""
     ids = batch.neighbour_ids

@@ -30,6 +30,8 @@ def _fitted(make: MakeGenerator, seed: int = 0) -> Generator:
     generator = make(fx.build_context(seed))
     assert isinstance(generator, Generator), f"make(ctx) returned {type(generator).__name__}, not a Generator"
     generator.fit(fx.tiny_database())
+    if generator.capabilities.members:  # an ensemble gets its trained members from the engine
+        generator.attach_members(fx.members(generator.capabilities.members))
     return generator
 
 
@@ -116,12 +118,32 @@ def check_state_round_trip(make: MakeGenerator) -> None:
         assert torch.allclose(pa, pb, atol=1e-5), f"{_label(a)}: the loaded state predicts other cells"
 
 
+def check_calibration(make: MakeGenerator) -> None:
+    """A generator that ``calibrates`` reports what it fitted, still predicts valid cells, and its
+    checkpoint holds the fit (a fresh generator loading its state predicts the same cells)."""
+    a = _fitted(make)
+    if not a.capabilities.calibrates:
+        return
+    a.eval()
+    with torch.no_grad():
+        fitted = a.calibrate([fx.cell_sets(seed) for seed in (1, 2)])
+        after = _predict(a, GenerationInput(fx.cell_sets(7)))
+    assert isinstance(fitted, dict) and fitted, f"{_label(a)}: calibrate() must return what it fitted, got {fitted!r}"
+    b = _fitted(make, seed=1)
+    b.load_state_dict(a.state_dict())
+    b.eval()
+    with torch.no_grad():
+        again = _predict(b, GenerationInput(fx.cell_sets(7)))
+    assert torch.allclose(after, again, atol=1e-5), f"{_label(a)}: the calibration is not in its state_dict"
+
+
 def check_generator(make: MakeGenerator) -> None:
     """Every generator check."""
     check_output(make)
     check_one_cell(make)
     check_gradients(make)
     check_state_round_trip(make)
+    check_calibration(make)
 
 
 class GeneratorContract:
@@ -139,3 +161,6 @@ class GeneratorContract:
 
     def test_state_round_trip(self, make_generator: MakeGenerator) -> None:
         check_state_round_trip(make_generator)
+
+    def test_calibration(self, make_generator: MakeGenerator) -> None:
+        check_calibration(make_generator)

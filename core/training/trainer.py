@@ -97,6 +97,7 @@ class Trainer:
         self.step = 0
         self.stopping = StoppingRule(train_cfg.patience, train_cfg.min_delta, train_cfg.val_every)
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.start_state: dict[str, torch.Tensor] | None = None  # the untrained weights (step 0)
         self.history: list[dict[str, Any]] = []
 
     @property
@@ -111,7 +112,7 @@ class Trainer:
 
     def state(self) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(), "best_model": self.best_state,
+            "model": self.model.state_dict(), "best_model": self.best_state, "start_model": self.start_state,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "step": self.step, "stopping": self.stopping.state(), "history": self.history,
             "world_size": self.dist.world_size, "meta": self.meta,
@@ -125,6 +126,7 @@ class Trainer:
         self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
         self.step, self.history, self.best_state = ck["step"], ck["history"], ck["best_model"]
+        self.start_state = ck.get("start_model")
         self.stopping.restore(ck.get("stopping") or  # checkpoints of ptrag 0.1
                               {"best": ck["best_val"], "best_step": ck["best_step"], "bad": ck["bad_vals"]})
         if self.dist.is_main and self.log_path.is_file():
@@ -238,6 +240,8 @@ class Trainer:
         decision = self.stopping.update(self.step, val)
         if decision.improved:
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        if self.step == 0 and self.start_state is None:
+            self.start_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, self.state())
         if decision.stop:

@@ -45,7 +45,10 @@ class EvidenceGeneratorParams(SetEncoderParams):
 
 
 class EvidenceGenerator(Generator):
-    capabilities = GeneratorCapabilities(trainable=True, uses_retrieval=True, reads_gene_embeddings=True)
+    # its untrained start is its selector's observed-evidence baseline: kept unless training beats it
+    # on validation on both energy and pearson-delta
+    capabilities = GeneratorCapabilities(trainable=True, uses_retrieval=True, reads_gene_embeddings=True,
+                                         protects_start=True)
 
     def __init__(self, params: EvidenceGeneratorParams, ctx: BuildContext):
         super().__init__()
