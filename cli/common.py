@@ -6,16 +6,20 @@ line (``error: ...``) without a traceback.
 - usage errors (an unknown option, a value out of range) exit 2 with click's message and a
   pointer to ``--help`` (:class:`OneLineErrors`);
 - every message is escaped before rich renders it, so a path like ``screen[red].h5ad`` prints as
-  it is and ``[/]`` cannot crash the output.
+  it is and ``[/]`` cannot crash the output;
+- warnings (a library's included) are one line each, once per command, in ptrag's words where
+  ptrag knows what they mean (:func:`warnings_as_lines`); ptrag's logged notes are ``note:`` lines.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import logging
 import sys
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -74,7 +78,8 @@ def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> 
         path.parent.mkdir(parents=True, exist_ok=True)
         return api.atomic_write(path, write)
     except OSError as exc:
-        raise api.DataError(f"{flag} {path}: cannot write the file ({os_error_message(exc)})") from None
+        reason = os_error_message(exc, with_path=False)  # the message names the file already
+        raise api.DataError(f"{flag} {path}: cannot write the file ({reason})") from None
 
 
 def friendly_errors(func: F) -> F:
@@ -97,6 +102,56 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: libraries that log warnings of their own (matplotlib: its cache folder, its font cache)
+LIBRARY_LOGGERS = ("matplotlib",)
+
+
+class _Shown:
+    """A command's warnings, each once, one line on stderr in ptrag's words (``api.warning_line``):
+    Python warnings and what :data:`LIBRARY_LOGGERS` log, never a library's raw two-line output."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+
+    def line(self, shown: tuple[str, str] | None) -> None:
+        if shown is not None and shown[0] not in self.seen:
+            self.seen.add(shown[0])
+            error_console().print(one_line(shown[1]), markup=False, highlight=False)
+
+    def warning(self, message: Any, category: type, filename: str, lineno: int, *rest: Any) -> None:
+        self.line(api.warning_line(message, category, filename, lineno))
+
+
+class _LibraryLog(logging.Handler):
+    def __init__(self, shown: _Shown) -> None:
+        super().__init__(logging.WARNING)
+        self.shown = shown
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = one_line(record.getMessage())
+        known = api.library_note(text)
+        self.shown.line((f"warning: {record.name}: {text}",) * 2 if known is None else
+                        None if known[1] is None else (known[0], known[1]))
+
+
+@contextlib.contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """For one command: warnings shown by :class:`_Shown` (Python's filters stay as they are; each
+    command starts afresh, so a warning shows again in the next command of the same process)."""
+    shown = _Shown()
+    handler = _LibraryLog(shown)
+    loggers = [logging.getLogger(name) for name in LIBRARY_LOGGERS]
+    with warnings.catch_warnings():
+        warnings.showwarning = shown.warning
+        for logger in loggers:
+            logger.addHandler(handler)
+        try:
+            yield
+        finally:
+            for logger in loggers:
+                logger.removeHandler(handler)
+
+
 class _NoteHandler(logging.Handler):
     """ptrag's logged notes (dropped groups, a missing batch column, split names the data lacks)
     as ``note: ...`` lines on the current stderr, once each, escaped like everything else."""
@@ -117,6 +172,10 @@ class OneLineErrors(TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         show_notes()
+        with warnings_as_lines():
+            return self._main(*args, standalone_mode=standalone_mode, **kwargs)
+
+    def _main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         if not standalone_mode:
             return super().main(*args, standalone_mode=False, **kwargs)
         try:

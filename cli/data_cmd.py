@@ -12,6 +12,11 @@ from ptrag.core import api
 
 from .common import console, escape, friendly_errors, write_output
 
+CONTROL_LABELS_HELP = ("More labels of control cells, counted as --control-label's (data.control_labels; "
+                       "repeatable).")
+ALLOW_HELP = ("Labels that look like controls (NT, control, ...) but are real perturbations "
+              "(data.allow_control_like; repeatable).")
+
 app = typer.Typer(name="data", help="Make, inspect and split perturbation screens (.h5ad).",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
@@ -21,7 +26,7 @@ app = typer.Typer(name="data", help="Make, inspect and split perturbation screen
 def synth(
     out: Path = typer.Option(..., "--out", "-o", help="Output .h5ad file."),
     preset: str = typer.Option("demo", "--preset", help="tiny | demo | screen | large (docs/data.md)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the generative model (as data.seed in a run), 0 to 2**32 - 1."),
     family: str = typer.Option("v3", "--family", help="Simulator family: v3 or grn (as data.synth_family in a run; "
                                "docs/data.md)."),
 ) -> None:
@@ -46,14 +51,21 @@ def inspect(
     batch_col: str | None = typer.Option(None, "--batch-col"),
     control_label: str | None = typer.Option(None, "--control-label"),
     min_cells: int | None = typer.Option(None, "--min-cells"),
+    control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
+    allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
     gene_embeddings: str | None = typer.Option(None, "--gene-embeddings",
                                                help="Table to check coverage against; default: the built-in one."),
+    duplicate_embeddings: str | None = typer.Option(None, "--duplicate-embeddings",
+                                                    help="A gene listed twice in the table: error (default) or "
+                                                         "first (data.duplicate_embeddings)."),
 ) -> None:
     """Validate a screen and summarise it: cells, genes, perturbations per cell line, controls,
-    expression source, value range, sparsity and gene-embedding coverage."""
+    expression source, value range, sparsity and gene-embedding coverage. What `ptrag run` would
+    refuse in the labels or values (control-like labels, raw counts) is printed as a warning."""
     found = api.data.inspect(file, gene_embeddings=gene_embeddings, embed_key=embed_key, pert_col=pert_col,
                              context_col=context_col, batch_col=batch_col, control_label=control_label,
-                             min_cells=min_cells)
+                             min_cells=min_cells, control_labels=control_labels or None,
+                             allow_control_like=allow_control_like or None, duplicate_embeddings=duplicate_embeddings)
     data, cfg, info = found.data, found.config, found.data.info
     con = console()
     con.print(f"[bold]{escape(file)}[/]  read in {found.seconds:.1f} s")
@@ -67,6 +79,8 @@ def inspect(
         con.print(f"  [yellow]warning:[/] {escape(info['expression_problem'])}", highlight=False)
     con.print(f"  perturbations {len(data.perturbations):,} genes, {len(data.groups):,} (gene, cell line) groups; "
               f"control label {escape(repr(data.control_label))}")
+    if found.control_like:  # `ptrag run`, `predict` and `data split` stop on these
+        con.print(f"  [yellow]warning:[/] {escape(found.control_like)}", highlight=False)
     table = Table(title="per cell line")
     for col in ("cell line", "cells", "controls", "perturbations", "batches", "median cells/group"):
         table.add_column(col, justify="left" if col == "cell line" else "right")
@@ -95,7 +109,7 @@ def split(
     holdout: str | None = typer.Option(None, "--holdout",
                                        help="Cell line whose perturbations are held out; default: the one with most "
                                             "perturbations (as in `ptrag run`)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split (as `ptrag run --seed`), 0 to 2**32 - 1."),
     test_fraction: float = typer.Option(0.3, "--test-fraction",
                                         help="Share of the held-out line's perturbations in test (0 < x < 1)."),
     val_fraction: float = typer.Option(0.1, "--val-fraction",
@@ -105,6 +119,8 @@ def split(
     pert_col: str | None = typer.Option(None, "--pert-col"),
     context_col: str | None = typer.Option(None, "--context-col"),
     control_label: str | None = typer.Option(None, "--control-label"),
+    control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
+    allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
 ) -> None:
     """Write a random few-shot split of one cell line as a STATE TOML (reproducible from --seed)."""
     if out.suffix.lower() != ".toml":
@@ -112,7 +128,8 @@ def split(
     notes: list[str] = []
     written = api.data.split(file, seed=seed, dataset=dataset, log=notes.append, embed_key=embed_key,
                              pert_col=pert_col, context_col=context_col, control_label=control_label,
-                             test_fraction=test_fraction, val_fraction=val_fraction, holdout_context=holdout)
+                             test_fraction=test_fraction, val_fraction=val_fraction, holdout_context=holdout,
+                             control_labels=control_labels or None, allow_control_like=allow_control_like or None)
     write_output(out, lambda tmp: tmp.write_text(written.toml))
     con = console()
     con.print(written.split.description, markup=False)

@@ -23,6 +23,12 @@ def predict(
     overwrite: bool = typer.Option(False, "--overwrite",
                                    help="Replace the prediction that the output folder holds; without it a folder "
                                         "holding another or a finished prediction is refused."),
+    control_labels: list[str] | None = typer.Option(None, "--control-labels",
+                                                    help="More labels of control cells in DATA, besides the run's "
+                                                         "(data.control_labels; repeatable)."),
+    allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like",
+                                                        help="Labels of DATA that look like controls but are real "
+                                                             "perturbations (data.allow_control_like; repeatable)."),
 ) -> None:
     """Predict every perturbation group of DATA with the run's best weights; print the output folder last.
 
@@ -37,7 +43,8 @@ def predict(
         con.print(f"  {message}", markup=False)
 
     result = api.predict(run, data, out=out, device=check_device(device), gene_sets=gene_sets, overwrite=overwrite,
-                         keep_cells=False, log=log)
+                         keep_cells=False, control_labels=control_labels or (),
+                         allow_control_like=allow_control_like or (), log=log)
     con.print(f"predicted {len(result.groups)} perturbation groups of {data} with {run}", markup=False)
     for name, agg in result.summary.items():
         con.print(f"  {name}: {api.fmt(agg['mean'])}", markup=False)

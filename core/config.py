@@ -10,11 +10,22 @@ validated by that component's own pydantic model, so typos fail before any work 
 from __future__ import annotations
 
 import copy
+import numbers
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
 from .registry import Registry, load_registry
@@ -23,6 +34,35 @@ COMPONENT_SECTIONS = ("retriever", "selector", "generator")
 #: a run's metrics unless configured: distributional (50 PCs) and expression/DE kinds (docs/metrics.md)
 DEFAULT_METRICS = ("w1", "w2", "energy", "mmd", "mse", "pearson-delta", "pearson-delta-de",
                    "de-overlap", "de-direction", "discrimination")
+
+
+#: the largest seed: NumPy's legacy global generator (seeded with every run seed) takes 0 <= seed < 2**32
+SEED_MAX = 2**32 - 1
+SEED_RANGE = f"must be an integer from 0 to {SEED_MAX} = 2**32 - 1"
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's yes/true would otherwise pass as the seed 1
+        raise PydanticCustomError("seed_type", "a seed " + SEED_RANGE + ", not true/false")
+    return value
+
+
+def _seed_in_range(value: int) -> int:
+    if not 0 <= value <= SEED_MAX:
+        raise PydanticCustomError("seed_range", SEED_RANGE)
+    return value
+
+
+#: a seed checked once, where the configuration is read, not deep inside NumPy or torch
+Seed = Annotated[int, BeforeValidator(_not_bool), AfterValidator(_seed_in_range)]
+
+
+def check_seed(value: Any, option: str) -> int:
+    """A seed given outside a configuration (``ptrag data synth|split --seed``, their API), checked
+    like the configuration's: one line naming the option and the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= int(value) <= SEED_MAX:
+        raise ConfigError(f"{option}: {SEED_RANGE} (got {value!r})")
+    return int(value)
 
 
 class _Strict(BaseModel):
@@ -61,15 +101,24 @@ class DataConfig(_Strict):
     synth_family: Literal["v3", "grn"] = Field(
         "v3", description="simulator family of the built-in dataset: v3 (complex programs, cell states) or grn "
         "(a line-specific regulatory network, guides of different efficiency); docs/data.md")
-    seed: int = Field(0, description="seed of the built-in dataset (not the run seed, so every run seed sees the "
-                      "same data; vary it on purpose, e.g. in an ablation grid)")
+    seed: Seed = Field(0, description="seed of the built-in dataset (not the run seed, so every run seed sees the "
+                       "same data; vary it on purpose, e.g. in an ablation grid); 0 to 2**32 - 1")
     pert_col: str = "gene"
     context_col: str = "cell_line"
     batch_col: str | None = "gem_group"
     control_label: str = "non-targeting"
+    control_labels: list[str] = Field(
+        default_factory=list, description="more labels of control cells (e.g. a second spelling such as NT): their "
+        "cells are counted as data.control_label's; docs/data.md#control-like-labels")
+    allow_control_like: list[str] = Field(
+        default_factory=list, description="labels that look like controls (non-targeting, NT, control, ...) but are "
+        "real perturbations; any other such label stops a run (docs/data.md#control-like-labels)")
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
     gene_embeddings: str | None = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
+    duplicate_embeddings: Literal["error", "first"] = Field(
+        "error", description="a gene-embedding table that lists a gene twice (symbols match case-insensitively): "
+        "error, or first (keep the first row of each, and say so)")
     max_dropped_test: float = Field(0.1, ge=0, le=1, description="largest share of the test groups that "
                                     "missing_embedding=drop may remove before the run stops; 1 accepts any drop")
     split: str | None = Field(None, description="STATE TOML / YAML split; empty = random few-shot")
@@ -86,6 +135,15 @@ class DataConfig(_Strict):
         "and metrics as float32; log1p values up to 10 round by at most 0.004)")
     backed: bool = Field(False, description="keep the expression matrix in the .h5ad and read the rows each step "
                          "needs (control cells stay in memory); needs data.path")
+
+    @model_validator(mode="after")
+    def _declared_once(self) -> DataConfig:
+        both = sorted(set(self.control_labels) & set(self.allow_control_like))
+        if both:
+            raise PydanticCustomError("control_like", "label(s) {both} are in both data.control_labels and "
+                                      "data.allow_control_like; a label is either control cells or a perturbation",
+                                      {"both": ", ".join(map(repr, both))})
+        return self
 
 
 class TrainConfig(_Strict):
@@ -139,7 +197,7 @@ class OutputConfig(_Strict):
 class ExperimentConfig(_Strict):
     preset: str | None = None
     budget: str | None = Field(None, description="named training budget from registry.yaml (e.g. demo, paper)")
-    seed: int = 0
+    seed: Seed = Field(0, description="the run seed: split, sampling, initialisation; 0 to 2**32 - 1")
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     data: DataConfig = Field(default_factory=DataConfig)
     retriever: ComponentChoice = Field(default_factory=lambda: ComponentChoice(name="none"))

@@ -2,6 +2,7 @@
 :class:`PtragError` (docs/api.md)."""
 
 import os
+import re
 
 
 class PtragError(Exception):
@@ -32,13 +33,28 @@ class RunFolderError(PtragError):
     """A run or output folder that cannot be used as asked (it holds another run, a file, ...)."""
 
 
-def os_error_message(exc: OSError) -> str:
+class TrainingError(PtragError):
+    """Training gave no usable weights (it diverged before any finite validation improved on the start)."""
+
+
+def os_error_message(exc: OSError, *, with_path: bool = True) -> str:
     """``PATH: what went wrong`` for a filesystem error (libraries such as h5py give no path:
-    then the system's words for the error number, else the library's own first line)."""
-    where = exc.filename if exc.filename is not None else ""
-    other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) else ""
-    if where:
-        return f"{where}{other}: {exc.strerror or type(exc).__name__}"
-    if isinstance(exc.errno, int) and exc.errno > 0:
+    then the system's words for the error number, else the library's own first line);
+    ``with_path=False`` for a caller whose message names the file already."""
+    where = exc.filename if exc.filename is not None and with_path else ""
+    other = f" -> {exc.filename2}" if getattr(exc, "filename2", None) and with_path else ""
+    reason = _reason(exc)
+    return f"{where}{other}: {reason}" if where else reason
+
+
+def _reason(exc: OSError) -> str:
+    """The system's words for the error; HDF5 buries them in its message (``errno = 28``)."""
+    if isinstance(exc.errno, int) and exc.errno > 0:  # h5py puts its long message where strerror goes
         return os.strerror(exc.errno)
-    return " ".join(str(exc).split()) or type(exc).__name__
+    if exc.strerror:
+        return exc.strerror
+    text = " ".join(str(exc.args[0] if len(exc.args) == 1 else exc).split())  # the library's words, not "[Errno None]"
+    buried = re.search(r"errno = (\d+)", text)
+    if buried and int(buried.group(1)) > 0:
+        return os.strerror(int(buried.group(1)))
+    return text or type(exc).__name__

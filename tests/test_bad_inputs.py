@@ -10,23 +10,21 @@ cannot drift from what the CLI says. Paths are shown as ``<tmp>`` (the prepared 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib
 import re
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 from bad_inputs import cases_core, cases_data, cases_plugins, cases_runs
-from bad_inputs.case import Case
+from bad_inputs.case import Case, fixture_on_path
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
-FIXTURES = Path(__file__).parent / "fixtures"
 
 
 FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins]  # each: CASES and prepare(root, env)
@@ -45,8 +43,10 @@ def prepare(root: Path) -> dict[str, str]:
 
 
 def snapshot(root: Path) -> dict[str, str]:
+    """Every prepared file's hash; a folder's lock and its holder (.ptrag.lock*) are ptrag's own
+    bookkeeping, which a run taking over a dead process's folder rewrites (tests/test_lock.py)."""
     return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*"))
-            if p.is_file()}
+            if p.is_file() and not p.name.startswith(".ptrag.lock")}
 
 
 def normalise(text: str, env: dict[str, str], new: Path) -> str:
@@ -60,20 +60,8 @@ def normalise(text: str, env: dict[str, str], new: Path) -> str:
 def run_case(case: Case, env: dict[str, str], new: Path) -> tuple[int, str, str, str]:
     """(exit code, stdout+stderr, stderr, the message: the error line or the warning line)."""
     args = [a.format(**env, new=new) for a in case.args]
-    folder = str(FIXTURES / case.plugins) if case.plugins else None
-    loaded = set(sys.modules)
-    if folder:
-        sys.path.insert(0, folder)
-        importlib.invalidate_caches()
-    try:
+    with fixture_on_path(case.plugins) if case.plugins else contextlib.nullcontext():
         result = CliRunner().invoke(app, args)
-    finally:
-        if folder:
-            sys.path.remove(folder)
-            for name in set(sys.modules) - loaded:  # the fixture's plugin modules: not for the next case
-                if getattr(sys.modules[name], "__file__", "") and sys.modules[name].__file__.startswith(folder):
-                    del sys.modules[name]
-            importlib.invalidate_caches()
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     lines = [line for line in result.output.splitlines() if line.strip()]

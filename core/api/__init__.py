@@ -13,6 +13,7 @@ from ..errors import ConfigError, DataError, PtragError, os_error_message
 from ..evaluation.aggregate import fmt
 from ..files import atomic_write
 from ..hookspecs import KINDS
+from ..progress import library_note, warning_line
 from ..runs.results import RunResult
 from . import data, genes, reports
 from .boundary import RunInterrupted
@@ -28,5 +29,5 @@ __all__ = [
     # what the command line needs beyond it
     "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "KINDS", "DEVICES",
     "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components", "presets",
-    "is_main_process", "data", "genes", "reports",
+    "is_main_process", "data", "genes", "reports", "warning_line", "library_note",
 ]

@@ -15,7 +15,7 @@ from typing import Any
 import anndata as ad
 from pydantic import ValidationError
 
-from ..config import DataConfig
+from ..config import DataConfig, check_seed
 from ..data.builtin import builtin_screen
 from ..data.dataset import PerturbationData
 from ..data.embeddings import GeneEmbeddings, load_gene_embeddings
@@ -32,15 +32,17 @@ def data_config(path: str | os.PathLike | None, **fields: Any) -> DataConfig:
         return DataConfig(path=str(path) if path else None, **{k: v for k, v in fields.items() if v is not None})
     except ValidationError as exc:
         first = exc.errors()[0]
-        option = "--" + str(first["loc"][0]).replace("_", "-") if first["loc"] else "option"
+        if not first["loc"]:  # a rule between options (e.g. a label both a control and a perturbation)
+            raise ConfigError(first["msg"]) from None
+        option = "--" + str(first["loc"][0]).replace("_", "-")
         raise ConfigError(f"{option}: {first['msg']} (got {first.get('input')!r})") from None
 
 
 @one_error
 def synth(preset: str = "demo", seed: int = 0, family: str = "v3") -> ad.AnnData:
     """A built-in Replogle-like screen of simulator ``family`` (v3 or grn; real schema; ground truth
-    in ``uns['ptrag_synth']``)."""
-    return builtin_screen(preset, seed, family)
+    in ``uns['ptrag_synth']``); ``seed`` is the data seed, 0 to 2**32 - 1 (as ``data.seed``)."""
+    return builtin_screen(preset, check_seed(seed, "--seed"), family)
 
 
 @dataclass
@@ -60,15 +62,22 @@ class Inspection:
     def coverage_note(self) -> str | None:
         return self.embeddings.coverage_message(self.data.perturbations, "drop")
 
+    @property
+    def control_like(self) -> str | None:
+        """Labels that look like controls but are not declared: `ptrag run` stops on these."""
+        return self.data.info.get("control_like")
+
 
 @one_error
 def inspect(path: str | os.PathLike, *, gene_embeddings: str | None = None, **columns: Any) -> Inspection:
-    """Read and validate an .h5ad screen (``columns``: DataConfig keys such as ``pert_col``)."""
+    """Read and validate an .h5ad screen (``columns``: DataConfig keys such as ``pert_col``). What a
+    run refuses but a look at the file should show (control-like labels, raw counts) is reported."""
     cfg = data_config(path, **columns)
     started = time.perf_counter()
-    data = read_screen(path, cfg)
+    data = read_screen(path, cfg, control_like="report")
     seconds = time.perf_counter() - started
-    return Inspection(data, cfg, load_gene_embeddings(gene_embeddings, data.perturbations), seconds)
+    table = load_gene_embeddings(gene_embeddings, data.perturbations, duplicates=cfg.duplicate_embeddings)
+    return Inspection(data, cfg, table, seconds)
 
 
 @dataclass
@@ -81,7 +90,9 @@ class WrittenSplit:
 def split(path: str | os.PathLike, *, seed: int = 0, dataset: str | None = None,
           log: Callable[[str], None] = lambda message: None, **options: Any) -> WrittenSplit:
     """The random few-shot split ``ptrag run --data FILE --seed SEED`` would make, as STATE TOML
-    (``options``: DataConfig keys such as ``holdout_context``, ``test_fraction``)."""
+    (``options``: DataConfig keys such as ``holdout_context``, ``test_fraction``); ``seed`` as the run
+    seed, 0 to 2**32 - 1."""
+    seed = check_seed(seed, "--seed")
     cfg = data_config(path, **options)
     data = read_screen(path, cfg)
     result = resolve_split(cfg, data, seed)

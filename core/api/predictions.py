@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -14,12 +15,12 @@ from pydantic import ValidationError
 
 from ..components.assembly import build_metrics
 from ..components.manager import PluginManager, build_manager
-from ..config import DataConfig, ExperimentConfig, format_validation_error, validate_components
+from ..config import DataConfig, ExperimentConfig, check_seed, format_validation_error, validate_components
 from ..data.dataset import CONTEXT, PERT, PerturbationData
 from ..data.gene_sets import read_gmt
 from ..data.validation import require_expression
 from ..errors import ConfigError, DataError
-from ..evaluation.aggregate import aggregate, summary_frame
+from ..evaluation.aggregate import aggregate, summary_frame, undefined_notes
 from ..evaluation.paired import paired_tests
 from ..evaluation.scoring import GroupPrediction
 from ..evaluation.scoring import score as score_groups
@@ -28,7 +29,7 @@ from ..hookspecs import BuildContext
 from ..reporting.folders import paired_comparison
 from ..runs.cells import CellEvalData, HeldCells, cell_eval_data, write_metrics
 from ..runs.fingerprints import data_fingerprint, input_files, memory_input
-from ..runs.folder import RunFolder
+from ..runs.folder import RunFolder, occupied
 from ..runs.reload import load_run, predict_screen
 from ..runs.results import RunResult
 from ..runs.trace import write_retrieval
@@ -87,10 +88,12 @@ def _metric_choices(metrics: Any, manager: PluginManager) -> list:
 
 
 def _score(groups: list[GroupPrediction], choices: list, features: Sequence[str], seed: int,
-           manager: PluginManager) -> Scores:
+           manager: PluginManager, log: Log | None = None) -> Scores:
     ctx = BuildContext(n_genes=len(features), gene_names=tuple(features), seed=seed)
     metrics = build_metrics(choices, manager, ctx)
     table = score_groups(groups, metrics)
+    for note in undefined_notes(table):
+        default_log(log)(note)
     return Scores(table, aggregate(table, metrics, seed=seed))
 
 
@@ -109,6 +112,8 @@ def predict(
     batch_col: str | None = None,
     control_label: str | None = None,
     embed_key: str | None = None,
+    control_labels: Sequence[str] = (),
+    allow_control_like: Sequence[str] = (),
     log: Log | None = None,
     manager: PluginManager | None = None,
 ) -> Prediction:
@@ -116,13 +121,17 @@ def predict(
     features and trained cell lines) with a finished run's best weights, and score the predictions
     against the real cells of ``data`` with the run's metrics. With ``out``, writes the folder
     ``ptrag predict`` writes (predictions.h5ad, real.h5ad, retrieval.csv, metrics); without it,
-    nothing is written. Column arguments default to the run's ``data.*`` keys."""
+    nothing is written. Column arguments default to the run's ``data.*`` keys; ``control_labels`` and
+    ``allow_control_like`` add to the run's (labels of this data that look like controls)."""
     if device not in DEVICES:
         raise ConfigError(f"device {device!r} is not one of {', '.join(DEVICES)}")
     manager = manager or build_manager()
     run_dir = Path(run.run_dir if isinstance(run, RunResult) else run)
     loaded = load_run(run_dir, manager, device=device)
-    cfg = _data_config(loaded.config.data, _columns(pert_col, context_col, batch_col, control_label, embed_key))
+    declared = {key: [*getattr(loaded.config.data, key), *extra] for key, extra in
+                (("control_labels", control_labels), ("allow_control_like", allow_control_like)) if extra}
+    cfg = _data_config(loaded.config.data,
+                       {**_columns(pert_col, context_col, batch_col, control_label, embed_key), **declared})
     sets_path = gene_sets or loaded.config.data.gene_sets
     screen, memory = None, {}
     if is_anndata(data):  # converted now: its content hash is part of the output's identity
@@ -132,28 +141,28 @@ def predict(
         source, data_file = str(Path(data).resolve()), str(data)
     else:
         raise ConfigError(f"data: expected an AnnData or an .h5ad path, got {type(data).__name__}")
-    folder = None
-    if out is not None:
-        sets_name = str(sets_path) if sets_path else None
-        identity = {"kind": "prediction",
-                    "config": {"run": str(run_dir.resolve()), "data": source, "gene_sets": sets_name},
-                    "inputs": {**input_files({"data": data_file, "checkpoint": str(run_dir / "checkpoint.pt"),
-                                              "gene_sets": sets_name}), **memory}}
-        folder = RunFolder.claim(out, identity, overwrite=overwrite)
-    sets = read_gmt(sets_path) if sets_path and out is not None else None  # before predicting: fail fast
-    if screen is None:
-        screen = screen_of(data, cfg)
-    log = default_log(log)
-    predictions, trace, screen, dropped = predict_screen(loaded, screen, log=log)
-    scores = _score(predictions, loaded.config.metrics, screen.features, loaded.config.seed, manager)
-    cells = cell_eval_data(predictions, screen, where=out or IN_MEMORY)
-    if folder is not None:
-        folder.begin({"data": data_fingerprint(screen)})
-        cells.write(out)
-        write_retrieval(out, trace, screen, sets)
-        write_metrics(out, scores.metrics, scores.summary,
-                      {"run": str(run_dir), "data": data_file or IN_MEMORY,
-                       "n_groups": len(predictions), "dropped": dropped})
+    folder, sets_name = None, str(sets_path) if sets_path else None
+    with occupied(out) if out is not None else contextlib.nullcontext():  # held, and cleaned if it fails
+        if out is not None:
+            identity = {"kind": "prediction",
+                        "config": {"run": str(run_dir.resolve()), "data": source, "gene_sets": sets_name},
+                        "inputs": {**input_files({"data": data_file, "checkpoint": str(run_dir / "checkpoint.pt"),
+                                                  "gene_sets": sets_name}), **memory}}
+            folder = RunFolder.claim(out, identity, overwrite=overwrite)
+        sets = read_gmt(sets_path) if sets_path and out is not None else None  # before predicting: fail fast
+        if screen is None:
+            screen = screen_of(data, cfg)
+        log = default_log(log)
+        predictions, trace, screen, dropped = predict_screen(loaded, screen, log=log)
+        scores = _score(predictions, loaded.config.metrics, screen.features, loaded.config.seed, manager, log)
+        cells = cell_eval_data(predictions, screen, where=out or IN_MEMORY)
+        if folder is not None:
+            folder.begin({"data": data_fingerprint(screen)})
+            cells.write(out)
+            write_retrieval(out, trace, screen, sets)
+            write_metrics(out, scores.metrics, scores.summary,
+                          {"run": str(run_dir), "data": data_file or IN_MEMORY,
+                           "n_groups": len(predictions), "dropped": dropped})
     return Prediction(scores.metrics, scores.summary, groups=[(p.pert, p.context) for p in predictions],
                       retrieval=trace, dropped=dropped, folder=Path(out) if out is not None else None,
                       cells=cells if keep_cells or out is None else None)
@@ -182,11 +191,13 @@ def score(
     params}``; default: a run's default metrics), per perturbation x cell line group of
     ``predictions``. Both in the layout of a run's predictions.h5ad / real.h5ad (cell-eval's):
     the same features, and ``real`` holding each group's real cells and its cell line's controls."""
+    seed = check_seed(seed, "seed")
     manager = manager or build_manager()
     cfg = _data_config(DataConfig(), {"pert_col": pert_col, "context_col": context_col, "batch_col": None,
                                       "control_label": control_label, "embed_key": embed_key, "min_cells": 1})
-    pred = screen_of(predictions, cfg, f"predictions ({IN_MEMORY})")
-    true = screen_of(real, cfg, f"real ({IN_MEMORY})")
+    # labels are scored as given (a run may have allowed a control-like one), never refused here
+    pred = screen_of(predictions, cfg, f"predictions ({IN_MEMORY})", control_like="report")
+    true = screen_of(real, cfg, f"real ({IN_MEMORY})", control_like="report")
     for screen in (pred, true):
         require_expression(screen)
     if list(pred.features) != list(true.features):

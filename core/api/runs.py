@@ -37,12 +37,13 @@ def is_path(value: Any) -> bool:
     return isinstance(value, (str, os.PathLike))
 
 
-def screen_of(data: ad.AnnData | str | os.PathLike, cfg: Any, name: str = IN_MEMORY) -> PerturbationData:
+def screen_of(data: ad.AnnData | str | os.PathLike, cfg: Any, name: str = IN_MEMORY, *,
+              control_like: str = "error") -> PerturbationData:
     """An AnnData or an .h5ad path as a validated screen: the same checks either way."""
     if is_anndata(data):
-        return adata_to_data(data, cfg, name)
+        return adata_to_data(data, cfg, name, control_like=control_like)
     if is_path(data):
-        return load_screen(cfg.model_copy(update={"path": str(data)}))
+        return load_screen(cfg.model_copy(update={"path": str(data)}), control_like=control_like)
     raise ConfigError(f"expected an AnnData or an .h5ad path, got {type(data).__name__}")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..config import ComponentChoice, ExperimentConfig, component_params
@@ -16,14 +17,16 @@ from ..errors import PluginError, PtragError
 from ..hookspecs import BuildContext
 from ..interfaces import Generator, Metric, Retriever, Selector
 from .adapters import adapt
-from .guards import check_kind
+from .guards import calling, check_kind, who
 from .manager import PluginManager
 
 
 def describe(kind: str, name: str, manager: PluginManager) -> str:
-    """``selector 'gumbel' (plugin ptrag:selectors.gumbel)``: how messages name a component."""
+    """``selector 'gumbel' (plugin ptrag:selectors.gumbel)``, or with ``package NAME VERSION`` for a
+    third-party one: how messages name a component."""
     record = manager.provider(kind, name)
-    return f"{kind} {name!r} (plugin {record.name}{'' if record.builtin else f', package {record.package}'})"
+    package = "" if record.builtin else f", package {record.package} {record.version}".rstrip()
+    return f"{kind} {name!r} (plugin {record.name}{package})"
 
 
 def build(kind: str, choice: ComponentChoice, manager: PluginManager, ctx: BuildContext) -> Any:
@@ -62,6 +65,25 @@ class Components:
         """Candidates per query stage 1 retrieves (0: no retrieval)."""
         caps = self.retriever.capabilities
         return caps.k if caps.retrieves else 0
+
+    def fit(self, database: Any, *, index: bool = True) -> None:
+        """The retriever indexes the database's keys (``index``; not for a loaded one) and the
+        generator sees the database; a plugin's exception is one line naming it."""
+        if index:
+            with calling(self.retriever, "build"):
+                self.retriever.build(database.embeddings, database.meta)
+        with calling(self.generator, "fit"):
+            self.generator.fit(database)
+
+    def load_retriever(self, directory: Path) -> None:
+        """The run's saved index in place of the freshly built retriever (same name, capabilities, label)."""
+        built = self.retriever
+        with calling(built, "load"):
+            loaded = type(built).load(directory)
+        check_kind("retriever", loaded, who(built))
+        loaded.name, loaded.capabilities = built.name, built.capabilities
+        loaded._ptrag_label = who(built)
+        self.retriever = loaded
 
     def embedding_readers(self) -> list[str]:
         """Names of the components whose results depend on gene embeddings."""

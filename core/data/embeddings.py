@@ -4,14 +4,18 @@ Formats (chosen by suffix): GenePT's own pickle (dict symbol -> list of floats),
 (``names`` [V] str, ``embeddings`` [V,E], optional ``provenance`` JSON string, as written by
 ``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header),
 ``.parquet`` (symbols in the index or the first column) and STATE's perturbation-feature files
-(``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``). Symbols match
-case-insensitively, then through a small table of renamed HGNC symbols (e.g. an old embedding keyed
-by ``SEPT7`` serves ``SEPTIN7``).
+(``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``); a pickled
+pandas DataFrame (genes as index) loads too. Symbols match case-insensitively, then through a small
+table of renamed HGNC symbols (e.g. an old embedding keyed by ``SEPT7`` serves ``SEPTIN7``). A
+table that lists a gene twice is an error unless ``data.duplicate_embeddings=first``: which row a
+gene gets must never depend on the order of a file.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import numbers
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +26,8 @@ import pandas as pd
 from ..errors import DataError
 
 BUILTIN_EMBEDDINGS = Path(__file__).parent / "resources" / "builtin_gene_embeddings.npz"
+SHAPE = "one vector per gene: a table [genes x dims], or a dict gene symbol -> list of floats"
+log = logging.getLogger("ptrag.data")
 
 #: previous HGNC symbol -> current symbol, for genes renamed after GenePT's tables were made
 ALIASES: dict[str, str] = {
@@ -49,8 +55,7 @@ class GeneEmbeddings:
             raise DataError(f"{self.source}: {len(self.names)} names but a matrix of shape {self.matrix.shape}")
         self._index: dict[str, int] = {}
         for i, name in enumerate(self.names):
-            self._index.setdefault(name.upper(), i)  # first wins on case-insensitive duplicates
-        self.duplicates = len(self.names) - len(self._index)
+            self._index.setdefault(name.upper(), i)  # files have none (read_gene_embeddings checks them)
 
     @property
     def dim(self) -> int:
@@ -113,8 +118,9 @@ def random_embeddings(genes: list[str], dim: int = 64, seed: int = 0) -> GeneEmb
                           source="random stand-in embedding (no gene semantics)")
 
 
-def read_gene_embeddings(path: str | Path) -> GeneEmbeddings:
-    """Read a table in any supported format; one clear error for a bad file."""
+def read_gene_embeddings(path: str | Path, duplicates: str = "error") -> GeneEmbeddings:
+    """Read a table in any supported format; one clear error for a bad file. ``duplicates``
+    (``data.duplicate_embeddings``): a gene listed twice is an ``error``, or its ``first`` row is kept."""
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: gene-embedding file not found")
@@ -131,30 +137,121 @@ def read_gene_embeddings(path: str | Path) -> GeneEmbeddings:
         raise
     except Exception as exc:
         raise DataError(f"{path}: cannot read gene embeddings ({type(exc).__name__}: {exc})") from None
-    matrix = np.asarray(matrix, dtype=np.float32)
-    if len(names) == 0:
-        raise DataError(f"{path}: the gene-embedding table is empty")
+    names, matrix = _table(path, names, matrix)
     bad = ~np.isfinite(matrix).all(axis=1)
     if bad.any():
         raise DataError(f"{path}: {int(bad.sum())} embedding(s) contain NaN/inf "
                         f"(first: {', '.join(np.asarray(names)[bad][:5])}); fix or remove them")
-    return GeneEmbeddings(list(map(str, names)), matrix, source=str(path), provenance=provenance)
+    names, matrix = _unique(path, names, matrix, duplicates)
+    return GeneEmbeddings(names, matrix, source=str(path), provenance=provenance)
+
+
+def _table(path: Path, names, matrix) -> tuple[list[str], np.ndarray]:
+    """Names and a float32 [genes x dims] matrix, or one line saying what the file holds instead."""
+    names = [str(n) for n in names]
+    if len(names) == 0:
+        raise DataError(f"{path}: the gene-embedding table is empty")
+    try:
+        matrix = np.asarray(matrix, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise DataError(f"{path}: the gene embeddings are not all numbers; expected {SHAPE}") from None
+    if matrix.ndim != 2 or matrix.shape[0] != len(names) or matrix.shape[1] == 0:
+        raise DataError(f"{path}: {len(names)} gene name(s) and embeddings of shape {tuple(matrix.shape)}; expected "
+                        f"{SHAPE}")
+    return names, matrix
+
+
+def _unique(path: Path, names: list[str], matrix: np.ndarray, policy: str) -> tuple[list[str], np.ndarray]:
+    """Each gene once (symbols compared case-insensitively, as lookups are): an error naming the
+    first repeated keys, or with ``policy="first"`` the first row of each, said in a note."""
+    first_row: dict[str, int] = {}
+    repeated: list[int] = []
+    for i, name in enumerate(names):
+        if first_row.setdefault(name.upper(), i) != i:
+            repeated.append(i)
+    if not repeated:
+        return names, matrix
+    shown = list(dict.fromkeys(names[i] if names[i] == names[first_row[names[i].upper()]]
+                               else f"{names[i]} (= {names[first_row[names[i].upper()]]})" for i in repeated))
+    listed = ", ".join(shown[:5]) + (", ..." if len(shown) > 5 else "")
+    if policy != "first":
+        raise DataError(f"{path}: {len(shown)} gene(s) have more than one row (first: {listed}; symbols match "
+                        "case-insensitively); remove the extra rows, or set data.duplicate_embeddings=first to keep "
+                        "the first row of each (ptrag run: --set data.duplicate_embeddings=first)")
+    log.warning(f"{path}: {len(shown)} gene(s) have more than one row (first: {listed}); kept the first row of each "
+                f"and left out {len(repeated)} row(s) (data.duplicate_embeddings=first)")
+    keep = np.setdiff1d(np.arange(len(names)), repeated)
+    return [names[i] for i in keep], matrix[keep]
 
 
 def _read_pickle(path: Path):
     # GenePT ships its embeddings as a pickled dict; pickle runs code, so only open trusted files
     with open(path, "rb") as fh:
         table = pickle.load(fh)
+    if isinstance(table, pd.Series) and table.map(np.ndim).eq(1).all():
+        table = table.to_dict()  # gene -> vector, as a Series
     if isinstance(table, pd.DataFrame):
-        return list(table.index), table.to_numpy(), None
-    if not isinstance(table, dict):
-        raise DataError(f"{path}: expected a dict of gene symbol -> vector, got {type(table).__name__}")
-    lengths = {len(v) for v in table.values()}
-    if len(lengths) > 1:
-        raise DataError(f"{path}: vectors have different lengths ({sorted(lengths)[:5]})")
+        names, matrix = _frame(path, table)
+    elif isinstance(table, dict):
+        names, matrix = _vectors(path, table)
+    else:
+        raise DataError(f"{path}: holds a {_kind(table)}; expected {SHAPE} (GenePT's pickle) or a pandas DataFrame "
+                        "with genes as its index")
     sidecar = Path(str(path) + ".provenance.json")  # written beside a pickle by `ptrag genes build`
     provenance = json.loads(sidecar.read_text()) if sidecar.is_file() else None
-    return list(table), np.array([np.asarray(v, dtype=np.float32) for v in table.values()]), provenance
+    return names, matrix, provenance
+
+
+def _kind(value) -> str:
+    shape = getattr(value, "shape", None)
+    return f"{type(value).__name__} of shape {tuple(shape)}" if shape is not None else type(value).__name__
+
+
+def _vectors(path: Path, table: dict) -> tuple[list[str], np.ndarray]:
+    """A dict gene -> vector (list, array or 1-D tensor) as names and a matrix; a number or a
+    matrix where a gene's vector belongs is named, with the shape expected."""
+    if not table:
+        raise DataError(f"{path}: the gene-embedding table is empty")
+    vectors = {}
+    for name, value in table.items():
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().float().cpu().numpy()
+        if isinstance(value, (numbers.Number, str)) or np.ndim(value) == 0:
+            shown = value.item() if isinstance(value, np.ndarray) else value
+            raise DataError(f"{path}: the value of {name!r} is a single value ({shown!r}); expected {SHAPE}")
+        try:
+            array = np.asarray(value, dtype=np.float32)
+        except (TypeError, ValueError):
+            raise DataError(f"{path}: the vector of {name!r} is not all numbers; expected {SHAPE}") from None
+        if array.ndim != 1:
+            raise DataError(f"{path}: the vector of {name!r} has shape {tuple(array.shape)}; expected 1-D")
+        vectors[str(name)] = array
+    lengths = {len(v) for v in vectors.values()}
+    if len(lengths) > 1:
+        raise DataError(f"{path}: vectors have different lengths ({sorted(lengths)[:5]})")
+    return list(vectors), np.stack(list(vectors.values()))
+
+
+def _text(values) -> bool:
+    return values.dtype == object or pd.api.types.is_string_dtype(values.dtype)
+
+
+def _frame(path: Path, df: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+    """A DataFrame as names and a matrix: genes in a string index (else the first column), one
+    numeric column per dimension, or one column holding each gene's vector."""
+    if isinstance(df.index, pd.RangeIndex) or not _text(df.index):
+        if df.shape[1] < 2 or not _text(df.iloc[:, 0]):
+            raise DataError(f"{path}: a DataFrame without gene names (no string index, first column "
+                            f"{df.columns[0] if df.shape[1] else '(none)'!r} not text); expected {SHAPE}")
+        df = df.set_index(df.columns[0])
+    names = [str(n) for n in df.index]
+    if df.shape[1] == 1 and df.iloc[:, 0].map(np.ndim).eq(1).all():  # one column of vectors
+        return _vectors(path, dict(zip(names, df.iloc[:, 0], strict=True)))
+    values = df.apply(pd.to_numeric, errors="coerce")
+    bad = [str(c) for c in df.columns if values[c].isna().any() and not df[c].isna().any()]
+    if bad:
+        raise DataError(f"{path}: column(s) {', '.join(bad[:5])} of the DataFrame are not numeric; expected {SHAPE}")
+    return names, values.to_numpy(np.float32)
 
 
 def _read_torch(path: Path):
@@ -165,21 +262,16 @@ def _read_torch(path: Path):
     try:
         table = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
+        if "pandas" in str(exc):  # weights_only refuses to rebuild Python objects, a DataFrame among them
+            raise DataError(f"{path}: holds a pandas object, which a .pt is not read for (torch.load with "
+                            "weights_only: tensors only, never code); save the DataFrame as .parquet (df.to_parquet) "
+                            "or .pkl, or save a dict gene symbol -> 1-D tensor") from None
         raise DataError(f"{path}: not a torch-saved dict of tensors ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(table, dict) or not table:
         raise DataError(f"{path}: expected a non-empty dict of gene symbol -> 1-D tensor (STATE's "
-                        f"perturbation features), got {type(table).__name__}")
-    vectors = {}
-    for name, value in table.items():
-        array = value.detach().float().numpy() if isinstance(value, torch.Tensor) else np.asarray(value, np.float32)
-        if array.ndim != 1:
-            raise DataError(f"{path}: the vector of {name!r} has shape {tuple(array.shape)}; expected 1-D")
-        vectors[str(name)] = array
-    lengths = {len(v) for v in vectors.values()}
-    if len(lengths) > 1:
-        raise DataError(f"{path}: vectors have different lengths ({sorted(lengths)[:5]})")
-    return list(vectors), np.stack(list(vectors.values())), None
+                        f"perturbation features), got {_kind(table)}")
+    return (*_vectors(path, table), None)
 
 
 def _read_npz(path: Path):
@@ -187,8 +279,13 @@ def _read_npz(path: Path):
         missing = [k for k in ("names", "embeddings") if k not in z.files]
         if missing:
             raise DataError(f"{path}: .npz needs arrays 'names' and 'embeddings'; it has {', '.join(z.files)}")
-        names = [str(n) for n in z["names"]]
-        matrix = z["embeddings"]
+        try:
+            names = [str(n) for n in np.atleast_1d(z["names"])]
+            matrix = z["embeddings"]
+        except ValueError as exc:  # object arrays (a DataFrame or lists saved with np.savez) need pickle
+            raise DataError(f"{path}: its arrays hold Python objects ({exc}); save 'names' as strings and "
+                            "'embeddings' as a numeric [genes x dims] array, or a DataFrame as .parquet / .pkl"
+                            ) from None
         provenance = None
         if "provenance" in z.files:
             try:
@@ -213,10 +310,7 @@ def _read_table(path: Path):
 
 
 def _read_parquet(path: Path):
-    df = pd.read_parquet(path)
-    if not isinstance(df.index, pd.RangeIndex) and df.index.dtype == object:
-        return list(map(str, df.index)), df.to_numpy(np.float32), None
-    return df.iloc[:, 0].astype(str).tolist(), df.iloc[:, 1:].to_numpy(np.float32), None
+    return (*_frame(path, pd.read_parquet(path)), None)
 
 
 def default_embeddings(genes: list[str]) -> GeneEmbeddings:
@@ -229,7 +323,7 @@ def default_embeddings(genes: list[str]) -> GeneEmbeddings:
 _CACHE: dict[tuple, GeneEmbeddings] = {}
 
 
-def load_gene_embeddings(path: str | None, genes: list[str]) -> GeneEmbeddings:
+def load_gene_embeddings(path: str | None, genes: list[str], duplicates: str = "error") -> GeneEmbeddings:
     """``data.gene_embeddings`` resolved: a file, or the built-in default when empty.
 
     The last table read is kept (keyed by path, size and mtime): a run asks twice, once to drop
@@ -238,10 +332,10 @@ def load_gene_embeddings(path: str | None, genes: list[str]) -> GeneEmbeddings:
     if not path:
         return default_embeddings(genes)
     p = Path(path)
-    key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) if p.is_file() else None
+    key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns, duplicates) if p.is_file() else None
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    table = read_gene_embeddings(p)
+    table = read_gene_embeddings(p, duplicates)
     _CACHE.clear()
     _CACHE[key] = table
     return table

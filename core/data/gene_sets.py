@@ -58,8 +58,12 @@ def read_gmt(path: str | Path) -> GeneSets:
     if not path.is_file():
         raise DataError(f"{path}: gene-set file not found (expected GMT: name<TAB>description<TAB>genes...; "
                         "`ptrag genes sets -o FILE.gmt` writes one from GO)")
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file (expected GMT lines name<TAB>description<TAB>genes...)") from None
     sets: dict[str, frozenset[str]] = {}
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
         fields = line.rstrip("\n").split("\t")

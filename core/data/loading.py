@@ -12,7 +12,11 @@ matrix is touched and on every block while it is read.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import re
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from ..errors import DataError
+from ..errors import DataError, PtragError
 from .builtin import builtin_screen, describe
 from .dataset import BATCH, CONTEXT, PERT, PerturbationData, StreamedMeans
 from .store import BackedStore, HalfStore
@@ -38,40 +42,42 @@ except ImportError:  # pragma: no cover - older anndata
     from anndata.experimental import read_elem, sparse_dataset
 
 
-def load_screen(cfg: Any) -> PerturbationData:
+def load_screen(cfg: Any, *, control_like: str = "error") -> PerturbationData:
     """The configured .h5ad file, or the built-in dataset when ``cfg.path`` is empty; the latter
     comes from ``cfg.seed`` (``data.seed``), never the run seed, so every run sees the same data."""
     if cfg.path:
-        return read_screen(cfg.path, cfg)
+        return read_screen(cfg.path, cfg, control_like=control_like)
     family = getattr(cfg, "synth_family", "v3")
     return adata_to_data(builtin_screen(cfg.synth_preset, cfg.seed, family), cfg,
-                         describe(cfg.synth_preset, cfg.seed, family))
+                         describe(cfg.synth_preset, cfg.seed, family), control_like=control_like)
 
 
-def read_screen(path: str | Path, cfg: Any) -> PerturbationData:
-    """Read and validate an .h5ad file without loading more than one copy of the matrix."""
+def read_screen(path: str | Path, cfg: Any, *, control_like: str = "error") -> PerturbationData:
+    """Read and validate an .h5ad file without loading more than one copy of the matrix.
+    ``control_like``: see :func:`validation.plan_cells` (``report`` for data inspect)."""
     path = Path(path)
     source = str(path)
     if not path.is_file():
         raise DataError(f"{path}: data file not found")
-    try:
+    with _reading(path):
         f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path}: cannot be read as .h5ad (not an HDF5 file: {exc})") from None
-    with f:
-        if "obs" not in f or not isinstance(f["obs"], h5py.Group):
+    with f, _reading(path):
+        if "obs" not in f:
+            raise DataError(f"{path}: cannot be read as .h5ad: an HDF5 file without obs, not an AnnData (its top "
+                            f"level: {', '.join(list(f.keys())[:8]) or 'empty'}); write the screen with anndata")
+        if not isinstance(f["obs"], h5py.Group):
             if _backed(cfg):
                 raise DataError(f"{path}: an old .h5ad layout (obs not a group) cannot be read backed; set "
                                 "data.backed=false, or rewrite it with anndata (read_h5ad, then write_h5ad)")
-            return _read_with_anndata(path, cfg)  # very old layout: let anndata convert it
+            return _read_with_anndata(path, cfg, control_like)  # very old layout: let anndata convert it
         obs = _read_obs_columns(f, cfg, source)
-        plan = plan_cells(obs, cfg, source)
+        plan = plan_cells(obs, cfg, source, control_like=control_like)
         matrix, where = _locate_matrix(f, cfg.embed_key, source)
         n_rows, n_cols = _shape(matrix)
         if n_rows != len(obs):
             raise DataError(f"{path}: {where} has {n_rows} rows but obs has {len(obs)} cells")
         var = read_elem(f["var"]) if "var" in f else pd.DataFrame(index=[])
-        features, feature_note = _feature_names(var, n_cols, cfg.embed_key)
+        features, feature_note = _feature_names(var, n_cols, cfg.embed_key, source)
         labels = _labels(plan)
         means = None
         if _backed(cfg):
@@ -84,7 +90,35 @@ def read_screen(path: str | Path, cfg: Any) -> PerturbationData:
     return _finish(X, labels, plan, features, cfg, source, check, info, feature_note, truth, means)
 
 
-def adata_to_data(adata: ad.AnnData, cfg: Any, source: str) -> PerturbationData:
+@contextlib.contextmanager
+def _reading(path: Path) -> Iterator[None]:
+    """Any failure of h5py or anndata while reading ``path`` as one line naming the file (a
+    truncated copy, a damaged block, an HDF5 file that is no AnnData): never a library's traceback."""
+    try:
+        with warnings.catch_warnings():  # duplicated names are ptrag's own error or note, said once
+            warnings.filterwarnings("ignore", message=r"(Variable|Observation) names are not unique")
+            yield
+    except (PtragError, MemoryError):  # ours already name the file; memory is not damage
+        raise
+    except Exception as exc:
+        raise DataError(_unreadable(path, exc)) from None
+
+
+def _unreadable(path: Path, exc: BaseException) -> str:
+    """Why ``path`` cannot be read as .h5ad, in words, with what to do."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    truncated = re.search(r"truncated file: eof = (\d+).*stored_eof = (\d+)", text)
+    if truncated:
+        have, want = (int(x) for x in truncated.groups())
+        return (f"{path}: cannot be read as .h5ad: the file is truncated ({have:,} of {want:,} bytes; an "
+                "interrupted copy or write?); copy or write it again")
+    if "file signature not found" in text:
+        return f"{path}: cannot be read as .h5ad: not an HDF5 file (its first bytes are not HDF5's signature)"
+    return (f"{path}: cannot be read as .h5ad ({type(exc).__name__}: {text}); the file may be damaged or not "
+            "written by anndata: write it again (anndata: adata.write_h5ad)")
+
+
+def adata_to_data(adata: ad.AnnData, cfg: Any, source: str, *, control_like: str = "error") -> PerturbationData:
     """Validate an in-memory (or backed) AnnData and convert it; same checks as for files."""
     if _backed(cfg):
         raise DataError(f"{source}: data.backed=true reads the rows of an .h5ad file (data.path) on demand, and this "
@@ -92,7 +126,7 @@ def adata_to_data(adata: ad.AnnData, cfg: Any, source: str) -> PerturbationData:
                         "(ptrag data synth -o)")
     cols = [c for c in (cfg.pert_col, cfg.context_col, cfg.batch_col) if c and c in adata.obs]
     obs = adata.obs[cols].copy()
-    plan = plan_cells(obs, cfg, source)
+    plan = plan_cells(obs, cfg, source, control_like=control_like)
     if cfg.embed_key == "X":
         if adata.X is None:
             raise DataError(f"{source}: .X is empty; available: {', '.join(_keys(adata.obsm))} (set data.embed_key)")
@@ -103,7 +137,7 @@ def adata_to_data(adata: ad.AnnData, cfg: Any, source: str) -> PerturbationData:
         avail = ([] if adata.X is None else ["X"]) + _keys(adata.obsm)
         raise DataError(f"{source}: no expression under obsm[{cfg.embed_key!r}]; available: "
                         f"{', '.join(avail) or 'none'} (set data.embed_key)")
-    features, feature_note = _feature_names(adata.var, matrix.shape[1], cfg.embed_key)
+    features, feature_note = _feature_names(adata.var, matrix.shape[1], cfg.embed_key, source)
     X, check = _read_rows(matrix, plan.keep, obs.index, where, source, _dtype_of(cfg))
     info = {"expression": where, "storage": "sparse" if sp.issparse(matrix) else "dense",
             "stored_dtype": str(getattr(matrix, "dtype", "mixed")), "n_vars": adata.n_vars}
@@ -153,7 +187,8 @@ def _finish(X, obs, plan, features, cfg, source, check: ValueCheck, info, featur
         log.warning(line)
     info.update(plan.counts, value_min=check.vmin, value_max=check.vmax, zeros=check.zero_fraction,
                 memory=_memory_mode(X), held_bytes=int(X.nbytes),
-                expression_problem=check.expression_problem(), median_library_size=check.median_library_size)
+                expression_problem=check.expression_problem(), median_library_size=check.median_library_size,
+                control_like=plan.control_like)
     return PerturbationData(
         X=X, obs=obs, features=features, control_label=cfg.control_label, source=source,
         columns={PERT: cfg.pert_col, CONTEXT: cfg.context_col, BATCH: cfg.batch_col if BATCH in obs else None},
@@ -220,17 +255,29 @@ def _dtype(elem) -> str:
     return str(elem["data"].dtype if _is_sparse_group(elem) else elem.dtype)
 
 
-def _feature_names(var: pd.DataFrame, n_cols: int, key: str) -> tuple[list[str], str | None]:
+def _feature_names(var: pd.DataFrame, n_cols: int, key: str, source: str) -> tuple[list[str], str | None]:
     names = list(map(str, var.index))
     if key != "X" and "highly_variable" in var:
         hv = var["highly_variable"].to_numpy(bool)
         if hv.sum() == n_cols:
-            return [n for n, keep in zip(names, hv, strict=False) if keep], None
+            return _unique([n for n, keep in zip(names, hv, strict=False) if keep], source,
+                           f"var_names where var['highly_variable'] (the features of obsm[{key!r}])"), None
     if len(names) == n_cols:
-        return names, None
+        return _unique(names, source, "var_names"), None
     return ([f"{key}_{i}" for i in range(n_cols)],
             f"obsm[{key!r}] has {n_cols} columns but var has {len(names)} genes and no matching "
             f"'highly_variable' mask; features are named {key}_0..{key}_{n_cols - 1}")
+
+
+def _unique(features: list[str], source: str, where: str) -> list[str]:
+    """Feature names must be unique: a gene's mean, its DE rank and its column in the outputs all go by name."""
+    index = pd.Index(features)
+    if index.is_unique:
+        return features
+    repeated = list(dict.fromkeys(index[index.duplicated()]))
+    raise DataError(f"{source}: {len(repeated)} feature name(s) appear more than once in {where} (first: "
+                    f"{', '.join(repeated[:5])}{', ...' if len(repeated) > 5 else ''}); ptrag needs unique gene names: "
+                    "merge or drop the duplicates, or call adata.var_names_make_unique(), and write the file again")
 
 
 def _n_rows_cols(matrix) -> tuple[int, int]:
@@ -344,9 +391,6 @@ def _plain(value):
     return value
 
 
-def _read_with_anndata(path: Path, cfg: Any) -> PerturbationData:
-    try:
-        adata = ad.read_h5ad(path, backed="r")
-    except Exception as exc:
-        raise DataError(f"{path}: cannot be read as .h5ad ({type(exc).__name__}: {exc})") from None
-    return adata_to_data(adata, cfg, str(path))
+def _read_with_anndata(path: Path, cfg: Any, control_like: str) -> PerturbationData:
+    adata = ad.read_h5ad(path, backed="r")  # inside read_screen's _reading: failures name the file
+    return adata_to_data(adata, cfg, str(path), control_like=control_like)

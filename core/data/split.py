@@ -140,7 +140,10 @@ def read_split_spec(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: split file not found")
-    text = path.read_text()
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not a text file; a split is STATE's TOML or YAML") from None
     try:
         if path.suffix.lower() == ".toml":
             spec = tomllib.loads(text)
@@ -159,7 +162,49 @@ def read_split_spec(path: str | Path) -> dict[str, Any]:
     if unknown:
         raise DataError(f"{path}: unknown section(s) {', '.join(unknown)}; a split has "
                         "[datasets], [training], [zeroshot] and [fewshot.\"dataset.cell_line\"]")
+    for section, value in spec.items():
+        if section == "training" and isinstance(value, list):
+            gene_list(path, "training", value, "dataset name")  # YAML's list of the datasets that train
+        elif value is not None and not isinstance(value, dict):
+            raise DataError(f"{path}: [{section}] must be a table (e.g. {SECTION_EXAMPLES[section]}), got "
+                            f"{_what(value)}")
     return spec
+
+
+SECTION_EXAMPLES = {"datasets": '[datasets] replogle = "/data/replogle/"', "training": '[training] replogle = "train"',
+                    "zeroshot": '[zeroshot] "replogle.jurkat" = "test"',
+                    "fewshot": '[fewshot."replogle.k562"] test = ["AARS"]'}
+
+
+def _what(value: Any) -> str:
+    """A value from a split file as a reader would describe it."""
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if value is None:
+        return "nothing (null)"
+    return f"a {'list' if isinstance(value, list) else 'table' if isinstance(value, dict) else type(value).__name__}"
+
+
+def gene_list(path: Path, key: str, value: Any, what: str = "gene name") -> list[str]:
+    """A val/test entry of ``[fewshot]``: a list of gene names (strings). A bare string is refused,
+    not read as one gene: ``test = "AARS, NUP107"`` would otherwise hold out a gene that does not exist."""
+    where = f"{path}: {key}"
+    name = key.rpartition(".")[2] + (": " if path.suffix.lower() in (".yaml", ".yml") else " = ")
+    if isinstance(value, str):
+        items = ", ".join(json.dumps(v.strip()) for v in value.split(",") if v.strip())
+        raise DataError(f"{where} is the string {value!r}; write a list of {what}s, e.g. {name}[{items}]")
+    if not isinstance(value, list):
+        raise DataError(f"{where} is {_what(value)}; write a list of {what}s, e.g. {name}[\"AARS\", \"NUP107\"]")
+    for i, item in enumerate(value):
+        if not isinstance(item, str):
+            number = isinstance(item, (int, float)) and not isinstance(item, bool)
+            hint = f"; write {what}s in quotes, e.g. \"{item}\"" if number else ""
+            raise DataError(f"{where}[{i}] is {_what(item)}, not a {what}{hint} (each entry is a string)")
+    return value
 
 
 def read_split(path: str | Path, data: PerturbationData, dataset: str | None = None) -> Split:
@@ -194,7 +239,8 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
         if context is None:
             continue
         if role not in ("val", "test"):
-            raise DataError(f"{path}: [zeroshot] {key!r} = {role!r}; expected \"val\" or \"test\"")
+            raise DataError(f"{path}: [zeroshot] {key!r} = {role!r}; expected \"val\" or \"test\" (a whole cell line "
+                            "is held out as one or the other)")
         groups = {g for g in data.groups if g[1] == context}
         (held_val if role == "val" else held_test).update(groups)
 
@@ -204,12 +250,12 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
         if context is None:
             continue
         if not isinstance(roles, dict):
-            raise DataError(f"{path}: [fewshot.{key!r}] must hold val = [...] and/or test = [...]")
+            raise DataError(f"{path}: [fewshot.{key!r}] must hold val = [...] and/or test = [...], got {_what(roles)}")
         available = {p.upper(): p for p, c in data.groups if c == context}
         for role, perts in roles.items():
             if role not in ("val", "test"):
                 raise DataError(f"{path}: [fewshot.{key!r}] has {role!r}; expected val and/or test")
-            perts = [perts] if isinstance(perts, str) else list(perts or [])
+            perts = gene_list(path, f"fewshot.{json.dumps(str(key))}.{role}", perts)
             absent = [p for p in perts if str(p).upper() not in available]
             if absent:
                 notes.append(f"{path}: {len(absent)} of {len(perts)} {role} perturbation(s) of {context} are not in "
@@ -240,7 +286,7 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
 
 
 def _dataset_names(spec: dict[str, Any]) -> list[str]:
-    names = list((spec.get("datasets") or {}).keys()) + list((spec.get("training") or {}).keys())
+    names = list(spec.get("datasets") or {}) + list(spec.get("training") or {})
     for section in ("zeroshot", "fewshot"):
         names += [str(k).partition(".")[0] for k in (spec.get(section) or {}) if "." in str(k)]
     return list(dict.fromkeys(names))

@@ -145,13 +145,18 @@ class BackedStore:
         self._pid = os.getpid()
 
     def _read(self, file_rows: np.ndarray) -> np.ndarray:
-        """Rows ``file_rows`` (sorted, unique) of the file's matrix."""
-        self._open()
-        if self._offset is not None:
-            return self._pread(file_rows)
-        if self.sparse:
-            return self._elem[file_rows].toarray()
-        return self._elem[file_rows]
+        """Rows ``file_rows`` (sorted, unique) of the file's matrix; a failure names the file."""
+        try:
+            self._open()
+            if self._offset is not None:
+                return self._pread(file_rows)
+            if self.sparse:
+                return self._elem[file_rows].toarray()
+            return self._elem[file_rows]
+        except (OSError, KeyError, ValueError, RuntimeError) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            raise DataError(f"{self.path}: cannot read rows of {self.name} ({type(exc).__name__}: {reason}); the "
+                            "file changed, moved or was damaged while the run read it") from None
 
     def _pread(self, file_rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(file_rows), self.shape[1]), dtype=self._elem.dtype)

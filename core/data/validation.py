@@ -1,14 +1,16 @@
 """Checks on a screen before any training, each failing with one line that names file and fix.
 
 ``plan_cells`` works on the labels alone (cheap, before the matrix is read): required columns,
-empty labels, duplicated cell names, control cells per cell line, and groups below ``min_cells``
-(dropped and reported). ``ValueCheck`` accumulates NaN/inf, negative and non-integer values, the
+empty labels, duplicated cell names, control cells per cell line, labels that look like controls
+but are not declared (:func:`control_like_labels`), and groups below ``min_cells`` (dropped and
+reported). ``ValueCheck`` accumulates NaN/inf, negative and non-integer values, the
 value range and library sizes over the row blocks of the matrix as it is read, so raw counts and
 all-zero or constant matrices are caught before any training (:func:`require_expression`).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +32,92 @@ class CellPlan:
     keep: np.ndarray  # [n_input_cells] bool
     notes: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)  # input/dropped cells and groups, first dropped
+    control_like: str | None = None  # the undeclared control-like labels, when only reported (data inspect)
 
 
-def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
-    """Validate the labels and decide which cells to keep (all but groups below min_cells)."""
+# --------------------------------------------------------------------------- control-like labels
+
+#: how screens label control cells, compared as whole labels in lower case with '-', '_', '.' and
+#: spaces removed (docs/data.md#control-like-labels). Guides against reporters (GFP, LacZ,
+#: luciferase) are left out: in a line that carries the reporter they are real perturbations.
+CONTROL_WORDS = frozenset({
+    "nontargeting", "nontarget", "nontargetingcontrol", "ntc", "nt", "control", "ctrl", "negativecontrol",
+    "negcontrol", "negctrl", "safetargeting", "safetargetingcontrol", "intergenic", "scramble", "scrambled",
+    "empty", "emptyvector",
+})
+#: HGNC symbols among those spellings: as written (upper case) they name the gene, never a control
+GENE_SYMBOLS = frozenset({"CTRL"})  # chymotrypsin like
+_SEPARATORS = re.compile(r"[-_. ]+")
+_NUMBERED = re.compile(r"(.*?)([-_. ]*)(\d+)")
+
+
+def looks_like_control(label: str) -> bool:
+    """Whether a whole label is a control's spelling, also numbered (``non-targeting_0042``,
+    ``NTC-1``, ``control2``). A number must follow a separator after a short word, so that old
+    symbols such as ``NT5`` (now NT5E) are genes, not controls."""
+    text = str(label).strip()
+    if text in GENE_SYMBOLS:
+        return False
+    text = text.lower()
+    numbered = _NUMBERED.fullmatch(text)
+    if numbered and (numbered.group(2) or len(_SEPARATORS.sub("", numbered.group(1))) >= 5):
+        text = numbered.group(1)
+    return _SEPARATORS.sub("", text) in CONTROL_WORDS
+
+
+def control_like_labels(labels: pd.DataFrame, cfg: Any) -> list[tuple[str, int, list[str]]]:
+    """(label, cells, cell lines) of every perturbation label that looks like a control but is
+    neither ``data.control_label``, one of ``data.control_labels`` nor ``data.allow_control_like``:
+    such cells would be held out and scored as a knock-down (one code path for run, predict,
+    data split and data inspect)."""
+    declared = {cfg.control_label, *getattr(cfg, "control_labels", ()), *getattr(cfg, "allow_control_like", ())}
+    counts = labels[PERT].value_counts()
+    found = [str(label) for label, n in counts.items() if n and str(label) not in declared
+             and looks_like_control(str(label))]
+    out = []
+    for label in found:
+        lines = sorted(labels.loc[(labels[PERT] == label).to_numpy(), CONTEXT].astype(str).unique())
+        out.append((label, int(counts[label]), lines))
+    return out
+
+
+def control_like_message(found: list[tuple[str, int, list[str]]], cfg: Any, source: str) -> str:
+    """One line: what was found (label, cells, cell lines, file, column) and how to declare it."""
+    shown = "; ".join(f"{label!r}: {n:,} cell(s) in {', '.join(lines)}" for label, n, lines in found[:5])
+    more = f"; +{len(found) - 5} more" if len(found) > 5 else ""
+    names = ",".join(label for label, _, _ in found)
+    flags = " ".join(f"--control-labels {label}" for label, _, _ in found[:3])
+    return (f"{source}: obs[{cfg.pert_col!r}] has label(s) that look like controls but are not data.control_label "
+            f"{cfg.control_label!r} ({shown}{more}), so their cells would be held out and scored as knock-downs; "
+            f"declare them: in data.control_labels if they are control cells (ptrag run: --set "
+            f"'data.control_labels=[{names}]'; ptrag data split/inspect and predict: {flags}), or in "
+            "data.allow_control_like if they are real perturbations")
+
+
+def _merge_controls(norm: pd.DataFrame, cfg: Any, source: str, notes: list[str]) -> pd.DataFrame:
+    """Cells of ``data.control_labels`` relabelled as ``data.control_label`` (they are controls too)."""
+    extra = [label for label in getattr(cfg, "control_labels", ()) if label != cfg.control_label]
+    if not extra:
+        return norm
+    pert = norm[PERT].astype(str)
+    present = [label for label in extra if (pert == label).any()]
+    absent = [label for label in extra if label not in present]
+    if absent:
+        notes.append(f"{source}: data.control_labels names {_first(map(repr, absent))}, which obs[{cfg.pert_col!r}] "
+                     "lacks")
+    if present:
+        merged = pert.isin(present).to_numpy()
+        notes.append(f"{source}: {int(merged.sum()):,} cell(s) labelled {_first(map(repr, present))} are counted as "
+                     f"controls ({cfg.control_label!r}; data.control_labels)")
+        norm = norm.copy()
+        norm[PERT] = pd.Categorical(np.where(merged, cfg.control_label, pert.to_numpy()))
+    return norm
+
+
+def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = "error") -> CellPlan:
+    """Validate the labels and decide which cells to keep (all but groups below min_cells).
+    Undeclared control-like labels stop here (``control_like="error"``: run, predict, data split)
+    or are only recorded in the plan (``"report"``: data inspect, scoring given predictions)."""
     present = list(obs.attrs.get("all_columns", obs.columns))
     for role, col in (("perturbation", cfg.pert_col), ("cell line", cfg.context_col)):
         if col not in obs:
@@ -59,11 +143,16 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
                             f"(first: {_first(obs.index[empty])}); fill or remove them")
     norm = pd.DataFrame({k: pd.Categorical(v.astype(str).to_numpy()) for k, v in labels.items()},
                         index=obs.index)
+    norm = _merge_controls(norm, cfg, source, notes)
     is_ctrl = (norm[PERT] == cfg.control_label).to_numpy()
     if not is_ctrl.any():
         top = norm[PERT].value_counts().index[:5]
         raise DataError(f"{source}: no control cells: obs[{cfg.pert_col!r}] has no {cfg.control_label!r}; "
                         f"most frequent labels: {_first(top)} (set data.control_label)")
+    found = control_like_labels(norm, cfg)
+    undeclared = control_like_message(found, cfg, source) if found else None
+    if undeclared and control_like == "error":
+        raise DataError(undeclared)
     contexts = sorted(norm[CONTEXT].astype(str).unique())
     ctrl_contexts = set(norm.loc[is_ctrl, CONTEXT].astype(str))
     lacking = [c for c in contexts if c not in ctrl_contexts]
@@ -87,7 +176,7 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str) -> CellPlan:
         "dropped_cells": int((~keep).sum()),
         "dropped_first": [f"{p}/{c}" for p, c in small.index[:5]],
     }
-    return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts)
+    return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts, control_like=undeclared)
 
 
 #: integer-valued matrices above this maximum are raw counts; non-integer ones above

@@ -41,10 +41,34 @@ def aggregate(table: pd.DataFrame, metrics: dict[str, Metric], seed: int = 0) ->
             "median": float(np.median(finite)) if len(finite) else float("nan"),
             "ci95": [lo, hi],
             "n": int(len(finite)),
+            "undefined": int(len(values) - len(finite)),  # groups where the metric has no value (NaN)
             "direction": metric.direction,
             "space": metric.space,
         }
     return out
+
+
+def undefined_notes(table: pd.DataFrame) -> list[str]:
+    """``note:`` lines for metrics that had no value (NaN) for some groups, one per set of groups:
+    those groups are left out of the metric's mean and interval, which then cover fewer groups
+    than the run predicted, so a run says so instead of dropping them silently."""
+    missing: dict[tuple[str, ...], list[str]] = {}
+    totals: dict[str, int] = {}
+    for label, rows in table.groupby("metric", sort=False):
+        bad = rows[~np.isfinite(rows["value"].to_numpy(dtype=float))]
+        totals[str(label)] = len(rows)
+        if len(bad):
+            missing.setdefault(tuple(f"{p} in {c}" for p, c in zip(bad["pert"], bad["context"], strict=True)),
+                               []).append(str(label))
+    notes = []
+    for groups, labels in missing.items():
+        total, n, one = totals[labels[0]], len(groups), len(labels) == 1
+        rest = (f"{'it has' if one else 'they have'} no mean in this run" if n == total else
+                f"{'its mean and interval cover' if one else 'their means and intervals cover'} the other {total - n}")
+        notes.append(f"note: {', '.join(labels)} {'is' if one else 'are'} undefined for {n} of {total} group(s) "
+                     f"(first: {groups[0]}; e.g. a correlation with a real change that is constant, or a set metric "
+                     f"with one group in a cell line); {rest} (metrics.json: undefined)")
+    return notes
 
 
 def summary_frame(summary: dict[str, Any]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ..components.guards import check_metric_value, check_set_values, who
+from ..components.guards import calling, check_metric_value, check_set_values, who
 from ..data.pca import N_PCS, PCA, fit_pca
 from ..interfaces import LineCells, Metric, SetMetric
 
@@ -72,9 +72,17 @@ def _set_values(name: str, metric: SetMetric, spaces: _Spaces) -> dict[tuple[str
         mapped = [spaces.of(i, metric.space) for i in members]
         line = LineCells([m[0] for m in mapped], [m[1] for m in mapped], mapped[0][2],
                          [(predictions[i].pert, context) for i in members])
-        values = check_set_values(metric.compute_set(line), len(members), who(metric))
+        with calling(metric, f"compute_set on cell line {context}"):
+            values = metric.compute_set(line)
+        values = check_set_values(values, len(members), who(metric), f"cell line {context}")
         out.update({(name, i): float(v) for i, v in zip(members, values, strict=True)})
     return out
+
+
+def _value(metric: Metric, cells: tuple[np.ndarray, np.ndarray, np.ndarray], group: str) -> float:
+    with calling(metric, f"compute on {group}"):
+        value = metric.compute(*cells)
+    return check_metric_value(value, who(metric), group)
 
 
 def score(predictions: list[GroupPrediction], metrics: dict[str, Metric], *, n_pcs: int = N_PCS) -> pd.DataFrame:
@@ -90,6 +98,6 @@ def score(predictions: list[GroupPrediction], metrics: dict[str, Metric], *, n_p
             if isinstance(metric, SetMetric):
                 value = set_values[(name, i)]
             else:
-                value = check_metric_value(metric.compute(*spaces.of(i, metric.space)), who(metric))
+                value = _value(metric, spaces.of(i, metric.space), f"{p.pert} in {p.context}")
             rows.append({"pert": p.pert, "context": p.context, "metric": metric_label(name, metric), "value": value})
     return pd.DataFrame(rows, columns=["pert", "context", "metric", "value"])

@@ -15,8 +15,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..components.guards import check_generation, check_selection, who
-from ..errors import PluginError
+from ..components.guards import calling, check_encoding, check_generation, check_selection, who
 from ..interfaces import CellSetBatch, GenerationInput, Generator, SelectionInput, Selector, SelectorOutput
 from .candidates import CandidateEncoder, RelationTable
 
@@ -38,7 +37,8 @@ class PtragModel(nn.Module):
         super().__init__()
         self.generator = generator
         self.selector = selector
-        self.nonnegative = nonnegative
+        self.nonnegative, self.hidden_dim = nonnegative, hidden_dim
+        self._stepped = False  # a training forward has run: NaN from now on may be a divergence
         names = list(context_names or sorted(set(database.contexts)))
         self.uses_retrieval = (generator.capabilities.uses_retrieval and selector.capabilities.selects
                                and len(database) > 0)
@@ -57,6 +57,8 @@ class PtragModel(nn.Module):
 
     def forward(self, batch: CellSetBatch) -> tuple[torch.Tensor, SelectorOutput]:
         """Predicted cells [B,S,G] and the selector's output (weights, aux losses, stats)."""
+        if self.training and not self._stepped:
+            self._stepped = True
         pred, selection = self._predict(batch)
         return (pred.clamp(min=0) if self.nonnegative else pred), selection
 
@@ -64,22 +66,32 @@ class PtragModel(nn.Module):
         ids = batch.neighbour_ids
         if self.candidates is None or ids is None or ids.shape[-1] == 0:
             return self._generate(GenerationInput(batch)), no_selection()
-        encoding = self.generator.encode(batch)
-        if encoding is None:
-            raise PluginError(f"generator {self.generator.name!r} declares uses_retrieval but its encode() returned "
-                              "None; it must return a CellEncoding (cell states and query) for the selector")
+        with calling(self.generator, "encode"):
+            encoding = self.generator.encode(batch)
+        b, s, _ = batch.shape
+        check_encoding(encoding, b, s, self.hidden_dim, who(self.generator))
         candidates = self.candidates(ids).to(encoding.states.dtype)
         mask = ids >= 0
-        selection = self.selector(SelectionInput(
-            cell_states=encoding.states, query=encoding.query, candidates=candidates,
-            scores=batch.neighbour_scores, mask=mask,
-            relations=self.relations(batch) if self.relations is not None else None, batch=batch))
-        b, s, _ = batch.shape
+        inputs = SelectionInput(cell_states=encoding.states, query=encoding.query, candidates=candidates,
+                                scores=batch.neighbour_scores, mask=mask,
+                                relations=self.relations(batch) if self.relations is not None else None, batch=batch)
+        with calling(self.selector, "forward"):
+            selection = self.selector(inputs)
         check_selection(selection, b, s, ids.shape[-1], candidates.shape[-1], mask, who(self.selector),
-                        values=not self.training)
+                        values=not self.training, finite=self._check_finite)
         return self._generate(GenerationInput(batch, encoding, selection)), selection
 
     def _generate(self, inputs: GenerationInput) -> torch.Tensor:
-        pred = self.generator(inputs)
-        check_generation(pred, inputs.batch.shape, who(self.generator))
+        with calling(self.generator, "forward"):
+            pred = self.generator(inputs)
+        batch = inputs.batch
+        check_generation(pred, batch.shape, who(self.generator), finite=self._check_finite,
+                         groups=[f"{p} in {c}" for p, c in zip(batch.perts, batch.contexts, strict=False)])
         return pred
+
+    @property
+    def _check_finite(self) -> bool:
+        """In evaluation, NaN from a model that has not trained (a baseline, or a trainable one
+        before its first step) is its plugin's bug; after training steps it may be a divergence,
+        which the trainer and the evaluate stage report with what to change."""
+        return not self.training and not (self.trainable and self._stepped)

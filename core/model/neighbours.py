@@ -8,14 +8,14 @@ entries in other cell lines too when ``exclude_same_gene``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..components.guards import check_retrieval, who
+from ..components.guards import calling, check_retrieval, who
 from ..errors import DataError
 from ..interfaces import CellSetBatch, RetrievalResult, Retriever
 from ..retrieval import as_matrix, check_k
@@ -26,6 +26,16 @@ Group = tuple[str, str]
 def exclusion_lists(database: Any, queries: Sequence[Group], exclude_same_gene: bool) -> list[list[int]]:
     """Per query: the database entries it must not retrieve (``database.exclusion_ids``)."""
     return [list(database.exclusion_ids(p, c, exclude_same_gene)) for p, c in queries]
+
+
+def _explain(database: Any, queries: Sequence[Group]) -> Callable[[int, int], str]:
+    """Why query ``row`` must not get entry ``id``, in words, for a retriever that returned it."""
+    def explain(row: int, entry: int) -> str:
+        (pert, line), (got, got_line) = queries[row], (database.perts[entry], database.contexts[entry])
+        what = "its own entry" if (got, got_line) == (pert, line) else \
+            f"its gene's entry in {got_line} (model.exclude_same_gene)"
+        return f"query {pert} in {line} got {what}, id {entry}"
+    return explain
 
 
 def precompute_neighbours(retriever: Retriever, database: Any, queries: list[Group], query_embeddings: np.ndarray,
@@ -41,8 +51,10 @@ def precompute_neighbours(retriever: Retriever, database: Any, queries: list[Gro
         raise DataError(f"precompute_neighbours: the retriever indexes {len(retriever)} entries but the "
                         f"database has {len(database)}; rebuild the retriever on database.embeddings")
     exclude = exclusion_lists(database, queries, exclude_same_gene)
-    result = retriever.search(q, check_k(k), exclude)
-    check_retrieval(result, len(queries), k, len(database), exclude, who(retriever))
+    with calling(retriever, "search"):
+        result = retriever.search(q, check_k(k), exclude)
+    check_retrieval(result, len(queries), k, len(database), exclude, who(retriever),
+                    lambda row: f"{queries[row][0]} in {queries[row][1]}", _explain(database, queries))
     return RetrievalResult(result.scores.detach().to("cpu", torch.float32),
                            result.ids.detach().to("cpu", torch.long))
 

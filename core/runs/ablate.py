@@ -19,10 +19,14 @@ configuration and inputs is skipped, a killed one resumes from its checkpoint, a
 holding a run of another configuration (the grid changed) is refused naming the differing keys,
 unless ``overwrite`` reruns it. So an interrupted grid resumes where it stopped and the table
 never shows old results under a new grid's names.
+
+The grid holds its ``--out`` folder while it runs (a second grid into it is refused at once) and
+each run holds its own; a run that fails removes what it created, the grid's finished runs stay.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import re
 from collections.abc import Callable
@@ -35,9 +39,10 @@ import pandas as pd
 from ..config import ExperimentConfig, read_yaml, resolve_config
 from ..errors import ConfigError, RunFolderError
 from ..files import write_csv, write_json
+from ..training.distributed import from_env
 from .experiment import run_experiment
 from .fingerprints import run_identity
-from .folder import inspect_folder
+from .folder import inspect_folder, occupied
 from .results import comparison_table
 
 RUN_KEYS = {"name", "preset", "set"}
@@ -160,8 +165,15 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
     configs = grid_configs(grid, out, manager)
+    with occupied(out, clean=False) if from_env().is_main else contextlib.nullcontext():  # rank 0 holds it
+        states = _states(configs, overwrite)
+        return _run_all(grid, out, manager, configs, states, log, runner)
+
+
+def _states(configs: list[tuple[GridRun, int, ExperimentConfig]], overwrite: bool) -> list[Any]:
+    """What each run's folder holds; a folder the grid may not use is refused before anything runs."""
     states = [inspect_folder(cfg.output.dir, run_identity(cfg)) for _, _, cfg in configs]
-    for (_, _, cfg), state in zip(configs, states, strict=True):  # refuse before running anything
+    for (_, _, cfg), state in zip(configs, states, strict=True):
         folder = Path(cfg.output.dir)
         if state.kind == "foreign":
             raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
@@ -172,7 +184,11 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
                                  f"({'; '.join(state.differences[:3])}); "
                                  f"the grid changed since it ran ({changed} run(s) differ): choose another --out, or "
                                  "pass --overwrite to rerun the changed runs")
-    out.mkdir(parents=True, exist_ok=True)
+    return states
+
+
+def _run_all(grid: Grid, out: Path, manager: Any, configs: list[tuple[GridRun, int, ExperimentConfig]],
+             states: list[Any], log: Callable[[str], None], runner: Callable[..., Any]) -> pd.DataFrame:
     for i, ((_, _, cfg), state) in enumerate(zip(configs, states, strict=True), 1):
         folder = Path(cfg.output.dir)
         if state.kind == "finished":

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from ..components.assembly import build_metrics
+from ..components.guards import calling
 from ..components.manager import PluginManager
 from ..config import ComponentChoice
 from ..evaluation.aggregate import fmt
@@ -95,9 +96,12 @@ def calibrate_and_protect(prep: Prepared, training: dict[str, Any] | None, start
             prep.log("note: no validation groups to calibrate on: the ensemble keeps its start (its backbone)")
             return out or None
         prep.model.eval()
-        out["calibration"] = prep.components.generator.calibrate(batches)
+        with calling(prep.components.generator, "calibrate"):
+            out["calibration"] = prep.components.generator.calibrate(batches)
         prep.log(f"calibration on {len(batches)} validation batch(es): {out['calibration']}")
     changed = "calibrated" if caps.calibrates else "trained" if training else ""
+    if not caps.calibrates and training and training.get("diverged_at_step") is not None and not training["best_step"]:
+        changed = ""  # training diverged before it improved: the model holds its start already
     if caps.protects_start and changed and start is not None and prep.split.fitting_val:
         out["selection"] = protect_start(prep, start, manager, changed)
         if training:

@@ -15,7 +15,9 @@ from ..components.manager import PluginManager
 from ..data.dataset import PerturbationData
 from ..evaluation.verdict import retrieval_verdicts
 from ..files import write_csv
+from ..training.distributed import current
 from .experiment import comparator_config, run_or_reuse
+from .folder import occupied
 from .results import RunResult
 
 
@@ -24,7 +26,14 @@ def run_comparisons(result: RunResult, manager: PluginManager, *,
                     data: PerturbationData | None = None, keep_cells: bool = False) -> list[RunResult]:
     """Run each ``compare:`` preset (see the module docstring). ``data``/``keep_cells``: as for
     :func:`run_experiment` (the main run's in-memory screen). The presets share the main run's
-    data config, so they reuse the screen it read (``result.screen``), released afterwards."""
+    data config, so they reuse the screen it read (``result.screen``), released afterwards. The
+    main run's folder is held meanwhile; a comparator that fails removes only its own folder."""
+    with occupied(result.run_dir, clean=False, dist=current()):
+        return _run_comparisons(result, manager, log=log, data=data, keep_cells=keep_cells)
+
+
+def _run_comparisons(result: RunResult, manager: PluginManager, *, log: Callable[[str], None],
+                     data: PerturbationData | None, keep_cells: bool) -> list[RunResult]:
     out = []
     for name in result.config.compare:
         cfg = comparator_config(result.config, name, str(result.run_dir / "compare" / name), manager)

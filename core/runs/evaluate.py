@@ -9,11 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ..evaluation.aggregate import aggregate
+from ..components.guards import ContractError, who
+from ..errors import TrainingError
+from ..evaluation.aggregate import aggregate, undefined_notes
 from ..evaluation.scoring import GroupPrediction, score
 from ..training.distributed import gather
+from ..training.trainer import divergence_advice
 from .predict import predict
 from .prepare import Prepared
 
@@ -55,9 +59,26 @@ def merge_shards(parts: Shares) -> tuple[list[GroupPrediction], pd.DataFrame]:
     return predictions, trace
 
 
+def check_finite(prep: Prepared, predictions: list[GroupPrediction]) -> None:
+    """No run writes a NaN or an infinity as a predicted cell: one line instead, before any file."""
+    bad = [p for p in predictions if not np.isfinite(p.pred).all()]
+    if not bad:
+        return
+    generator = prep.components.generator
+    what = (f"predicted non-finite values (NaN or inf) for {len(bad)} of {len(predictions)} held-out group(s) "
+            f"(first: {bad[0].pert} in {bad[0].context}); no predictions were written")
+    if not prep.model.trainable:
+        raise ContractError(f"{who(generator)} broke its contract: {what}")
+    raise TrainingError(f"{prep.run_dir}: the trained {who(generator)} {what}; "
+                        f"{divergence_advice(prep.config.train, prep.device)}")
+
+
 def evaluate(prep: Prepared, parts: Shares) -> Evaluation:
     """On rank 0: the gathered predictions scored with every metric, aggregated with intervals."""
     predictions, trace = merge_shards(parts)
+    check_finite(prep, predictions)
     metrics = prep.components.metrics
     long = score(predictions, metrics)
+    for note in undefined_notes(long):
+        prep.log(note)
     return Evaluation(predictions, trace, long, aggregate(long, metrics, seed=prep.config.seed))

@@ -14,11 +14,11 @@ from typing import Any
 from ..components.manager import PluginManager
 from ..config import ExperimentConfig, resolve_config
 from ..data.dataset import PerturbationData
-from ..training.distributed import on_main
+from ..training.distributed import Dist, broadcast, on_main, setup
 from .calibrate import calibrate_and_protect
 from .evaluate import evaluate, predict_held_out
 from .fingerprints import run_identity
-from .folder import inspect_folder
+from .folder import inspect_folder, new_run_dir, occupied
 from .prepare import Prepared, prepare
 from .reload import attach_members, comparator_folder
 from .results import RunResult, read_result
@@ -42,7 +42,28 @@ def run_experiment(
     rules: runs/folder.py). ``data``: a screen already loaded (an in-memory AnnData, validated by
     ``adata_to_data``) in place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad
     in the result (rank 0). ``loaded``: ``config.data`` already read (the main run's screen, for
-    its comparisons); unlike ``data`` it leaves the run's identity (its input files) as it is."""
+    its comparisons); unlike ``data`` it leaves the run's identity (its input files) as it is.
+
+    The run holds its folder for its whole life (runs/folder.py: ``occupied``): another process is
+    refused, and a run that fails with a ptrag error removes what it created there."""
+    dist = setup(config.device)
+    config = _pinned(config, dist)
+    with occupied(config.output.dir, flag="--resume" if resume else "--out", keep_changed=resume, dist=dist):
+        return _run(config, manager, log=log, resume=resume, overwrite=overwrite, data=data, keep_cells=keep_cells,
+                    loaded=loaded)
+
+
+def _pinned(config: ExperimentConfig, dist: Dist) -> ExperimentConfig:
+    """The run folder named once (rank 0 names a new one for every rank), before it is taken."""
+    if config.output.dir:
+        return config
+    folder = broadcast(str(new_run_dir(config)) if dist.is_main else None, dist)
+    return config.model_copy(update={"output": config.output.model_copy(update={"dir": folder})})
+
+
+def _run(config: ExperimentConfig, manager: PluginManager, *, log: Callable[[str], None], resume: bool,
+         overwrite: bool, data: PerturbationData | None, keep_cells: bool,
+         loaded: PerturbationData | None) -> RunResult:
     prep = prepare(config, manager, log=log, resume=resume, overwrite=overwrite, data=data, loaded=loaded)
     members = _member_runs(prep, manager, log=log, data=data)
     attach_members(prep, members, manager)

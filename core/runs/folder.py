@@ -17,14 +17,22 @@ A folder holds exactly one run (or one `ptrag predict` output); ``fingerprint.js
 run must see the same data and split) and writes config.yaml and fingerprint.json. Result files
 are written under a temporary name and renamed (``ptrag.core.files``), so a crash never leaves
 half a file, and metrics.json is written last: its presence marks a finished run.
+
+:func:`occupied` holds a folder for one invocation: it creates it if needed, takes its lock
+(:mod:`.lock`: a second process is refused at once), and when the invocation fails with a ptrag
+or filesystem error it removes exactly what that invocation created: every entry that is new or
+replaced since it took the folder (a resumed run keeps what it changed: its checkpoint and log
+are progress), then the folders it created. A folder that held a finished run is never touched,
+and Ctrl-C or a crash keeps everything, so ``--resume`` can continue from the checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -32,8 +40,10 @@ from typing import Any
 
 import yaml
 
-from ..errors import RunFolderError
+from ..errors import PtragError, RunFolderError
 from ..files import json_safe, read_json, write_json, write_text
+from ..training.distributed import SINGLE, Dist, on_main
+from . import lock
 
 CONFIG = "config.yaml"
 FINGERPRINT = "fingerprint.json"
@@ -44,6 +54,8 @@ RUN_FILES = frozenset({
     CONFIG, FINGERPRINT, FINISHED, CHECKPOINT, "metrics.csv", "log.jsonl", "predictions.h5ad",
     "real.h5ad", "retrieval.csv", "retrieval_summary.json", "retriever", "compare", "compare.csv", "verdict.csv",
 })
+#: the folder's lock and who holds it: never content of the folder (an empty folder may hold them)
+LOCK_FILES = frozenset({lock.LOCK, lock.HOLDER})
 #: keys a resumed run may change: where and how fast it runs, not what it computes
 RESUME_MAY_CHANGE = ("device", "train.threads")
 
@@ -126,7 +138,7 @@ def inspect_folder(path: str | Path, identity: Mapping[str, Any]) -> FolderState
     path = Path(path)
     if not path.exists():
         return FolderState("absent")
-    entries = [p.name for p in path.iterdir()]
+    entries = [p.name for p in path.iterdir() if p.name not in LOCK_FILES]
     if not entries:
         return FolderState("empty")
     stored = stored_identity(path)
@@ -148,9 +160,11 @@ def inspect_folder(path: str | Path, identity: Mapping[str, Any]) -> FolderState
     return FolderState("stopped", [], stored)
 
 
-def _probe_creatable(path: Path, flag: str) -> None:
-    """Create and remove the folder now, so a file in the way or a missing permission fails
-    before any data is read, not after."""
+def make_folder(path: Path, flag: str = "--out") -> list[Path]:
+    """Create ``path`` and its missing parents, or fail in one line (a file in the way, no
+    permission); the folders it created, leaf first."""
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"{flag} {path}: exists and is a file, not a folder; give a folder path")
     missing, p = [], path
     while not p.exists():
         missing.append(p)
@@ -158,21 +172,95 @@ def _probe_creatable(path: Path, flag: str) -> None:
     if not p.is_dir():
         raise RunFolderError(f"{flag} {path}: cannot create the folder: {p} is a file")
     try:
-        path.mkdir(parents=True)
+        path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunFolderError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from None
-    for q in missing:  # leaf first
-        q.rmdir()
+    return missing
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    for q in folders:  # leaf first; a folder another process has begun to use stays
+        with contextlib.suppress(OSError):
+            q.rmdir()
+
+
+def _probe_creatable(path: Path, flag: str) -> None:
+    """Create and remove the folder now, so a file in the way or a missing permission fails
+    before any data is read, not after."""
+    _remove_if_empty(make_folder(path, flag))
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir() and not entry.is_symlink():
+        shutil.rmtree(entry)
+    else:
+        entry.unlink()
+
+
+def _entries(path: Path) -> dict[str, tuple[int, ...]]:
+    """Each entry's identity (a file's inode, time and size; a folder's inode), lock files left out."""
+    out = {}
+    for entry in os.scandir(path):
+        if entry.name not in LOCK_FILES:
+            st = entry.stat(follow_symlinks=False)
+            out[entry.name] = (st.st_ino,) if entry.is_dir(follow_symlinks=False) else \
+                (st.st_ino, st.st_mtime_ns, st.st_size)
+    return out
+
+
+def _discard(path: Path, before: dict[str, tuple[int, ...]], keep_changed: bool) -> None:
+    """Remove the entries that are new since ``before`` (and those replaced, unless ``keep_changed``)."""
+    for name, now in _entries(path).items():
+        if name not in before or (not keep_changed and before[name] != now):
+            _remove(path / name)
+
+
+@contextlib.contextmanager
+def _occupied_here(path: Path, flag: str, keep_changed: bool, clean: bool) -> Iterator[None]:
+    """:func:`occupied` in the process that holds the folder."""
+    created = make_folder(path, flag)
+    try:
+        lock.acquire(path, flag)
+    except BaseException:
+        _remove_if_empty(created)
+        raise
+    before, failed = _entries(path), False
+    try:
+        yield
+    except (PtragError, OSError):
+        failed = True
+        raise
+    finally:
+        try:
+            if failed and clean:
+                with contextlib.suppress(OSError):  # the error that failed the run is the one to report
+                    _discard(path, before, keep_changed)
+        finally:
+            lock.release(path)
+            _remove_if_empty(created)
+
+
+@contextlib.contextmanager
+def occupied(path: str | Path, *, flag: str = "--out", keep_changed: bool = False, clean: bool = True,
+             dist: Dist = SINGLE) -> Iterator[None]:
+    """Hold ``path`` for the block (see the module docstring); under torchrun rank 0 alone holds it
+    and a refusal there stops every rank. ``clean=False``: on failure only the folders this
+    invocation created go, and only if empty (a grid's or a comparison's finished runs stay)."""
+    stack = contextlib.ExitStack()
+
+    def take() -> None:
+        stack.enter_context(_occupied_here(Path(path), flag, keep_changed, clean))
+
+    on_main(take, dist)
+    with stack:
+        yield
 
 
 def _clear(path: Path, only: frozenset[str] | None = None) -> None:
     for entry in path.iterdir():
-        if only is not None and entry.name not in only and ".partial" not in entry.name:
+        if entry.name in LOCK_FILES or (only is not None and entry.name not in only and ".partial" not in entry.name):
             continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
+        _remove(entry)
 
 
 @dataclass
@@ -214,7 +302,7 @@ class RunFolder:
         if state.kind == "checkpoint":
             raise RunFolderError(f"{flag} {path}: holds an unfinished run of this configuration; continue it with "
                                  f"--resume {path}, or pass --overwrite to start it again")
-        if any(e.name not in RUN_FILES and ".partial" not in e.name for e in path.iterdir()):
+        if any(e.name not in RUN_FILES | LOCK_FILES and ".partial" not in e.name for e in path.iterdir()):
             raise RunFolderError(f"{flag} {path}: holds a stopped run of this configuration and other files; "
                                  "pass --overwrite to clear it and start again")
         return cls(path, identity, "restart", state.stored)

@@ -38,14 +38,14 @@ from ..training.device import resolve_device, seed_everything
 from ..training.distributed import Dist, device_for, on_main, setup
 from .fingerprints import config_identity, config_text, content_fingerprint, run_identity
 from .folder import RunFolder, new_run_dir
-from .requests import check_request, resolve_k, warn_untrained, warn_zero_shot
+from .requests import check_request, resolve_k, warn_no_other_line, warn_untrained, warn_zero_shot
 
 Log = Callable[[str], None]
 
 
 def load_embeddings(config: ExperimentConfig, perts: list[str]) -> GeneEmbeddings:
     """``data.gene_embeddings`` (pickle/npz/csv/parquet), else the packaged table or a stand-in."""
-    return load_gene_embeddings(config.data.gene_embeddings, perts)
+    return load_gene_embeddings(config.data.gene_embeddings, perts, config.data.duplicate_embeddings)
 
 
 def build_context(config: ExperimentConfig, *, features: list[str], contexts: list[str], n_perts: int,
@@ -136,6 +136,7 @@ def _read(config: ExperimentConfig, manager: PluginManager, data: PerturbationDa
         raise DataError(f"{data.source}: the split leaves no {'training' if not split.train else 'test'} groups "
                         f"({split.summary()})")
     warn_zero_shot(split, log)
+    warn_no_other_line(config, split, log)
     overlap = len(split.val) - len(split.fitting_val)
     if overlap:
         log(f"note: {overlap} validation group(s) are also test groups; they are left out of validation (no model is "
@@ -166,8 +167,7 @@ def prepare(config: ExperimentConfig, manager: PluginManager, *, log: Log, resum
     config = resolve_k(config, components.retriever, len(database), log)
     content = content_fingerprint(screen, split, read.pert_embedding)
     run_dir = on_main(lambda: folder.begin(content, config_text(config), resolved=config_identity(config)), dist)
-    components.retriever.build(database.embeddings, database.meta)
-    components.generator.fit(database)
+    components.fit(database)  # retriever.build, generator.fit
     model = assemble_model(config, components, database, screen.contexts).to(device)
     warn_untrained(config, model.trainable, log)
     neighbours = NeighbourTable(components.retriever, database, read.pert_embedding, components.k,

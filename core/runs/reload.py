@@ -108,10 +108,9 @@ def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") 
                         n_batches=len(meta["batches"]), embed_dim=int(emb.shape[1]) if emb is not None else 0,
                         device=dev)
     components = build_components(config, manager, ctx, metrics=False)
-    retriever = type(components.retriever).load(run_dir / "retriever")
-    retriever.name, retriever.capabilities = components.retriever.name, components.retriever.capabilities
-    components.retriever = retriever
-    components.generator.fit(database)  # baselines keep plain-Python state too; buffers are overwritten below
+    components.load_retriever(run_dir / "retriever")
+    retriever = components.retriever
+    components.fit(database, index=False)  # baselines keep plain-Python state too; buffers are overwritten below
     vectors = dict(zip(meta["perts"], meta["pert_embedding"], strict=True)) if emb is not None else {}
     _attach(components.generator, {m: comparator_folder(run_dir, m) for m in components.generator.capabilities.members},
             manager, dev, vectors)
@@ -169,6 +168,11 @@ def predict_screen(run: LoadedRun, data: PerturbationData, *, log: Callable[[str
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
     preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device,
                            precision=config.train.precision, log=log)
+    bad = [p for p in preds if not np.isfinite(p.pred).all()]
+    if bad:  # never written: a NaN prediction is no prediction
+        raise DataError(f"{run.run_dir}: its model predicted non-finite values (NaN or inf) for {len(bad)} of "
+                        f"{len(preds)} group(s) of {data.source} (first: {bad[0].pert} in {bad[0].context}); "
+                        "nothing was written")
     return preds, trace, data, drops
 
 

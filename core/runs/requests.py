@@ -5,6 +5,8 @@ warned in one line, and what really ran is written to config.yaml.
 - ``k`` above the retrieval database: warned and set to the database size.
 - ``train.steps=0`` with a trainable model: warned (the untrained model is evaluated).
 - a held-out cell line with no training perturbation: warned (that is zero-shot, not few-shot).
+- ``gene-other-lines`` where no held-out gene was measured in another cell line (a one-line
+  screen, say): warned, since it then predicts exactly what ``pert-mean`` does.
 
 Perturbed genes without a gene embedding: ``ptrag.core.data.coverage``.
 """
@@ -62,3 +64,23 @@ def warn_zero_shot(split: Any, log: Log) -> None:
         held = sorted({p for p, c in [*split.test, *split.val] if c == line})
         log(f"warning: cell line {line} has no training perturbation (all {len(held)} of its perturbation(s) are "
             f"held out: {_first(held)}), so it is predicted zero-shot, not few-shot")
+
+
+def warn_no_other_line(config: Any, split: Any, log: Log) -> None:
+    """``gene-other-lines`` predicts a held-out gene from its training response in the other cell
+    lines and falls back to ``pert-mean`` without one; when that is every test group, say so."""
+    if config.generator.name != "gene-other-lines" or not split.test:
+        return
+    lines_of: dict[str, set[str]] = {}
+    for pert, line in split.train:
+        lines_of.setdefault(pert, set()).add(line)
+    if any(lines_of.get(pert, set()) - {line} for pert, line in split.test):
+        return
+    lines = sorted({c for _, c in [*split.train, *split.val, *split.test]})
+    why = (f"the screen has one cell line ({lines[0]}), so no held-out gene has a response in another line" if
+           len(lines) == 1 else f"none of the {len(split.test)} held-out perturbations was measured in another "
+           f"cell line ({', '.join(lines)}) in training")
+    which = "preset gene-other-lines" if config.preset == "gene-other-lines" else \
+        f"generator gene-other-lines (preset {config.preset})"
+    log(f"warning: {which}: {why}; every group falls back to pert-mean (control cells plus the line's mean "
+        "training response), so this run is pert-mean under another name")

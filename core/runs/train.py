@@ -64,6 +64,7 @@ def _trainer(prep: Prepared) -> Trainer:
         loss=config.train.loss, device=prep.device, seed=config.seed, run_dir=prep.run_dir, meta=prep.meta,
         on_epoch=None if exact else lambda: share_neighbours(neighbours, dist, neighbours.refresh),
         epoch_steps=schedule.steps_per_epoch, space=space, dist=dist, log=prep.log,
+        start_is_baseline=prep.components.generator.capabilities.protects_start,
     )
 
 
@@ -89,6 +90,7 @@ def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
             "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
             "start_val_energy": start, "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early,
             "stop_reason": result.stop_reason, "budget": prep.config.budget,
+            **({"diverged_at_step": result.diverged_at} if result.diverged_at is not None else {}),
             "validation": [(r["step"], r["val_energy"]) for r in result.history]}
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from .. import __version__
+from ..components.guards import calling
 from ..files import write_csv, write_json
 from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
 from .evaluate import Evaluation
@@ -65,7 +66,8 @@ def write_results(prep: Prepared, evaluation: Evaluation, training: dict[str, An
     """On rank 0: metrics.csv, the retriever, the cell files, the retrieval trace, metrics.json."""
     run_dir = prep.run_dir
     write_csv(run_dir / "metrics.csv", evaluation.metrics)
-    prep.components.retriever.save(run_dir / "retriever")
+    with calling(prep.components.retriever, "save"):
+        prep.components.retriever.save(run_dir / "retriever")
     info = run_info(prep, training)
     cells = cell_eval_data(evaluation.predictions, prep.data, where=run_dir)
     info["outputs"] = cells.write(run_dir)  # predictions.h5ad, real.h5ad

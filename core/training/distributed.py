@@ -132,6 +132,17 @@ def all_sum(values: list[float], dist: Dist) -> list[float]:
     return t.cpu().tolist()
 
 
+def all_min(value: float, dist: Dist) -> float:
+    """The smallest ``value`` over the ranks (float64)."""
+    if not dist.enabled:
+        return value
+    t = torch.tensor([value], dtype=torch.float64)
+    if td.get_backend() == "nccl":
+        t = t.cuda()
+    td.all_reduce(t, op=td.ReduceOp.MIN)
+    return float(t.cpu()[0])
+
+
 def barrier(dist: Dist) -> None:
     """Wait until every rank is here."""
     if dist.enabled:

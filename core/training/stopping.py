@@ -6,12 +6,23 @@ curve does not keep resetting the count. After ``patience`` validations without 
 training stops; the untrained start (step 0) is a candidate like any other, so a model built to
 start at a strong baseline never ends worse than it on validation. A run without validation
 groups keeps its last weights and trains to ``train.steps``. Every decision is recorded in words.
+
+A non-finite training loss or validation value is no decision but a :class:`Divergence`: training
+stops there, and the trainer finishes from finite weights or not at all (``Trainer.fit``).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Training stopped at the first non-finite value: a training loss or a validation."""
+
+    step: int
+    what: str  # in words: "non-finite training loss" or "non-finite validation energy"
 
 
 @dataclass

@@ -14,15 +14,17 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ..components.guards import ContractError
 from ..data.cellsets import step_seed
+from ..errors import TrainingError
 from ..files import write_text
 from ..progress import LoopProgress
 from .checkpoints import load_checkpoint, load_weights, save_checkpoint
 from .device import autocast
-from .distributed import SINGLE, Dist, all_sum, broadcast
+from .distributed import SINGLE, Dist, all_min, all_sum, broadcast
 from .interrupt import CrashPoint
 from .losses import PCSpace, set_distance, set_loss
-from .stopping import StoppingRule
+from .stopping import Divergence, StoppingRule
 
 
 def lr_lambda(warmup: int, total: int, schedule: str = "cosine"):
@@ -53,6 +55,21 @@ class TrainResult:
     seconds: float
     history: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = ""
+    diverged_at: int | None = None  # the first step with a non-finite training loss or validation
+
+
+def _finite(state: dict[str, torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+
+
+def divergence_advice(cfg: Any, device: torch.device) -> str:
+    """What to change after a divergence, from the settings that allow it."""
+    tips = [f"lower train.lr (now {cfg.lr:g})"]
+    if not cfg.grad_clip:
+        tips.append("set train.grad_clip (e.g. 1.0; now 0, off)")
+    if cfg.precision == "bf16" or (cfg.precision == "auto" and device.type == "cuda"):
+        tips.append(f"set train.precision=float32 (now {cfg.precision})")
+    return ", ".join(tips[:-1]) + " or " + tips[-1] if len(tips) > 1 else tips[0]
 
 
 class Trainer:
@@ -65,6 +82,13 @@ class Trainer:
     ``patience`` validations without improvement. ``checkpoint.pt`` is written at every validation
     and holds everything a resumed run needs: model, optimiser, scheduler, step, best weights.
 
+    Training stops at the first non-finite training loss (checked where the loss is read anyway: at
+    every logged or validated step, naming the first bad step) or validation value, writing no
+    checkpoint after it. It then finishes from the best weights of a validation after the start,
+    or, when ``start_is_baseline`` (the generator's ``protects_start``), from the untrained start;
+    with neither, there is nothing worth predicting with and :class:`TrainingError` says what to
+    change. A NaN never becomes the best validation (:class:`StoppingRule`).
+
     ``sample(step)`` gives this process's batch of a step and every step reseeds torch from
     (seed, step, rank), so nothing random carries over between steps: a run resumed from its
     checkpoint reaches the same result as an uninterrupted one (on CPU), and it can resume on
@@ -76,13 +100,16 @@ class Trainer:
     def __init__(self, model: nn.Module, *, sample: Callable[[int], Any], val_batches: list[Any], train_cfg: Any,
                  loss: str, device: torch.device, seed: int, run_dir: Path, meta: dict[str, Any] | None = None,
                  on_epoch: Callable[[], None] | None = None, epoch_steps: int = 0,
-                 space: PCSpace | None = None, dist: Dist = SINGLE,
+                 space: PCSpace | None = None, dist: Dist = SINGLE, start_is_baseline: bool = False,
                  log: Callable[[str], None] = lambda message: None):
         self.model, self.sample, self.val_batches = model, sample, val_batches
         self.space = space.to(device) if space is not None else None
         self.cfg, self.loss_name, self.device, self.seed = train_cfg, loss, device, seed
         self.run_dir, self.meta, self.log, self.dist = Path(run_dir), meta or {}, log, dist
         self.on_epoch, self.epoch_steps = on_epoch, epoch_steps
+        self.start_is_baseline = start_is_baseline
+        self.diverged: Divergence | None = None
+        self._first_bad = torch.zeros((), dtype=torch.long, device=device)  # first step with a non-finite loss
         self.train_model = model
         if dist.enabled:  # buffers (the retrieval database) never change: do not re-broadcast them
             self.train_model = DistributedDataParallel(
@@ -146,7 +173,11 @@ class Trainer:
         """Mean energy distance (in the loss's space: genes or PCs) over the fixed validation cell
         sets, each rank scoring its share (None when there are none). Torch is seeded with the
         same evaluation seed every time, so a stochastic model (a Gumbel selector sampling at
-        evaluation) draws the same numbers at every validation and the curve shows the model."""
+        evaluation) draws the same numbers at every validation and the curve shows the model.
+
+        Once training has begun, an output the components' checks refuse (NaN cells or weights, a
+        component failing on NaN inputs) comes from the weights training made: the validation is
+        NaN, a divergence, not a plugin's fault; at the untrained start it is the plugin's."""
         if not self.val_batches:
             return None
         self.model.eval()
@@ -155,8 +186,14 @@ class Trainer:
         distance = "mse" if self.loss_name == "mse" else self.loss_name.removesuffix("+mse")
         for batch in self.dist.shard(self.val_batches):
             batch = batch.to(self.device)
-            with autocast(self.device, self.cfg.precision):
-                pred, _ = self.model(batch)
+            try:
+                with autocast(self.device, self.cfg.precision):
+                    pred, _ = self.model(batch)
+            except ContractError:
+                if self.step == 0:
+                    raise
+                total = math.nan  # every rank sees it in the sum below
+                break
             values = set_distance(distance, pred.float(), batch.target.float(), self.space, batch.context_index)
             total, count = total + float(values.double().sum()), count + len(values)
         self.model.train()
@@ -172,15 +209,16 @@ class Trainer:
         torch.manual_seed(step_seed(self.seed, self.step, self.dist.rank, stream=1))
 
     def fit(self, *, resume: bool = False) -> TrainResult:
-        """Train to ``train.steps`` (or until validation stops improving); the best weights are
-        loaded into the model at the end. A simulated crash (:mod:`.interrupt`) stops it early."""
+        """Train to ``train.steps`` (or until validation stops improving, or a divergence); the best
+        (finite) weights are loaded into the model at the end. A simulated crash (:mod:`.interrupt`)
+        stops it early."""
         if self.dist.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if resume:
             self.resume()
         elif self.step == 0 and not self.history:
             self._validate_and_checkpoint()  # the untrained start: step 0 of the history
-        crash, total, stopped = CrashPoint.from_env(), self.cfg.steps, False
+        crash, total, stopped = CrashPoint.from_env(), self.cfg.steps, self.diverged is not None
         started = self._window_start = time.perf_counter()
         self._window_cells = 0
         self.model.train()
@@ -189,17 +227,58 @@ class Trainer:
                 if self.on_epoch and self.epoch_steps and self.step % self.epoch_steps == 0 and self.step:
                     self.on_epoch()
                 loss, sel = self._train_step()
-                if self.step % self.cfg.log_every == 0 or self.step == total:
+                logs = self.step % self.cfg.log_every == 0 or self.step == total
+                validates = self.step % self.cfg.val_every == 0 or self.step == total
+                if (logs or validates) and self._loss_diverged():
+                    break
+                if logs:
                     self._log_step(loss, sel, progress)
-                if self.step % self.cfg.val_every == 0 or self.step == total:
+                if validates:
                     stopped = self._validate_and_checkpoint()
                 if crash is not None:
                     crash.after_checkpoint(self.step, self.dist)
-        if self.best_state is not None:
-            self.model.load_state_dict(self.best_state)
         seconds = time.perf_counter() - started
+        reason = self._finish(total)
         return TrainResult(self.step, self.stopping.best_step, self.stopping.best, stopped, seconds, self.history,
-                           self.stopping.finished(self.step, total))
+                           reason, self.diverged.step if self.diverged else None)
+
+    def _diverge(self, step: int, what: str) -> bool:
+        """Record the divergence and say so in one line; True: training stops."""
+        self.diverged = Divergence(step, what)
+        self.log(f"training diverged at step {step}: {what}; stopped there")
+        return True
+
+    def _loss_diverged(self) -> bool:
+        """Whether a training loss since the last check was NaN or infinite (the first such step over
+        every rank: the same decision on all of them)."""
+        first = int(self._first_bad)
+        first = all_min(float(first) if first else math.inf, self.dist)
+        if not math.isfinite(first):
+            return False
+        return self._diverge(int(first), "non-finite training loss")
+
+    def _finish(self, total: int) -> str:
+        """Load the weights training ends with and say why it ended (see the class docstring)."""
+        if self.diverged is None:
+            if self.best_state is not None:
+                self.model.load_state_dict(self.best_state)
+            return self.stopping.finished(self.step, total)
+        best, where = self.stopping.best_step, self.diverged
+        usable = self.best_state is not None and _finite(self.best_state)
+        if usable and best > 0:
+            kept = f"the weights of step {best} (the best validation before it)"
+        elif usable and self.start_is_baseline:
+            kept = "the untrained start (step 0), which this generator declares a baseline"
+        elif where.step == 0:
+            raise TrainingError(f"{self.run_dir}: the untrained model already gives a {where.what} (step 0); "
+                                "check the data and the generator's parameters")
+        else:
+            raise TrainingError(
+                f"{self.run_dir}: training diverged at step {where.step} ({where.what}) before any validation "
+                f"improved on the untrained start, so there are no weights to predict with; "
+                f"{divergence_advice(self.cfg, self.device)}")
+        self.model.load_state_dict(self.best_state)
+        return f"diverged at step {where.step} ({where.what}); predictions use {kept}"
 
     def _train_step(self) -> tuple[torch.Tensor, Any]:
         """One optimiser step on this process's batch of the current step."""
@@ -209,6 +288,7 @@ class Trainer:
             pred, sel = self.train_model(batch)
         loss = set_loss(self.loss_name, pred.float(), batch.target.float(), self.space, batch.context_index)
         total_loss = loss + sum(sel.aux_losses.values(), torch.zeros((), device=loss.device))
+        bad = ~torch.isfinite(total_loss.detach())  # on the device: read at the next log or validation
         self.optimizer.zero_grad(set_to_none=True)
         total_loss.backward()
         if self.cfg.grad_clip:
@@ -216,12 +296,13 @@ class Trainer:
         self.optimizer.step()
         self.scheduler.step()
         self.step += 1
+        self._first_bad = torch.where(bad & (self._first_bad == 0), self.step, self._first_bad)
         self._window_cells += batch.ctrl.shape[0] * batch.ctrl.shape[1] * self.dist.world_size
         return loss, sel
 
     def _log_step(self, loss: torch.Tensor, sel: Any, progress: LoopProgress) -> None:
         now = time.perf_counter()
-        record = {"step": self.step, "loss": round(float(loss.detach()), 6),
+        record = {"step": self.step, "loss": round(float(loss.detach()), 6),  # finite: checked before
                   "aux": {k: round(float(v.detach()), 6) for k, v in sel.aux_losses.items()},
                   "lr": self.scheduler.get_last_lr()[0],
                   "cells_per_s": round(self._window_cells / max(now - self._window_start, 1e-9), 1),
@@ -232,16 +313,19 @@ class Trainer:
                         cells_per_s=record["cells_per_s"])
 
     def _validate_and_checkpoint(self) -> bool:
-        """Validate, keep the weights if they are the best, write checkpoint.pt; True: stop now."""
+        """Validate, keep the weights if they are the best, write checkpoint.pt; True: stop now (early
+        stop, or a non-finite validation: a divergence, with no checkpoint of these weights)."""
         val = self.validate()
         record = {"step": self.step, "val_energy": None if val is None or not math.isfinite(val) else round(val, 6)}
         self.history.append(record)
         self._record(record)
+        if self.step == 0 and self.start_state is None:
+            self.start_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+        if val is not None and not math.isfinite(val):
+            return self._diverge(self.step, "non-finite validation energy")
         decision = self.stopping.update(self.step, val)
         if decision.improved:
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
-        if self.step == 0 and self.start_state is None:
-            self.start_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, self.state())
         if decision.stop:

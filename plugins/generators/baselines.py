@@ -164,8 +164,9 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
 
     shift(g, c) = mean of response(g, c') over training entries with gene g and line c' != c
     (each line weighs the same). A gene with no entry in another line falls back to
-    ``pert-mean`` of line c. In a few-shot split this is the evidence a cross-context method must
-    beat (docs/architecture.md, "What measurement taught us").
+    ``pert-mean`` of line c; when that is every held-out gene (a one-line screen, lines that share
+    no gene) the run warns that it is ``pert-mean`` under another name. In a few-shot split this is
+    the evidence a cross-context method must beat (docs/architecture.md, "What measurement taught us").
     """
 
     def fit(self, database) -> None:

@@ -1,7 +1,8 @@
 """Differential-expression metrics: are the right genes changed, in the right direction?
 
 DE genes are the top-k genes by |mean change from control| (a ranking, not a test: the metrics
-must work on a handful of cells and on pseudobulk-free predictions alike).
+must work on a handful of cells and on pseudobulk-free predictions alike). A group whose real
+cells do not change at all has no DE genes: the metrics are undefined (NaN) for it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ class DEOverlap(Metric):
         self.label = f"de-overlap@{k}"
 
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
-        real_top = top_de(mean_delta(real, ctrl), self.k)
+        real_delta = mean_delta(real, ctrl)
+        if not np.any(real_delta):
+            return float("nan")  # no gene changes: no DE genes to find
+        real_top = top_de(real_delta, self.k)
         pred_top = top_de(mean_delta(pred, ctrl), self.k)
         return len(np.intersect1d(real_top, pred_top)) / len(real_top)
 
@@ -46,6 +50,8 @@ class DEDirection(Metric):
 
     def compute(self, pred: np.ndarray, real: np.ndarray, ctrl: np.ndarray) -> float:
         real_delta = mean_delta(real, ctrl)
+        if not np.any(real_delta):
+            return float("nan")  # no gene changes: no DE genes, no direction
         genes = top_de(real_delta, self.k)
         return float(np.mean(np.sign(mean_delta(pred, ctrl)[genes]) == np.sign(real_delta[genes])))
 

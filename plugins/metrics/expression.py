@@ -21,8 +21,12 @@ def top_de(delta: np.ndarray, k: int) -> np.ndarray:
 
 
 def pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson correlation; 0 when either side is constant (no defined correlation)."""
+    """Pearson correlation of a prediction ``a`` with the real ``b``. A constant real change leaves
+    nothing to correlate with: NaN (undefined for that group, reported as such by a run); a
+    constant prediction against a real change scores 0 (it predicts none of it)."""
     a, b = a - a.mean(), b - b.mean()
+    if not (b * b).sum() > 0:
+        return float("nan")
     denom = float(np.sqrt((a * a).sum() * (b * b).sum()))
     return float((a * b).sum() / denom) if denom > 0 else 0.0
 
@@ -40,7 +44,8 @@ class MeanSquaredError(Metric):
 class PearsonDelta(Metric):
     """Pearson correlation of predicted vs real mean change from control, over all genes.
 
-    A constant (zero-change) prediction has no defined correlation and scores 0.
+    A constant (zero-change) prediction scores 0; a group whose real change is constant has no
+    defined value (NaN).
     """
 
     direction = "higher"

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 TINY = ["--set", "data.synth_preset=tiny"]
 SMALL = ["--set", "data.synth_preset=tiny", "--set", "model.hidden_dim=16", "--set", "generator.n_layers=1",
@@ -19,3 +26,21 @@ class Case:
     code: int = 1
     plugins: str = ""  # a folder under tests/fixtures put on sys.path (third-party plugins), e.g. "clash"
     why: str = ""
+
+
+@contextlib.contextmanager
+def fixture_on_path(name: str) -> Iterator[None]:
+    """tests/fixtures/<name> (third-party plugin packages) importable for the block; its modules
+    are forgotten afterwards, so the next case sees only the plugins it asks for."""
+    folder = str(FIXTURES / name)
+    loaded = set(sys.modules)
+    sys.path.insert(0, folder)
+    importlib.invalidate_caches()
+    try:
+        yield
+    finally:
+        sys.path.remove(folder)
+        for module in set(sys.modules) - loaded:
+            if (getattr(sys.modules[module], "__file__", "") or "").startswith(folder):
+                del sys.modules[module]
+        importlib.invalidate_caches()
