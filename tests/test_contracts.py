@@ -13,7 +13,7 @@ MANAGER = build_manager(entry_points=False)
 VARIANTS = {  # parameters that change what a component hands on: each gets its own run of the suite
     ("selector", "gumbel"): [{"sample_at_eval": True, "standardize_logits": True}],
     ("generator", "set_transformer"): [{"pert_encoding": "onehot", "context_mode": "replace"}],
-    ("generator", "evidence"): [{"correction": False}],
+    ("generator", "evidence"): [{"correction": True}],
 }
 
 

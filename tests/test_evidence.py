@@ -104,6 +104,8 @@ def test_without_the_gene_in_another_line_it_starts_as_neighbour_mean(tiny):
 
 def test_every_learned_part_gets_a_gradient_from_the_start(tiny):
     manager, cfg, data, emb = tiny
+    cfg = cfg.model_copy(update={"generator": cfg.generator.model_copy(
+        update={"params": {**cfg.generator.params, "correction": True}})})
     split = random_fewshot_split(data, seed=0)
     model, nb, sampler, _ = _model(manager, cfg, data, emb, split)
     model.train()

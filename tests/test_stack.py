@@ -84,7 +84,7 @@ def test_selection_keeps_the_start_unless_better_on_both_headline_metrics(monkey
     prep = SimpleNamespace(model=model, log=lambda _: None, split=SimpleNamespace(fitting_val=[("A", "k562")]))
     selection = calibrate.protect_start(prep, start, manager=None, changed="calibrated")
     assert selection["kept"] == kept
-    assert float(model.weight) == (1.0 if kept == "calibrated" else 0.0)
+    assert float(model.weight.detach()) == (1.0 if kept == "calibrated" else 0.0)
     assert selection["validation"]["energy"] == {"calibrated": changed["energy"], "start": 0.30}
 
 

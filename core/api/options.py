@@ -38,8 +38,9 @@ COMPONENT = "str | Mapping[str, Any] | None"
 
 RUN_OPTIONS: tuple[Option, ...] = (
     Option("preset", ("--preset", "-p"), "Named preset from registry.yaml (see `ptrag plugins --all`)."),
-    Option("budget", ("--budget", "-b"), "Named training budget from registry.yaml: demo (2-core CPU) or paper "
-           "(the authors' 50,000 steps of 64 x 64 sets, for a GPU)."),
+    Option("budget", ("--budget", "-b"), "Named training budget from registry.yaml: converge (the learned presets' "
+           "default: until validation stops improving), demo (400 steps, a quick look) or paper (the authors' "
+           "50,000 steps of 64 x 64 sets, for a GPU)."),
     Option("data", ("--data",), "An .h5ad screen; default: the built-in dataset.", Path, "data.path",
            api_type="str | os.PathLike | None"),
     Option("split", ("--split",), "Split file (STATE TOML or YAML); default: random few-shot.", Path, "data.split",
