@@ -102,6 +102,19 @@ def test_without_the_gene_in_another_line_it_starts_as_neighbour_mean(tiny):
     assert int((sel.evidence.response > 0).sum()) == 8
 
 
+def test_by_default_the_prediction_is_the_control_cells_plus_the_weighted_evidence(tiny):
+    manager, cfg, data, emb = tiny
+    split = random_fewshot_split(data, seed=0)
+    model, nb, sampler, _ = _model(manager, cfg, data, emb, split)
+    generator = model.generator
+    assert not generator.params.correction and not hasattr(generator, "correction_head")  # off by default
+    batch = nb.attach(sampler.make_batch(split.test, np.random.default_rng(0)))  # what _predict draws
+    pred, sel = _predict(model, nb, sampler, split.test)
+    with torch.no_grad():
+        expected = (batch.ctrl + generator.shift(batch, sel)).clamp(min=0)  # floored, as every generator
+    assert torch.allclose(pred, expected, atol=1e-6)
+
+
 def test_every_learned_part_gets_a_gradient_from_the_start(tiny):
     manager, cfg, data, emb = tiny
     cfg = cfg.model_copy(update={"generator": cfg.generator.model_copy(

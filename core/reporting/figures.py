@@ -35,6 +35,14 @@ def _grid(n: int):
     return rows, cols
 
 
+def _save(fig, path: Path) -> Path:
+    """Every figure is written whole or not at all, and its memory freed."""
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
+    _plt().close(fig)
+    return path
+
+
 def plot_metric_bars(table: pd.DataFrame, path: Path) -> Path:
     plt = _plt()
     metrics = list(dict.fromkeys(table["metric"]))
@@ -55,10 +63,7 @@ def plot_metric_bars(table: pd.DataFrame, path: Path) -> Path:
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.suptitle("metric means (error bars: sd over seeds, else 95% bootstrap CI)", fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_paired_scatter(a: str, b: str, folders: Sequence[Path], path: Path) -> Path:
@@ -80,10 +85,7 @@ def plot_paired_scatter(a: str, b: str, folders: Sequence[Path], path: Path) -> 
     for ax in list(axes.flat)[len(metrics):]:
         ax.axis("off")
     fig.suptitle("per perturbation: one point per held-out perturbation", fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
@@ -119,10 +121,7 @@ def plot_retrieval(folder: Path, path: Path, top: int = 10) -> Path | None:
         ax.tick_params(axis="y", labelsize=7)
         ax.set_xlabel("times kept (held-out queries)", fontsize=7)
     fig.suptitle(f"{folder.name}: retrieval", fontsize=9)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def training_curves(folder: Path, keys: Sequence[str]) -> pd.DataFrame:
@@ -168,10 +167,7 @@ def plot_keep_ratio(folders: Sequence[Path], path: Path) -> Path | None:
             ax.set_ylabel("mean mixing coefficient a", fontsize=8)
             ax.set_title("evidence kinds: same gene (-), nearest genes (--), deviations (:)", fontsize=9)
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def mean_changes(folder: Path, pert_col: str = "gene", context_col: str = "cell_line",
@@ -242,10 +238,7 @@ def plot_mean_change(folder: Path, path: Path, genes: Sequence[str] | None = Non
     how = "chosen with --genes" if genes else "the genes whose real change varies most across perturbations"
     fig.suptitle(f"{folder.name}: each point is one of the {len(real)} held-out perturbations "
                  f"({', '.join(map(str, lines))}); read-out genes: {how}", fontsize=8)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def plot_validation_curves(folders: Sequence[Path], path: Path) -> Path | None:
@@ -272,10 +265,7 @@ def plot_validation_curves(folders: Sequence[Path], path: Path) -> Path | None:
     ax.set_ylabel("validation energy / untrained start", fontsize=8)
     ax.set_title("validation during training (dot: the best step, whose weights each run kept)", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def selection_aucs(folders: Sequence[Path]) -> pd.DataFrame:
@@ -308,7 +298,4 @@ def plot_selection_auc(folders: Sequence[Path], path: Path) -> Path | None:
     ax.set_ylabel("selection AUC (kept vs dropped)", fontsize=8)
     ax.set_title("kept candidates' responses vs the query's real one (0.5 = chance)", fontsize=9)
     ax.legend(fontsize=6)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110))
-    plt.close(fig)
-    return path
+    return _save(fig, path)
