@@ -339,7 +339,7 @@ def resolve_config(
     With a ``manager``, component names and parameters are checked against the plugins.
     ``config_path`` may also be the YAML's content as a mapping (the Python API).
     """
-    registry = registry or load_registry()
+    registry = (registry or load_registry()).with_plugin_presets(manager)
     mapping = isinstance(config_path, dict)
     user = copy.deepcopy(config_path) if mapping else read_yaml(config_path) if config_path else {}
     preset_name = preset or user.get("preset") or registry.default_preset

@@ -3,7 +3,9 @@
 A plugin is any module (or object) with functions decorated by :data:`hookimpl` whose names
 match the hooks below. Each hook returns a list of component specs: a name, a factory, a
 pydantic model that validates the component's parameters, and a one-line summary. Built-in
-components use exactly this contract, so third-party packages are first-class citizens.
+components use exactly this contract, so third-party packages are first-class citizens. A plugin
+may also offer presets (:class:`PresetSpec`): named experiment configurations, as registry.yaml's,
+which ``--preset``, ``compare`` lists and an ensemble's members use by name.
 """
 
 from __future__ import annotations
@@ -118,6 +120,23 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 }
 
 
+@dataclass(frozen=True)
+class PresetSpec:
+    """A named experiment configuration a plugin offers, written as registry.yaml's presets are
+    (component sections, ``budget``, ``model``, ``train``, ``compare``, ...): so a plugin's
+    generator can run by ``--preset`` and be a comparison or an ensemble's member by name."""
+
+    name: str
+    config: dict[str, Any]
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"a preset needs a non-empty string name, got {self.name!r}")
+        if not isinstance(self.config, dict):
+            raise TypeError(f"preset {self.name!r}: config must be a dict, got {type(self.config).__name__}")
+
+
 class PtragHookSpecs:
     """Hook specifications. Every hook takes no arguments and returns a list of specs."""
 
@@ -136,6 +155,10 @@ class PtragHookSpecs:
     @hookspec
     def ptrag_metrics(self) -> list[MetricSpec]:
         """Evaluation metrics on one (perturbation, cell line) group."""
+
+    @hookspec
+    def ptrag_presets(self) -> list[PresetSpec]:
+        """Named experiment configurations (presets), usable wherever a built-in preset is."""
 
 
 HOOK_FOR_KIND: dict[str, str] = {

@@ -8,7 +8,7 @@ those entries into specs with :func:`builtin_specs`, and the docs' tables are ge
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -54,6 +54,7 @@ class Registry:
     presets: dict[str, Preset]
     default_preset: str
     budgets: dict[str, Budget] = field(default_factory=dict)
+    refused_presets: dict[str, str] = field(default_factory=dict)  # plugin preset name -> why it was refused
 
     @property
     def plugin_modules(self) -> tuple[str, ...]:
@@ -66,12 +67,23 @@ class Registry:
         return {entry.plugin: entry.extra for entry in self.components if entry.extra}
 
     def preset(self, name: str) -> Preset:
+        if name in self.refused_presets:
+            raise ConfigError(self.refused_presets[name])
         try:
             return self.presets[name]
         except KeyError:
             raise ConfigError(
                 f"unknown preset {name!r}; available presets: {', '.join(sorted(self.presets))}"
             ) from None
+
+    def with_plugin_presets(self, manager: Any) -> Registry:
+        """The built-in presets and those an installed plugin offers (``manager.presets()``); a
+        plugin preset refused for a name clash raises its message where it is used."""
+        extra = manager.presets() if hasattr(manager, "presets") else {}
+        refused = dict(getattr(manager, "preset_conflicts", {}) or {})
+        if not extra and not refused:
+            return self
+        return replace(self, presets={**extra, **self.presets}, refused_presets=refused)
 
     def budget(self, name: str) -> Budget:
         try:

@@ -30,7 +30,8 @@ from ..reporting.folders import paired_comparison
 from ..runs.cells import CellEvalData, HeldCells, cell_eval_data, write_metrics
 from ..runs.fingerprints import data_fingerprint, input_files, memory_input
 from ..runs.folder import RunFolder, occupied
-from ..runs.reload import load_run, predict_screen
+from ..runs.groups import predict_screen
+from ..runs.reload import load_run
 from ..runs.results import RunResult
 from ..runs.trace import write_retrieval
 from .boundary import Log, default_log, one_error

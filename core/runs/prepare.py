@@ -102,6 +102,7 @@ class Prepared:
     log: Log
     started: float = field(default_factory=time.perf_counter)
     start_state: dict[str, Any] | None = None  # the model's weights before training (set by the train stage)
+    ensemble: Any = None  # an ensemble of whole groups: its members (runs/ensemble.py GroupMembers)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from ..config import ExperimentConfig
 from ..data.dataset import PerturbationData
 from ..errors import ConfigError, RunFolderError
 from ..evaluation.aggregate import summary_frame
+from ..evaluation.verdict import describe_fit, start_name
 from ..files import read_json
 from .cells import HeldCells
 from .folder import FINISHED
@@ -47,6 +48,12 @@ class RunResult(HeldCells):
     def aggregates(self) -> pd.DataFrame:
         """metrics.json's aggregates as a table: one row per metric."""
         return summary_frame(self.summary)
+
+    @property
+    def fit_summary(self) -> str | None:
+        """In words: an ensemble's fitted weights and what the selection rule kept, with both
+        validation scores (None for a run without a fit or a protected start)."""
+        return describe_fit(self.config.preset or self.config.generator.name, self.training, start_name(self.members))
 
 
 def recorded_fingerprint(folder: str | Path) -> dict[str, Any] | None:

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
-from ..components.guards import ContractError, check_generation
+from ..components.guards import ContractError, check_combined, check_generation
 from ..hookspecs import BuildContext
 from ..interfaces import CellEncoding, GenerationInput, Generator
 from . import fixtures as fx
@@ -30,9 +31,22 @@ def _fitted(make: MakeGenerator, seed: int = 0) -> Generator:
     generator = make(fx.build_context(seed))
     assert isinstance(generator, Generator), f"make(ctx) returned {type(generator).__name__}, not a Generator"
     generator.fit(fx.tiny_database())
-    if generator.capabilities.members:  # an ensemble gets its trained members from the engine
+    if generator.capabilities.members and not _of_groups(generator):  # the engine hands members over
         generator.attach_members(fx.members(generator.capabilities.members))
     return generator
+
+
+def _of_groups(generator: Generator) -> bool:
+    """An ensemble that combines whole groups (its checks call ``combine``, not ``forward``)."""
+    return bool(generator.capabilities.members) and generator.capabilities.combines == "groups"
+
+
+def _combine(generator: Generator, seed: int = 0, n: int = 7) -> np.ndarray:
+    view = fx.member_cells(generator.capabilities.members, seed, n)
+    try:
+        return check_combined(generator.combine(view), fx.G, _label(generator), f"{view.pert} in {view.context}")
+    except ContractError as exc:
+        raise AssertionError(str(exc)) from None
 
 
 def _label(generator: Generator) -> str:
@@ -66,6 +80,13 @@ def _predict(generator: Generator, inputs: GenerationInput) -> torch.Tensor:
 def check_output(make: MakeGenerator) -> None:
     """Predicted cells [B,S,G], finite, with and without a selection, in training and evaluation."""
     generator = _fitted(make)
+    if _of_groups(generator):
+        assert not generator.capabilities.trainable, \
+            f"{_label(generator)}: an ensemble of whole groups is fitted (calibrate_groups), not trained"
+        for training in (True, False):
+            generator.train(training)
+            _combine(generator)
+        return
     for training in (True, False):
         generator.train(training)
         for inputs in generation_inputs(generator):
@@ -76,6 +97,9 @@ def check_one_cell(make: MakeGenerator) -> None:
     """A set of one cell (a held-out group with one cell) works."""
     generator = _fitted(make)
     generator.eval()
+    if _of_groups(generator):
+        _combine(generator, seed=3, n=1)
+        return
     batch = fx.cell_sets(3, b=1, s=1)
     with torch.no_grad():
         _predict(generator, GenerationInput(batch))
@@ -108,6 +132,9 @@ def check_state_round_trip(make: MakeGenerator) -> None:
     a, b = _fitted(make, seed=0), _fitted(make, seed=1)
     b.load_state_dict(a.state_dict())
     a.eval(), b.eval()
+    if _of_groups(a):
+        assert np.allclose(_combine(a), _combine(b), atol=1e-5), f"{_label(a)}: the loaded state combines otherwise"
+        return
     for inputs in generation_inputs(a):
         torch.manual_seed(5)
         with torch.no_grad():
@@ -125,6 +152,9 @@ def check_calibration(make: MakeGenerator) -> None:
     if not a.capabilities.calibrates:
         return
     a.eval()
+    if _of_groups(a):
+        _check_group_calibration(make, a)
+        return
     with torch.no_grad():
         fitted = a.calibrate([fx.cell_sets(seed) for seed in (1, 2)])
         after = _predict(a, GenerationInput(fx.cell_sets(7)))
@@ -135,6 +165,18 @@ def check_calibration(make: MakeGenerator) -> None:
     with torch.no_grad():
         again = _predict(b, GenerationInput(fx.cell_sets(7)))
     assert torch.allclose(after, again, atol=1e-5), f"{_label(a)}: the calibration is not in its state_dict"
+
+
+def _check_group_calibration(make: MakeGenerator, a: Generator) -> None:
+    before = _combine(a, seed=7)
+    fitted = a.calibrate_groups([fx.member_cells(a.capabilities.members, seed) for seed in (1, 2)])
+    assert isinstance(fitted, dict) and fitted, \
+        f"{_label(a)}: calibrate_groups() must return what it fitted, got {fitted!r}"
+    after = _combine(a, seed=7)
+    b = _fitted(make, seed=1)
+    b.load_state_dict(a.state_dict())
+    assert np.allclose(after, _combine(b, seed=7), atol=1e-5), f"{_label(a)}: the calibration is not in its state_dict"
+    assert before.shape == after.shape, f"{_label(a)}: calibration changed how many cells a group gets"
 
 
 def check_generator(make: MakeGenerator) -> None:
