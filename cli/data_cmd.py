@@ -58,6 +58,9 @@ def inspect(
     duplicate_embeddings: str | None = typer.Option(None, "--duplicate-embeddings",
                                                     help="A gene listed twice in the table: error (default) or "
                                                          "first (data.duplicate_embeddings)."),
+    modality_col: str | None = typer.Option(None, "--modality-col",
+                                            help="obs column of each perturbation's modality, e.g. "
+                                                 "perturbation_type (data.modality_col)."),
 ) -> None:
     """Validate a screen and summarise it: cells, genes, perturbations per cell line, controls,
     expression source, value range, sparsity and gene-embedding coverage. What `ptrag run` would
@@ -65,12 +68,14 @@ def inspect(
     found = api.data.inspect(file, gene_embeddings=gene_embeddings, embed_key=embed_key, pert_col=pert_col,
                              context_col=context_col, batch_col=batch_col, control_label=control_label,
                              min_cells=min_cells, control_labels=control_labels or None,
-                             allow_control_like=allow_control_like or None, duplicate_embeddings=duplicate_embeddings)
+                             allow_control_like=allow_control_like or None, duplicate_embeddings=duplicate_embeddings,
+                             modality_col=modality_col)
     data, cfg, info = found.data, found.config, found.data.info
     con = console()
     con.print(f"[bold]{escape(file)}[/]  read in {found.seconds:.1f} s")
+    combos = f"{info['combination_groups']} combinatorial group(s) and " if info.get("combination_groups") else ""
     con.print(f"  cells {len(data.obs):,} (input {info['input_cells']:,}; dropped {info['dropped_cells']:,} cells in "
-              f"{info['dropped_groups']} group(s) under {cfg.min_cells} cells)")
+              f"{combos}{info['dropped_groups']} group(s) under {cfg.min_cells} cells)")
     con.print(f"  genes {data.n_features:,} from {escape(info['expression'])} ({info['storage']}, "
               f"{info['stored_dtype']}); var has {info['n_vars']:,}")
     con.print(f"  values {info['value_min']:.3g} .. {info['value_max']:.3g}; zeros {100 * info['zeros']:.1f}%; "
@@ -82,13 +87,15 @@ def inspect(
     if found.control_like:  # `ptrag run`, `predict` and `data split` stop on these
         con.print(f"  [yellow]warning:[/] {escape(found.control_like)}", highlight=False)
     table = Table(title="per cell line")
-    for col in ("cell line", "cells", "controls", "perturbations", "batches", "median cells/group"):
-        table.add_column(col, justify="left" if col == "cell line" else "right")
+    columns = ("cell line", "cells", "controls", "perturbations", "batches", "median cells/group")
+    for col in (*columns, *(("modality",) if data.modality else ())):
+        table.add_column(col, justify="left" if col in ("cell line", "modality") else "right")
     for row in data.summary().itertuples(index=False):
         sizes = [data.n_cells_of(p, c) for p, c in data.groups if c == row.context]
         median = f"{sorted(sizes)[len(sizes) // 2]}" if sizes else "-"
+        modality = (escape(data.modality.get(row.context, "-")),) if data.modality else ()
         table.add_row(escape(row.context), f"{row.cells:,}", f"{row.controls:,}", f"{row.perturbations:,}",
-                      f"{row.batches}", median)
+                      f"{row.batches}", median, *modality)
     con.print(table)
     emb = found.embeddings
     con.print(f"  gene embeddings: {escape(emb.source)} (dim {emb.dim}): {found.covered}/{len(data.perturbations)} "

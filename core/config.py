@@ -113,6 +113,11 @@ class DataConfig(_Strict):
     allow_control_like: list[str] = Field(
         default_factory=list, description="labels that look like controls (non-targeting, NT, control, ...) but are "
         "real perturbations; any other such label stops a run (docs/data.md#control-like-labels)")
+    modality_col: str | None = Field(None, description="obs column naming each perturbation's modality (e.g. "
+                                     "perturbation_type: CRISPRi, CRISPRa); evidence is pooled only between cell lines "
+                                     "of one modality (docs/data.md#modality-and-combinations)")
+    combination_sep: str | None = Field("+", description="separator of combinatorial perturbations (A+B): those "
+                                        "groups are left out with a note; null: labels are single genes as given")
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
     gene_embeddings: str | None = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"

@@ -17,6 +17,7 @@ from ..progress import library_note, warning_line
 from ..runs.results import RunResult
 from . import data, genes, reports
 from .boundary import RunInterrupted
+from .knockdowns import Knockdowns, predict_knockdowns
 from .options import CONFIG, OVERWRITE, RUN_OPTIONS, SET, Option
 from .plugins import builtin_components, components, presets
 from .predictions import DEVICES, Prediction, Scores, compare, predict, score
@@ -24,8 +25,8 @@ from .runs import configure, is_main_process, run, run_comparisons
 
 __all__ = [
     # the Python API (re-exported by ``import ptrag``)
-    "configure", "run", "run_comparisons", "predict", "score", "compare", "components",
-    "RunResult", "Prediction", "Scores", "PtragError", "RunInterrupted",
+    "configure", "run", "run_comparisons", "predict", "predict_knockdowns", "score", "compare", "components",
+    "RunResult", "Prediction", "Knockdowns", "Scores", "PtragError", "RunInterrupted",
     # what the command line needs beyond it
     "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "KINDS", "DEVICES",
     "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components", "presets",

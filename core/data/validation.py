@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import BATCH, CONTEXT, PERT
+from .modality import combination_groups, combination_note, line_modalities
 
 
 def _first(names, k: int = 5) -> str:
@@ -33,6 +34,7 @@ class CellPlan:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)  # input/dropped cells and groups, first dropped
     control_like: str | None = None  # the undeclared control-like labels, when only reported (data inspect)
+    modality: dict[str, str] = field(default_factory=dict)  # cell line -> modality (data.modality_col)
 
 
 # --------------------------------------------------------------------------- control-like labels
@@ -160,9 +162,13 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = 
         raise DataError(f"{source}: cell line(s) {_first(lacking)} (obs[{cfg.context_col!r}]) have no control cells "
                         f"({cfg.control_label!r}); remove those cells or fix obs[{cfg.pert_col!r}]")
 
-    sizes = norm.loc[~is_ctrl].groupby([PERT, CONTEXT], observed=True).size()
+    modality = line_modalities(obs, norm, is_ctrl, cfg, source)
+    combined = combination_groups(norm, is_ctrl, getattr(cfg, "combination_sep", None))
+    if combined.any():
+        notes.append(combination_note(norm, combined, cfg.combination_sep, source))
+    sizes = norm.loc[~is_ctrl & ~combined].groupby([PERT, CONTEXT], observed=True).size()
     small = sizes[sizes < cfg.min_cells].sort_values()
-    keep = np.ones(len(norm), dtype=bool)
+    keep = ~combined
     if len(small):
         pairs = pd.MultiIndex.from_frame(norm[[PERT, CONTEXT]].astype(str))
         drop = pairs.isin(pd.MultiIndex.from_tuples([(str(p), str(c)) for p, c in small.index])) & ~is_ctrl
@@ -172,11 +178,13 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = 
                      f"({int(drop.sum())} cells; first: {_first(shown)}); lower data.min_cells to keep them")
     counts = {
         "input_cells": int(len(norm)),
+        "combination_groups": int(norm.loc[combined, PERT].nunique()) if combined.any() else 0,
         "dropped_groups": int(len(small)),
         "dropped_cells": int((~keep).sum()),
         "dropped_first": [f"{p}/{c}" for p, c in small.index[:5]],
     }
-    return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts, control_like=undeclared)
+    return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts, control_like=undeclared,
+                    modality=modality)
 
 
 #: integer-valued matrices above this maximum are raw counts; non-integer ones above

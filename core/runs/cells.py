@@ -130,7 +130,7 @@ def cell_eval_data(predictions: Sequence[Any], data: PerturbationData, where: An
         rows[CONTROL_CELL] = cell_names[index] if matched else [None] * n
         pred_obs.append(pd.DataFrame(rows, index=[f"pred:{p.pert}:{p.context}:{i}" for i in range(n)]))
         pred_blocks.append(np.asarray(p.pred, dtype=np.float32))
-        real_idx = np.asarray(rows_of[(p.pert, p.context)])
+        real_idx = np.asarray(rows_of.get((p.pert, p.context), []), dtype=np.int64)  # none: never measured
         real_obs.append(pd.DataFrame({names[k]: data.obs[k].to_numpy()[real_idx] for k in names},
                                      index=data.obs.index[real_idx].astype(str)))
         real_blocks.append(data.X[real_idx])

@@ -38,8 +38,8 @@ class GroupMembers:
     them (an ensemble run on the screen its members ran on); never for other data."""
 
     def __init__(self, runs: dict[str, LoadedRun], data: PerturbationData, *, reuse_saved: bool,
-                 log: Log = lambda message: None):
-        self.runs, self.data, self.log = runs, data, log
+                 log: Log = lambda message: None, sizes: dict[Group, int] | None = None):
+        self.runs, self.data, self.log, self.sizes = runs, data, log, sizes  # sizes: unmeasured groups
         self.saved = {preset: saved_predictions(run.run_dir, data) if reuse_saved else {}
                       for preset, run in runs.items()}
         self._predicted: dict[tuple[str, Group, int], GroupPrediction] = {}
@@ -53,7 +53,7 @@ class GroupMembers:
                 if g not in saved and (preset, g, p) not in self._predicted]
         if todo:
             preds, _, drops = predict_loaded(self.runs[preset], self.data, [g for g, _ in todo],
-                                             positions=[p for _, p in todo], log=self.log)
+                                             positions=[p for _, p in todo], log=self.log, sizes=self.sizes)
             self.drops += [{**d, "member": preset} for d in drops]
             by_group = {(p.pert, p.context): p for p in preds}
             self._predicted.update({(preset, g, p): by_group[g] for g, p in todo if g in by_group})

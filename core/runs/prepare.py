@@ -76,6 +76,7 @@ def run_meta(vocab: Vocab, database: ResponseDatabase, features: list[str]) -> d
             "n_cells": np.asarray(database.n_cells), "embeddings": np.asarray(database.embeddings),
             "response": np.asarray(database.response),
             "control_mean": {c: np.asarray(v) for c, v in database.control_mean.items()},
+            "modality": dict(database.modality),
         },
     }
 

@@ -102,7 +102,7 @@ def _database(meta: dict[str, Any]) -> ResponseDatabase:
     db = meta["database"]
     return ResponseDatabase(perts=list(db["perts"]), contexts=list(db["contexts"]), n_cells=db["n_cells"],
                             embeddings=db["embeddings"], response=db["response"],
-                            control_mean=dict(db["control_mean"]))
+                            control_mean=dict(db["control_mean"]), modality=dict(db.get("modality") or {}))
 
 
 def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") -> LoadedRun:
@@ -152,11 +152,13 @@ def groups_to_predict(run: LoadedRun, data: PerturbationData) -> list[tuple[str,
 
 
 def predict_loaded(run: LoadedRun, data: PerturbationData, groups: list[tuple[str, str]], *,
-                   positions: list[int] | None = None, log: Callable[[str], None] = lambda message: None
+                   positions: list[int] | None = None, log: Callable[[str], None] = lambda message: None,
+                   sizes: dict[tuple[str, str], int] | None = None
                    ) -> tuple[list[GroupPrediction], pd.DataFrame, list[dict]]:
     """``groups`` of a screen predicted through a loaded run's model (cell set by cell set), with the
     run's seed and each group's ``positions`` (default 0, 1, ...: its place in the list), as the
-    run itself would predict them; also the drop records of groups left out.
+    run itself would predict them; also the drop records of groups left out. ``sizes``: groups
+    never measured in ``data`` (in-silico knock-downs), each predicted as that many cells.
 
     Genes new to the run get their embedding from the run's gene-embedding source under the run's
     data.missing_embedding policy (data/coverage.py)."""
@@ -182,7 +184,8 @@ def predict_loaded(run: LoadedRun, data: PerturbationData, groups: list[tuple[st
     k = run.retriever.capabilities.k if run.retriever.capabilities.retrieves else 0
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
     preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device,
-                           positions=[where[g] for g in groups], precision=config.train.precision, log=log)
+                           positions=[where[g] for g in groups], precision=config.train.precision, log=log,
+                           sizes=sizes)
     check_finite(run, preds, data)
     return preds, trace, drops
 
