@@ -33,7 +33,7 @@ def synth(
     """Write a built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
     started = time.perf_counter()
     adata = api.data.synth(preset, seed, family)
-    write_output(out, adata.write_h5ad)
+    write_output(out, api.with_room(adata.write_h5ad, api.h5ad_bytes(adata)))  # HDF5 crashes on a full disk
     console().print(f"built-in {escape(family)} {escape(preset)} dataset (data seed {seed}): "
                     f"{adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "

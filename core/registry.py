@@ -13,10 +13,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
 from .hookspecs import KINDS, SPEC_TYPES, ComponentParams, ComponentSpec
+from .markup import load_yaml
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
 
@@ -126,8 +125,7 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: registry file not found; reinstall ptrag")
-    with path.open() as fh:
-        return parse_registry(yaml.safe_load(fh) or {}, source=str(path))
+    return parse_registry(load_yaml(path.read_text(), str(path)) or {}, source=str(path))
 
 
 def builtin_entries(kind: str, module: str) -> list[RegistryEntry]:

@@ -11,7 +11,7 @@ from .. import __version__
 from ..components.manager import build_manager
 from ..errors import ConfigError, DataError, PtragError, os_error_message
 from ..evaluation.aggregate import fmt
-from ..files import atomic_write
+from ..files import atomic_write, h5ad_bytes, with_room
 from ..hookspecs import KINDS
 from ..progress import library_note, warning_line
 from ..runs.results import RunResult
@@ -28,7 +28,7 @@ __all__ = [
     "configure", "run", "run_comparisons", "predict", "predict_knockdowns", "score", "compare", "components",
     "RunResult", "Prediction", "Knockdowns", "Scores", "PtragError", "RunInterrupted",
     # what the command line needs beyond it
-    "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "KINDS", "DEVICES",
-    "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components", "presets",
-    "is_main_process", "data", "genes", "reports", "warning_line", "library_note",
+    "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "with_room", "h5ad_bytes",
+    "KINDS", "DEVICES", "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components",
+    "presets", "is_main_process", "data", "genes", "reports", "warning_line", "library_note",
 ]

@@ -187,9 +187,11 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = 
                     modality=modality)
 
 
-#: integer-valued matrices above this maximum are raw counts; non-integer ones above
-#: NOT_LOG_MAX are normalised but not log-transformed (log1p of CP10k stays below ~10)
-COUNTS_MAX, NOT_LOG_MAX = 15.0, 30.0
+#: a matrix whose values are all integers is raw counts, whatever its maximum (a shallow screen's
+#: counts may stay below 10), once it has INTEGRAL_SAMPLE non-zero values (log1p of normalised counts
+#: is essentially never an integer) or a value above COUNTS_MAX; non-integer values above NOT_LOG_MAX
+#: are normalised but not log-transformed (log1p of CP10k stays below ~10)
+COUNTS_MAX, NOT_LOG_MAX, INTEGRAL_SAMPLE = 15.0, 30.0, 1000
 
 
 class ValueCheck:
@@ -250,7 +252,7 @@ class ValueCheck:
             return (f"{head} holds one constant value ({self.vmax:.3g}) in every cell and gene, so there is nothing "
                     "to learn or score; check data.embed_key (the matrix ptrag reads)")
         library = f"median library size {self.median_library_size:,.0f}"
-        if not self.non_integer and self.vmax > COUNTS_MAX:
+        if not self.non_integer and (self.vmax > COUNTS_MAX or self._values - self._zeros >= INTEGRAL_SAMPLE):
             return (f"{head} looks like raw counts (integer values up to {self.vmax:,.0f}, {library}); ptrag expects "
                     "log-normalised expression: normalise and log1p it first (scanpy: sc.pp.normalize_total, then "
                     "sc.pp.log1p) or set data.embed_key to a log-normalised matrix")

@@ -22,7 +22,7 @@ import pandas as pd
 
 from ..data.dataset import BATCH, CONTEXT, PERT, PerturbationData
 from ..errors import DataError
-from ..files import atomic_write, write_csv, write_json
+from ..files import write_csv, write_h5ad, write_json
 from ..interfaces import CELL_EVAL_MAX as CLIP_MAX
 
 
@@ -71,8 +71,8 @@ class CellEvalData:
 
     def write(self, run_dir: str | Path) -> dict[str, Any]:
         run_dir = Path(run_dir)
-        atomic_write(run_dir / "predictions.h5ad", self.predictions.write_h5ad)
-        atomic_write(run_dir / "real.h5ad", self.real.write_h5ad)
+        write_h5ad(run_dir / "predictions.h5ad", self.predictions)
+        write_h5ad(run_dir / "real.h5ad", self.real)
         return self.info
 
 

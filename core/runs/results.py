@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ from ..errors import ConfigError, RunFolderError
 from ..evaluation.aggregate import summary_frame
 from ..evaluation.verdict import describe_fit, start_name
 from ..files import read_json
+from ..markup import read_json_file
 from .cells import HeldCells
 from .folder import FINISHED
 
@@ -133,7 +133,7 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "metrics.json"
     if not path.is_file():
         raise ConfigError(f"{folder}: not a finished run (no metrics.json)")
-    return json.loads(path.read_text())
+    return read_json_file(path)
 
 
 def run_label(folder: Path) -> tuple[str, int | None]:

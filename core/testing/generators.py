@@ -13,14 +13,18 @@ returning a fresh generator; the suite calls ``fit`` on a small retrieval databa
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..components.guards import ContractError, check_combined, check_generation
+from ..errors import ConfigError
 from ..hookspecs import BuildContext
 from ..interfaces import CellEncoding, GenerationInput, Generator
+from ..training.checkpoints import load_checkpoint, save_checkpoint
 from . import fixtures as fx
 
 MakeGenerator = Callable[[BuildContext], Generator]
@@ -127,10 +131,23 @@ def check_gradients(make: MakeGenerator) -> None:
     assert all(bool(torch.isfinite(g).all()) for g in grads), f"{_label(generator)}: non-finite gradients"
 
 
+def _through_a_checkpoint(generator: Generator) -> dict:
+    """The generator's state as ``checkpoint.pt`` stores it and reads it back (weights only: a
+    state that holds other Python objects would make checkpoints ptrag refuses to load)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "checkpoint.pt"
+        save_checkpoint(path, {"model": generator.state_dict()})
+        try:
+            return load_checkpoint(path)["model"]
+        except ConfigError as exc:
+            raise AssertionError(f"{_label(generator)}: its state_dict does not load from a checkpoint: hold "
+                                 f"tensors (and plain containers of them) only ({exc})") from None
+
+
 def check_state_round_trip(make: MakeGenerator) -> None:
     """A fresh generator loading another's state (a checkpoint) predicts the same cells."""
     a, b = _fitted(make, seed=0), _fitted(make, seed=1)
-    b.load_state_dict(a.state_dict())
+    b.load_state_dict(_through_a_checkpoint(a))
     a.eval(), b.eval()
     if _of_groups(a):
         assert np.allclose(_combine(a), _combine(b), atol=1e-5), f"{_label(a)}: the loaded state combines otherwise"
@@ -174,7 +191,7 @@ def _check_group_calibration(make: MakeGenerator, a: Generator) -> None:
         f"{_label(a)}: calibrate_groups() must return what it fitted, got {fitted!r}"
     after = _combine(a, seed=7)
     b = _fitted(make, seed=1)
-    b.load_state_dict(a.state_dict())
+    b.load_state_dict(_through_a_checkpoint(a))
     assert np.allclose(after, _combine(b, seed=7), atol=1e-5), f"{_label(a)}: the calibration is not in its state_dict"
     assert before.shape == after.shape, f"{_label(a)}: calibration changed how many cells a group gets"
 
