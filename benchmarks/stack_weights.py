@@ -21,8 +21,10 @@ import re
 import sys
 from pathlib import Path
 
+import anndata as ad
 import numpy as np
 import pandas as pd
+import yaml
 from scipy.cluster.vq import kmeans2
 from scipy.stats import wilcoxon
 
@@ -78,6 +80,23 @@ def leave_one_out(table: pd.DataFrame, members: list[str], programs: int, shrink
     return pd.DataFrame(rows)
 
 
+def with_control(table: pd.DataFrame, run_dir: Path) -> pd.DataFrame:
+    """The control mean per (line, gene): from the table, or (a table written before it had the
+    column) from the run's real.h5ad, which holds the held-out line's control cells."""
+    if "control" in table:
+        return table
+    config = yaml.safe_load((run_dir / "config.yaml").read_text()) or {}
+    data = config.get("data") or {}
+    real = ad.read_h5ad(run_dir / "real.h5ad")
+    is_ctrl = (real.obs[data.get("pert_col", "gene")].astype(str) == data.get("control_label", "non-targeting"))
+    lines = real.obs[data.get("context_col", "cell_line")].astype(str)
+    x = np.asarray(real.X.toarray() if hasattr(real.X, "toarray") else real.X, dtype=np.float64)
+    names = [str(g) for g in real.var_names]
+    means = {line: pd.Series(x[(is_ctrl & (lines == line)).to_numpy()].mean(0), index=names) for line in set(lines)}
+    control = [means[c][g] for c, g in zip(table.context.astype(str), table.gene.astype(str), strict=True)]
+    return table.assign(control=control)
+
+
 def _family(name: str) -> str:
     found = re.search(r"@([A-Za-z0-9]+)", name)
     return found.group(1) if found else "-"
@@ -109,7 +128,7 @@ def main() -> None:
         sys.exit("no calibration.csv under " + ", ".join(map(str, args.paths)))
     results = []
     for path in tables:
-        table = pd.read_csv(path)
+        table = with_control(pd.read_csv(path), path.parent)
         members = [c for c in table.columns if c not in ("pert", "context", "gene", "control", "real")]
         if table.groupby(["pert", "context"]).ngroups < 3:
             continue

@@ -12,6 +12,10 @@ from ptrag.core import api
 
 from .common import console, escape, friendly_errors, write_output
 
+#: the column options' help, with their defaults, as `ptrag run` shows them
+_HELP = {name: api.BY_NAME[name].described for name in ("embed_key", "pert_col", "context_col", "batch_col",
+                                                          "control_label")}
+
 CONTROL_LABELS_HELP = ("More labels of control cells, counted as --control-label's (data.control_labels; "
                        "repeatable).")
 ALLOW_HELP = ("Labels that look like controls (NT, control, ...) but are real perturbations "
@@ -41,16 +45,45 @@ def synth(
     typer.echo(str(out))
 
 
+@app.command("prepare")
+@friendly_errors
+def prepare(
+    file: Path = typer.Argument(..., help="An .h5ad screen of raw counts (in X or a layer)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The prepared .h5ad to write (a new file)."),
+    counts_layer: str | None = typer.Option(None, "--counts-layer", help="Layer holding the raw counts. "
+                                            "Default: X."),
+    pert_col: str = typer.Option("gene", "--pert-col", help=_HELP["pert_col"]),
+    target_sum: float = typer.Option(10_000, "--target-sum", help="Counts per cell after scaling, before log1p."),
+    n_top_genes: int | None = typer.Option(None, "--n-top-genes", help="Keep the N most variable genes (plus the "
+                                           "perturbed genes measured). Default: every gene."),
+) -> None:
+    """Log-normalise a raw-count screen for ptrag: X = log1p(counts scaled to --target-sum per
+    cell), the counts kept in layers['counts'], every cell and obs column kept. Then: ptrag run
+    --data OUT --embed-key X (docs/own-data.md)."""
+    if out.exists():
+        raise api.ConfigError(f"-o {out}: exists; ptrag never overwrites a file: give a new name")
+    started = time.perf_counter()
+    done = api.data.prepare(file, pert_col=pert_col, counts_layer=counts_layer, target_sum=target_sum,
+                            n_top_genes=n_top_genes)
+    write_output(out, api.with_room(done.adata.write_h5ad, api.h5ad_bytes(done.adata)))
+    console().print(f"prepared {escape(str(file))}: {done.adata.n_obs:,} cells, {done.genes_kept:,} of "
+                    f"{done.genes_in:,} genes ({done.targets_kept} perturbed genes among them), counts from "
+                    f"{escape(done.counts_from)}, log1p of counts per {target_sum:,.0f}, in "
+                    f"{time.perf_counter() - started:.1f} s; next: ptrag data inspect {escape(str(out))} --embed-key X")
+    typer.echo(str(out))
+
+
 @app.command("inspect")
 @friendly_errors
 def inspect(
     file: Path = typer.Argument(..., help="An .h5ad screen."),
-    embed_key: str | None = typer.Option(None, "--embed-key", help="obsm key or X (data.embed_key)."),
-    pert_col: str | None = typer.Option(None, "--pert-col"),
-    context_col: str | None = typer.Option(None, "--context-col"),
-    batch_col: str | None = typer.Option(None, "--batch-col"),
-    control_label: str | None = typer.Option(None, "--control-label"),
-    min_cells: int | None = typer.Option(None, "--min-cells"),
+    embed_key: str | None = typer.Option(None, "--embed-key", help=_HELP["embed_key"]),
+    pert_col: str | None = typer.Option(None, "--pert-col", help=_HELP["pert_col"]),
+    context_col: str | None = typer.Option(None, "--context-col", help=_HELP["context_col"]),
+    batch_col: str | None = typer.Option(None, "--batch-col", help=_HELP["batch_col"]),
+    control_label: str | None = typer.Option(None, "--control-label", help=_HELP["control_label"]),
+    min_cells: int | None = typer.Option(None, "--min-cells", help="Perturbation groups with fewer cells are left "
+                                         "out (data.min_cells). Default: 10."),
     control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
     allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
     gene_embeddings: str | None = typer.Option(None, "--gene-embeddings",
@@ -122,10 +155,10 @@ def split(
     val_fraction: float = typer.Option(0.1, "--val-fraction",
                                        help="Share of the held-out line's perturbations in validation (0 <= x < 1)."),
     dataset: str | None = typer.Option(None, "--dataset", help="Dataset name in the TOML; default: the file's stem."),
-    embed_key: str | None = typer.Option(None, "--embed-key"),
-    pert_col: str | None = typer.Option(None, "--pert-col"),
-    context_col: str | None = typer.Option(None, "--context-col"),
-    control_label: str | None = typer.Option(None, "--control-label"),
+    embed_key: str | None = typer.Option(None, "--embed-key", help=_HELP["embed_key"]),
+    pert_col: str | None = typer.Option(None, "--pert-col", help=_HELP["pert_col"]),
+    context_col: str | None = typer.Option(None, "--context-col", help=_HELP["context_col"]),
+    control_label: str | None = typer.Option(None, "--control-label", help=_HELP["control_label"]),
     control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
     allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
 ) -> None:

@@ -19,12 +19,12 @@ from .tables import comparison_tables, results_table
 
 def _parameter(option: api.Option) -> inspect.Parameter:
     if option.type is bool:
-        default, annotation = typer.Option(False, *option.flags, help=option.help), bool
+        default, annotation = typer.Option(False, *option.flags, help=option.described), bool
     elif option.type == list[str]:
-        default, annotation = typer.Option([], *option.flags, help=option.help), list[str]
+        default, annotation = typer.Option([], *option.flags, help=option.described), list[str]
     else:
         extra = {"min": option.min} if option.min is not None else {}
-        default, annotation = typer.Option(None, *option.flags, help=option.help, **extra), option.type | None
+        default, annotation = typer.Option(None, *option.flags, help=option.described, **extra), option.type | None
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 

@@ -18,8 +18,8 @@ from ..runs.results import RunResult
 from . import data, genes, reports
 from .boundary import RunInterrupted
 from .knockdowns import Knockdowns, predict_knockdowns
-from .options import CONFIG, OVERWRITE, RUN_OPTIONS, SET, Option
-from .plugins import builtin_components, components, presets
+from .options import BY_NAME, CONFIG, OVERWRITE, RUN_OPTIONS, SET, Option
+from .plugins import builtin_components, components, preset_list, presets
 from .predictions import DEVICES, Prediction, Scores, compare, predict, score
 from .runs import configure, is_main_process, run, run_comparisons
 
@@ -29,6 +29,7 @@ __all__ = [
     "RunResult", "Prediction", "Knockdowns", "Scores", "PtragError", "RunInterrupted",
     # what the command line needs beyond it
     "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "with_room", "h5ad_bytes",
-    "KINDS", "DEVICES", "RUN_OPTIONS", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager", "builtin_components",
-    "presets", "is_main_process", "data", "genes", "reports", "warning_line", "library_note",
+    "KINDS", "DEVICES", "RUN_OPTIONS", "BY_NAME", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager",
+    "builtin_components", "presets", "preset_list", "is_main_process", "data", "genes", "reports", "warning_line",
+    "library_note",
 ]

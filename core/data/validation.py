@@ -254,8 +254,9 @@ class ValueCheck:
         library = f"median library size {self.median_library_size:,.0f}"
         if not self.non_integer and (self.vmax > COUNTS_MAX or self._values - self._zeros >= INTEGRAL_SAMPLE):
             return (f"{head} looks like raw counts (integer values up to {self.vmax:,.0f}, {library}); ptrag expects "
-                    "log-normalised expression: normalise and log1p it first (scanpy: sc.pp.normalize_total, then "
-                    "sc.pp.log1p) or set data.embed_key to a log-normalised matrix")
+                    "log-normalised expression: normalise it first (ptrag data prepare FILE -o NEW.h5ad, "
+                    "docs/own-data.md; or scanpy's normalize_total and log1p) or set data.embed_key to a "
+                    "log-normalised matrix")
         if self.vmax > NOT_LOG_MAX:
             return (f"{head} has values up to {self.vmax:,.4g} ({library}): normalised but not log-transformed? "
                     "ptrag expects log-normalised expression: apply log1p first (scanpy: sc.pp.log1p) or set "
