@@ -84,10 +84,10 @@ def predict_planned(run: LoadedRun, data: PerturbationData, plan: KnockdownPlan,
 
 def cross_line_agreement(run: LoadedRun, gene: str, line: str) -> tuple[float, int]:
     """How consistent ``gene``'s observed responses are across the run's training lines other than
-    ``line``: the mean pairwise Pearson correlation over features (NaN with fewer than two such
-    lines), and how many lines measured it."""
+    ``line`` (of ``line``'s modality): the mean pairwise Pearson correlation over features (NaN
+    with fewer than two such lines), and how many lines measured it."""
     db = run.database
-    rows = [i for i in db.entries_of(gene) if db.contexts[i] != line]
+    rows = [i for i in db.entries_of(gene) if db.contexts[i] != line and db.comparable(line, db.contexts[i])]
     if len(rows) < 2:
         return float("nan"), len(rows)
     r = np.corrcoef(np.asarray(db.response, dtype=np.float64)[rows])
