@@ -227,7 +227,7 @@ def _occupied_here(path: Path, flag: str, keep_changed: bool, clean: bool) -> It
     before, failed = _entries(path), False
     try:
         yield
-    except (PtragError, OSError):
+    except (PtragError, OSError, SystemExit):  # SystemExit: from code ptrag calls (api/boundary.py)
         failed = True
         raise
     finally:
