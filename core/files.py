@@ -2,7 +2,8 @@
 
 A file is written under a hidden temporary name beside its target and renamed over it, so a reader
 (or a run resumed after a crash) sees the old file or the new one, never half of one. JSON is
-written valid (``null`` where a value is NaN or infinite), indented for people.
+written valid (``null`` where a value is NaN or infinite), indented for people. Every write is
+announced first (:func:`announce`), so a run folder can list what ptrag wrote into it.
 """
 
 from __future__ import annotations
@@ -44,9 +45,27 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+#: called with each path before ptrag writes it (runs/marker.py: a run folder lists what ptrag wrote)
+_BEFORE_WRITE: list[Callable[[Path], None]] = []
+
+
+def before_write(hook: Callable[[Path], None]) -> None:
+    """Call ``hook(path)`` before every file ptrag writes (once per hook); it may refuse by raising."""
+    if hook not in _BEFORE_WRITE:
+        _BEFORE_WRITE.append(hook)
+
+
+def announce(path: str | Path) -> None:
+    """Say that ``path`` is about to be written (by :func:`atomic_write`, or by a caller that
+    appends to a file or lets a component write a folder)."""
+    for hook in _BEFORE_WRITE:
+        hook(Path(path))
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """``write(tmp)`` to a hidden sibling, then rename it over ``path``."""
     path = Path(path)
+    announce(path)
     tmp = temporary_name(path)
     try:
         write(tmp)

@@ -40,12 +40,15 @@ from ..config import ExperimentConfig, read_yaml, resolve_config
 from ..errors import ConfigError, RunFolderError
 from ..files import write_csv, write_json
 from ..training.distributed import from_env
+from . import marker
 from .experiment import run_experiment
 from .fingerprints import run_identity
-from .folder import inspect_folder, occupied
+from .folder import inspect_folder, is_legacy, legacy_message, occupied
 from .results import comparison_table
 
 RUN_KEYS = {"name", "preset", "set"}
+#: what the grid writes into its folder beside the runs (listed in its marker, runs/marker.py)
+GRID_FILES = ("ablation.json", "comparison.csv")
 
 
 @dataclass
@@ -145,12 +148,17 @@ def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridR
         for seed in grid.seeds:  # seed-major: an interrupted grid has every configuration's first seeds
             for run in grid.runs:
                 extra = _merge(grid.base, run.overrides)
-                extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed, label))}})
+                folder = str(run_dir_for(out, run, seed, label))
+                extra = _merge(extra, {"seed": seed, "output": {"dir": folder}})
                 try:
                     cfg = resolve_config(None, preset=run.preset, sets=[*run.sets, *setting, *grid.sets],
                                          extra=extra, manager=manager)
                 except ConfigError as exc:
                     raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
+                if cfg.output.dir != folder:  # a set, a setting or --set moved it: never outside --out
+                    raise ConfigError(f"{grid.source}: run {run.name!r} sets output.dir ({cfg.output.dir}); a grid "
+                                      f"writes each run into its --out, here {folder}: remove output.dir from the "
+                                      "grid and --set")
                 configs.append((run, seed, cfg.model_copy(update={"compare": []})))
     return configs
 
@@ -165,9 +173,33 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
     configs = grid_configs(grid, out, manager)
-    with occupied(out, clean=False) if from_env().is_main else contextlib.nullcontext():  # rank 0 holds it
+    main = from_env().is_main
+    with occupied(out, clean=False) if main else contextlib.nullcontext():  # rank 0 holds it
         states = _states(configs, overwrite)
-        return _run_all(grid, out, manager, configs, states, log, runner)
+        made = _grid_folder(out) if main else False
+        try:
+            return _run_all(grid, out, manager, configs, states, log, runner)
+        except BaseException:
+            if made and not [e for e in out.iterdir() if not marker.bookkeeping(e.name)]:
+                (out / marker.MARKER).unlink()  # nothing ran: the folder is as it was
+            raise
+
+
+def _grid_folder(out: Path) -> bool:
+    """The grid folder's marker (True: created now). It may hold the user's files, never where the
+    grid writes; a folder of another kind, or a grid of a ptrag before markers, is refused."""
+    mark = marker.read(out)
+    if mark is None and is_legacy(out):
+        raise RunFolderError(legacy_message(out, "--out", "grid"))
+    if mark is not None and mark.kind != "ablation":
+        raise RunFolderError(f"--out {out}: holds a ptrag {mark.kind}, not an ablation grid; choose another --out")
+    taken = [name for name in GRID_FILES if (out / name).exists() and (mark is None or name not in mark.files)]
+    if taken:
+        raise RunFolderError(f"--out {out}: holds {', '.join(taken)}, which ptrag did not write, where the grid writes "
+                             "its table; move it away or choose another --out")
+    if mark is None:
+        marker.create(out, "ablation")
+    return mark is None
 
 
 def _states(configs: list[tuple[GridRun, int, ExperimentConfig]], overwrite: bool) -> list[Any]:
@@ -178,6 +210,8 @@ def _states(configs: list[tuple[GridRun, int, ExperimentConfig]], overwrite: boo
         if state.kind == "foreign":
             raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
                                  "move them or choose another --out")
+        if state.kind == "legacy":
+            raise RunFolderError(legacy_message(folder, "--out"))
         if state.kind in ("different", "new-kind") and not overwrite:
             changed = sum(s.kind in ("different", "new-kind") for s in states)
             raise RunFolderError(f"{folder}: holds a run of another configuration "
