@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from bad_inputs import cases_core, cases_data, cases_plugins, cases_runs
+from bad_inputs import cases_core, cases_data, cases_fenced, cases_folders, cases_labels, cases_plugins, cases_runs
 from bad_inputs.case import Case, fixture_on_path
 from typer.testing import CliRunner
 
@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
 
 
-FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins]  # each: CASES and prepare(root, env)
+# each: CASES and prepare(root, env)
+FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins, cases_folders, cases_fenced, cases_labels]
 CASES: list[Case] = [case for family in FAMILIES for case in family.CASES]
 
 

@@ -7,12 +7,11 @@ mean ± sd per configuration. Figures use matplotlib's Agg backend (no display n
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, RunFolderError
+from ..errors import ConfigError
 from ..files import write_csv
 from ..runs import marker
 from ..runs.results import comparability, comparison_table, require_same_data, run_label
@@ -42,7 +41,7 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         for folder in _one_per_config(folders):
             check_genes(folder, genes)
     out = Path(out)
-    _listed_in_its_run(out)
+    marker.adopt(out)  # <run>/report goes with its run
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(folders)
     write_csv(out / "summary.csv", table)
@@ -69,14 +68,6 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
     page = write_html(out, table, figures, paired, warnings=warnings, mark_best=comparable)
     return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page, "against": versus,
             "warnings": warnings, "comparable": comparable}
-
-
-def _listed_in_its_run(out: Path) -> None:
-    """A new report folder inside a run folder (the default ``<run>/report``) is ptrag's: listed in
-    the run's marker, so ``--overwrite`` of that run removes it rather than refusing it."""
-    if not out.exists() and (out.parent / marker.MARKER).is_file():
-        with contextlib.suppress(RunFolderError):  # not a marker ptrag wrote: the report is only read
-            marker.record(out.parent, [out.name])
 
 
 def _one_per_config(folders: Sequence[Path]) -> list[Path]:

@@ -175,18 +175,21 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
     configs = grid_configs(grid, out, manager)
     main = from_env().is_main
     with occupied(out, clean=False) if main else contextlib.nullcontext():  # rank 0 holds it
+        mark = _grid_folder(out) if main else None
         states = _states(configs, overwrite)
-        made = _grid_folder(out) if main else False
+        made = main and mark is None
+        if made:
+            marker.create(out, "ablation")
         try:
             return _run_all(grid, out, manager, configs, states, log, runner)
         except BaseException:
-            if made and not [e for e in out.iterdir() if not marker.bookkeeping(e.name)]:
-                (out / marker.MARKER).unlink()  # nothing ran: the folder is as it was
+            if made and not any((out / name).exists() for name in marker.read(out).files):
+                (out / marker.MARKER).unlink()  # nothing of the grid's stayed: the folder is as it was
             raise
 
 
-def _grid_folder(out: Path) -> bool:
-    """The grid folder's marker (True: created now). It may hold the user's files, never where the
+def _grid_folder(out: Path) -> marker.Marker | None:
+    """The grid folder's marker (None: none yet). It may hold the user's files, never where the
     grid writes; a folder of another kind, or a grid of a ptrag before markers, is refused."""
     mark = marker.read(out)
     if mark is None and is_legacy(out):
@@ -197,9 +200,7 @@ def _grid_folder(out: Path) -> bool:
     if taken:
         raise RunFolderError(f"--out {out}: holds {', '.join(taken)}, which ptrag did not write, where the grid writes "
                              "its table; move it away or choose another --out")
-    if mark is None:
-        marker.create(out, "ablation")
-    return mark is None
+    return mark
 
 
 def _states(configs: list[tuple[GridRun, int, ExperimentConfig]], overwrite: bool) -> list[Any]:

@@ -20,6 +20,7 @@ What it decides (runs/folder.py):
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import uuid
@@ -106,6 +107,19 @@ def record(folder: Path, names: Iterable[str]) -> None:
         if new:
             mark.files += new
             _write(folder, mark)
+
+
+def adopt(folder: Path) -> None:
+    """A new folder that ``ptrag report`` or ``ptrag predict`` makes in a run folder by default
+    (``<run>/report``, ``<run>/predict-<data>``) goes with that run: listed in its marker, so
+    ``--overwrite`` of the run removes it instead of refusing it. Any other folder made there is
+    not the run's (``--overwrite`` names it and refuses)."""
+    folder = Path(folder)
+    if folder.exists() or not (folder.name == "report" or folder.name.startswith("predict-")):
+        return
+    with contextlib.suppress(RunFolderError):  # not a marker ptrag wrote: the run folder is only read
+        if (mark := read(folder.parent)) is not None and mark.kind == "run":
+            record(folder.parent, [folder.name])
 
 
 def hold(folder: Path) -> None:
