@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -38,17 +38,30 @@ def frozen(array: np.ndarray) -> np.ndarray:
     return view
 
 
-def _named(name: str, value: Any, depth: int) -> Iterator[tuple[str, torch.Tensor | np.ndarray]]:
-    """``(dotted name, tensor or array)`` in a record (dataclass fields, dict values), ``depth``
-    records deep (a selection's inputs hold the batch, which holds the cells)."""
-    if isinstance(value, (torch.Tensor, np.ndarray)):
-        yield name, value
-    elif depth and dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _named(f"{name}.{f.name}", getattr(value, f.name), depth - 1)
-    elif depth and isinstance(value, dict):
+_FIELDS: dict[type, tuple[str, ...]] = {}  # a record class's field names (dataclasses.fields is slow)
+_LEAVES = (torch.Tensor, np.ndarray)
+_PLAIN = (str, int, float, bool, list, tuple, type(None))
+
+
+def _named(name: str, value: Any, depth: int, out: list[tuple[str, str, Any]]) -> None:
+    """``(record name, field, tensor or array)`` in a record (dataclass fields, dict values),
+    ``depth`` records deep (a selection's inputs hold the batch, which holds the cells), into
+    ``out``; names are joined only for a message (this runs three times per training step)."""
+    cls = type(value)
+    if cls in _FIELDS:
+        for field in _FIELDS[cls]:
+            item = getattr(value, field)
+            if isinstance(item, _LEAVES):
+                out.append((name, field, item))
+            elif depth > 1 and not isinstance(item, _PLAIN):
+                _named(f"{name}.{field}", item, depth - 1, out)
+    elif isinstance(value, dict):
         for key, item in value.items():
-            yield from _named(f"{name}[{key!r}]", item, depth - 1)
+            if isinstance(item, _LEAVES):
+                out.append((name, f"[{key!r}]", item))
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        _FIELDS[cls] = tuple(f.name for f in dataclasses.fields(value))
+        _named(name, value, depth, out)
 
 
 def _state(value: torch.Tensor | np.ndarray) -> Any:
@@ -63,16 +76,18 @@ class Untouched:
     """The state of a call's inputs (a tensor's version, an array's hash); :meth:`check` after the call."""
 
     def __init__(self, inputs: Iterable[tuple[str, Any]]):
-        seen: dict[int, tuple[str, Any, Any]] = {}
+        found: list[tuple[str, str, Any]] = []
         for name, value in inputs:
-            for label, item in _named(name, value, 2):
-                if id(item) not in seen:
-                    seen[id(item)] = (label, item, _state(item))
-        self.watched = list(seen.values())
+            if isinstance(value, _LEAVES):
+                found.append((name, "", value))
+            else:
+                _named(name, value, 2, found)
+        self.watched = [(name, field, item, _state(item)) for name, field, item in found]
 
     def check(self, component: Any, what: str) -> None:
-        for label, item, state in self.watched:
+        for name, field, item, state in self.watched:
             if _state(item) != state:
+                label = name if not field else f"{name}{field}" if field.startswith("[") else f"{name}.{field}"
                 fix = "x = x + 1, not x += 1; x.clone() before an in-place call" if isinstance(item, torch.Tensor) \
                     else "arr = arr / n, not arr /= n; arr.copy() before an in-place call"
                 raise _fail(who(component), f"{what} changed its input {label} in place; inputs are read-only: "
