@@ -75,6 +75,16 @@ def test_overwrite_refuses_a_users_notebook_and_deletes_nothing(run):
     assert json.loads((run / "fingerprint.json").read_text())["config"]["preset"] == "control"
 
 
+def test_only_ptrags_half_written_files_count_as_its_own(run):
+    (run / ".metrics.partial.csv").write_text("half")  # a crash while metrics.csv was written
+    (run / ".draft.partial.md").write_text("the user's")
+    result = invoke(*PM, "--out", run, "--overwrite")
+    assert result.exit_code == 1 and "(.draft.partial.md)" in result.stderr
+    (run / ".draft.partial.md").unlink()
+    assert invoke(*PM, "--out", run, "--overwrite").exit_code == 0
+    assert not (run / ".metrics.partial.csv").exists()
+
+
 def test_a_killed_run_lists_its_checkpoint_and_log_and_overwrite_clears_them(tmp_path):
     manager = build_manager(entry_points=False)
     folder = tmp_path / "k"

@@ -64,8 +64,9 @@ RUN_FILES = frozenset({
 })
 #: the folder's lock and who holds it: never content of the folder (an empty folder may hold them)
 LOCK_FILES = frozenset({lock.LOCK, lock.HOLDER})
-#: what tells a run folder of a ptrag before markers (runs/marker.py) from a folder of other files
-LEGACY_SIGNS = (FINGERPRINT, FINISHED, CHECKPOINT, "log.jsonl", "ablation.json")
+#: beside a config.yaml, what tells a run folder of a ptrag before markers (runs/marker.py) from a
+#: folder of other files (a grid's folder: its ablation.json)
+LEGACY_SIGNS = (FINGERPRINT, FINISHED, CHECKPOINT, "log.jsonl")
 #: keys a resumed run may change: where and how fast it runs, not what it computes
 RESUME_MAY_CHANGE = ("device", "train.threads")
 
@@ -146,7 +147,10 @@ def stored_identity(path: Path) -> dict[str, Any] | None:
 
 def is_legacy(path: Path) -> bool:
     """A run (or grid) folder of a ptrag before markers: readable, never written (runs/marker.py)."""
-    return not (path / MARKER).exists() and any((path / name).exists() for name in LEGACY_SIGNS)
+    if (path / MARKER).exists():
+        return False
+    run = (path / CONFIG).is_file() and any((path / name).exists() for name in LEGACY_SIGNS)
+    return run or (path / "ablation.json").is_file()
 
 
 def inspect_folder(path: str | Path, identity: Mapping[str, Any], flag: str = "--out") -> FolderState:
@@ -289,7 +293,7 @@ def occupied(path: str | Path, *, flag: str = "--out", keep_changed: bool = Fals
 def _clear(path: Path, mark: marker.Marker) -> None:
     """Remove what the marker lists (and ptrag's half-written files), the marker last."""
     for entry in path.iterdir():
-        if entry.name in mark.files or (marker.bookkeeping(entry.name) and ".partial" in entry.name):
+        if marker.ptrags(entry.name, mark):
             _remove(entry)
     with contextlib.suppress(FileNotFoundError):
         (path / MARKER).unlink()

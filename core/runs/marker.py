@@ -31,7 +31,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..errors import RunFolderError
-from ..files import before_write, read_json, write_json
+from ..files import before_write, read_json, temporary_name, write_json
 from . import lock
 
 MARKER = ".ptrag-run"
@@ -50,8 +50,14 @@ class Marker:
 
 
 def bookkeeping(name: str) -> bool:
-    """The marker, the lock, or a file being written (``.NAME.partial.EXT``, ptrag.core.files)."""
-    return name in BOOKKEEPING or (name.startswith(".") and ".partial" in name)
+    """The marker or the lock: never content of a folder."""
+    return name in BOOKKEEPING
+
+
+def ptrags(name: str, mark: Marker) -> bool:
+    """An entry the marker lists, or the half-written file of one (``temporary_name``: a crash
+    while writing it), ptrag's to remove."""
+    return name in mark.files or name in {temporary_name(Path(n)).name for n in mark.files}
 
 
 def _plain(name: object) -> bool:
@@ -179,7 +185,7 @@ def not_ptrags(folder: Path, mark: Marker) -> list[str]:
     or inside a listed folder that holds run folders (``compare/``), beside them."""
     out = []
     for entry in _scan(folder):
-        if entry.name not in mark.files:
+        if not ptrags(entry.name, mark):
             out.append(entry.name + ("/" if entry.is_dir(follow_symlinks=False) else ""))
         elif entry.is_dir(follow_symlinks=False):
             out += [f"{entry.name}/{inner}" for inner in _inside(Path(entry.path))]
