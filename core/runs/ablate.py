@@ -193,7 +193,7 @@ def _grid_folder(out: Path) -> marker.Marker | None:
     grid writes; a folder of another kind, or a grid of a ptrag before markers, is refused."""
     mark = marker.read(out)
     if mark is None and is_legacy(out):
-        raise RunFolderError(legacy_message(out, "--out", "grid"))
+        raise RunFolderError(legacy_message(out, "--out", "grid" if (out / "ablation.json").is_file() else "run"))
     if mark is not None and mark.kind != "ablation":
         raise RunFolderError(f"--out {out}: holds a ptrag {mark.kind}, not an ablation grid; choose another --out")
     taken = [name for name in GRID_FILES if (out / name).exists() and (mark is None or name not in mark.files)]
