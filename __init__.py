@@ -13,8 +13,8 @@ from typing import Any
 from ptrag.core import __version__
 from ptrag.core.errors import PtragError
 
-_API = ("configure", "run", "run_comparisons", "predict", "score", "compare", "components",
-        "RunResult", "Prediction", "Scores")
+_API = ("configure", "run", "run_comparisons", "predict", "predict_knockdowns", "score", "compare", "components",
+        "RunResult", "Prediction", "Knockdowns", "Scores")
 _SUBPACKAGES = ("core", "plugins", "cli")
 
 __all__ = ["__version__", "PtragError", *_API]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import typer
 
 from ptrag.core.api import __version__
@@ -44,6 +46,8 @@ def _root(
 
 
 def main() -> None:
+    if hasattr(signal, "SIGXFSZ"):  # past a file-size limit (ulimit -f) a write fails, one error line, never a kill
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     app()
 
 

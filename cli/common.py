@@ -73,11 +73,15 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> Path:
     """Write a user-named output file whole or not at all (temporary name, then rename), with a
-    filesystem failure as one line naming the option and the file."""
+    filesystem failure as one line naming the option and the file (and the folders made for it gone)."""
+    made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # leaf first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return api.atomic_write(path, write)
     except OSError as exc:
+        for folder in made:  # the folders made for it go too, if nothing else came into them
+            with contextlib.suppress(OSError):
+                folder.rmdir()
         reason = os_error_message(exc, with_path=False)  # the message names the file already
         raise api.DataError(f"{flag} {path}: cannot write the file ({reason})") from None
 

@@ -12,6 +12,10 @@ from ptrag.core import api
 
 from .common import console, escape, friendly_errors, write_output
 
+#: the column options' help, with their defaults, as `ptrag run` shows them
+_HELP = {name: api.BY_NAME[name].described for name in ("embed_key", "pert_col", "context_col", "batch_col",
+                                                          "control_label")}
+
 CONTROL_LABELS_HELP = ("More labels of control cells, counted as --control-label's (data.control_labels; "
                        "repeatable).")
 ALLOW_HELP = ("Labels that look like controls (NT, control, ...) but are real perturbations "
@@ -33,7 +37,7 @@ def synth(
     """Write a built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
     started = time.perf_counter()
     adata = api.data.synth(preset, seed, family)
-    write_output(out, adata.write_h5ad)
+    write_output(out, api.with_room(adata.write_h5ad, api.h5ad_bytes(adata)))  # HDF5 crashes on a full disk
     console().print(f"built-in {escape(family)} {escape(preset)} dataset (data seed {seed}): "
                     f"{adata.n_obs:,} cells x {adata.obsm['X_hvg'].shape[1]} genes, "
                     f"{adata.obs['gene'].nunique() - 1} perturbed genes, {adata.obs['cell_line'].nunique()} cell lines "
@@ -41,16 +45,45 @@ def synth(
     typer.echo(str(out))
 
 
+@app.command("prepare")
+@friendly_errors
+def prepare(
+    file: Path = typer.Argument(..., help="An .h5ad screen of raw counts (in X or a layer)."),
+    out: Path = typer.Option(..., "--out", "-o", help="The prepared .h5ad to write (a new file)."),
+    counts_layer: str | None = typer.Option(None, "--counts-layer", help="Layer holding the raw counts. "
+                                            "Default: X."),
+    pert_col: str = typer.Option("gene", "--pert-col", help=_HELP["pert_col"]),
+    target_sum: float = typer.Option(10_000, "--target-sum", help="Counts per cell after scaling, before log1p."),
+    n_top_genes: int | None = typer.Option(None, "--n-top-genes", help="Keep the N most variable genes (plus the "
+                                           "perturbed genes measured). Default: every gene."),
+) -> None:
+    """Log-normalise a raw-count screen for ptrag: X = log1p(counts scaled to --target-sum per
+    cell), the counts kept in layers['counts'], every cell and obs column kept. Then: ptrag run
+    --data OUT --embed-key X (docs/own-data.md)."""
+    if out.exists():
+        raise api.ConfigError(f"-o {out}: exists; ptrag never overwrites a file: give a new name")
+    started = time.perf_counter()
+    done = api.data.prepare(file, pert_col=pert_col, counts_layer=counts_layer, target_sum=target_sum,
+                            n_top_genes=n_top_genes)
+    write_output(out, api.with_room(done.adata.write_h5ad, api.h5ad_bytes(done.adata)))
+    console().print(f"prepared {escape(str(file))}: {done.adata.n_obs:,} cells, {done.genes_kept:,} of "
+                    f"{done.genes_in:,} genes ({done.targets_kept} perturbed genes among them), counts from "
+                    f"{escape(done.counts_from)}, log1p of counts per {target_sum:,.0f}, in "
+                    f"{time.perf_counter() - started:.1f} s; next: ptrag data inspect {escape(str(out))} --embed-key X")
+    typer.echo(str(out))
+
+
 @app.command("inspect")
 @friendly_errors
 def inspect(
     file: Path = typer.Argument(..., help="An .h5ad screen."),
-    embed_key: str | None = typer.Option(None, "--embed-key", help="obsm key or X (data.embed_key)."),
-    pert_col: str | None = typer.Option(None, "--pert-col"),
-    context_col: str | None = typer.Option(None, "--context-col"),
-    batch_col: str | None = typer.Option(None, "--batch-col"),
-    control_label: str | None = typer.Option(None, "--control-label"),
-    min_cells: int | None = typer.Option(None, "--min-cells"),
+    embed_key: str | None = typer.Option(None, "--embed-key", help=_HELP["embed_key"]),
+    pert_col: str | None = typer.Option(None, "--pert-col", help=_HELP["pert_col"]),
+    context_col: str | None = typer.Option(None, "--context-col", help=_HELP["context_col"]),
+    batch_col: str | None = typer.Option(None, "--batch-col", help=_HELP["batch_col"]),
+    control_label: str | None = typer.Option(None, "--control-label", help=_HELP["control_label"]),
+    min_cells: int | None = typer.Option(None, "--min-cells", help="Perturbation groups with fewer cells are left "
+                                         "out (data.min_cells). Default: 10."),
     control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
     allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
     gene_embeddings: str | None = typer.Option(None, "--gene-embeddings",
@@ -58,6 +91,9 @@ def inspect(
     duplicate_embeddings: str | None = typer.Option(None, "--duplicate-embeddings",
                                                     help="A gene listed twice in the table: error (default) or "
                                                          "first (data.duplicate_embeddings)."),
+    modality_col: str | None = typer.Option(None, "--modality-col",
+                                            help="obs column of each perturbation's modality, e.g. "
+                                                 "perturbation_type (data.modality_col)."),
 ) -> None:
     """Validate a screen and summarise it: cells, genes, perturbations per cell line, controls,
     expression source, value range, sparsity and gene-embedding coverage. What `ptrag run` would
@@ -65,12 +101,14 @@ def inspect(
     found = api.data.inspect(file, gene_embeddings=gene_embeddings, embed_key=embed_key, pert_col=pert_col,
                              context_col=context_col, batch_col=batch_col, control_label=control_label,
                              min_cells=min_cells, control_labels=control_labels or None,
-                             allow_control_like=allow_control_like or None, duplicate_embeddings=duplicate_embeddings)
+                             allow_control_like=allow_control_like or None, duplicate_embeddings=duplicate_embeddings,
+                             modality_col=modality_col)
     data, cfg, info = found.data, found.config, found.data.info
     con = console()
     con.print(f"[bold]{escape(file)}[/]  read in {found.seconds:.1f} s")
+    combos = f"{info['combination_groups']} combinatorial group(s) and " if info.get("combination_groups") else ""
     con.print(f"  cells {len(data.obs):,} (input {info['input_cells']:,}; dropped {info['dropped_cells']:,} cells in "
-              f"{info['dropped_groups']} group(s) under {cfg.min_cells} cells)")
+              f"{combos}{info['dropped_groups']} group(s) under {cfg.min_cells} cells)")
     con.print(f"  genes {data.n_features:,} from {escape(info['expression'])} ({info['storage']}, "
               f"{info['stored_dtype']}); var has {info['n_vars']:,}")
     con.print(f"  values {info['value_min']:.3g} .. {info['value_max']:.3g}; zeros {100 * info['zeros']:.1f}%; "
@@ -82,13 +120,15 @@ def inspect(
     if found.control_like:  # `ptrag run`, `predict` and `data split` stop on these
         con.print(f"  [yellow]warning:[/] {escape(found.control_like)}", highlight=False)
     table = Table(title="per cell line")
-    for col in ("cell line", "cells", "controls", "perturbations", "batches", "median cells/group"):
-        table.add_column(col, justify="left" if col == "cell line" else "right")
+    columns = ("cell line", "cells", "controls", "perturbations", "batches", "median cells/group")
+    for col in (*columns, *(("modality",) if data.modality else ())):
+        table.add_column(col, justify="left" if col in ("cell line", "modality") else "right")
     for row in data.summary().itertuples(index=False):
         sizes = [data.n_cells_of(p, c) for p, c in data.groups if c == row.context]
         median = f"{sorted(sizes)[len(sizes) // 2]}" if sizes else "-"
+        modality = (escape(data.modality.get(row.context, "-")),) if data.modality else ()
         table.add_row(escape(row.context), f"{row.cells:,}", f"{row.controls:,}", f"{row.perturbations:,}",
-                      f"{row.batches}", median)
+                      f"{row.batches}", median, *modality)
     con.print(table)
     emb = found.embeddings
     con.print(f"  gene embeddings: {escape(emb.source)} (dim {emb.dim}): {found.covered}/{len(data.perturbations)} "
@@ -115,10 +155,10 @@ def split(
     val_fraction: float = typer.Option(0.1, "--val-fraction",
                                        help="Share of the held-out line's perturbations in validation (0 <= x < 1)."),
     dataset: str | None = typer.Option(None, "--dataset", help="Dataset name in the TOML; default: the file's stem."),
-    embed_key: str | None = typer.Option(None, "--embed-key"),
-    pert_col: str | None = typer.Option(None, "--pert-col"),
-    context_col: str | None = typer.Option(None, "--context-col"),
-    control_label: str | None = typer.Option(None, "--control-label"),
+    embed_key: str | None = typer.Option(None, "--embed-key", help=_HELP["embed_key"]),
+    pert_col: str | None = typer.Option(None, "--pert-col", help=_HELP["pert_col"]),
+    context_col: str | None = typer.Option(None, "--context-col", help=_HELP["context_col"]),
+    control_label: str | None = typer.Option(None, "--control-label", help=_HELP["control_label"]),
     control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
     allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
 ) -> None:

@@ -18,6 +18,8 @@ def plugins(
     kind: str | None = typer.Option(None, "--kind", "-k", help=f"Only this kind: {', '.join(KINDS)}."),
     show_all: bool = typer.Option(False, "--all", "-a", help="Include ptrag's built-in plugins."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    presets: bool = typer.Option(False, "--presets", help="List the presets instead (built-in and plugins'): what "
+                                 "--preset, compare lists and ensemble members accept."),
 ) -> None:
     """List installed plugins and the components they provide (retrievers, selectors, ...).
 
@@ -25,6 +27,8 @@ def plugins(
     fails to load is listed with its error and the others keep working. An optional built-in
     whose extra is not installed is listed as absent, with the pip command that adds it.
     """
+    if presets:
+        return _presets(as_json)
     records = api.components(kind, include_builtin=show_all)
     if as_json:
         typer.echo(json.dumps(records, indent=2))
@@ -55,3 +59,17 @@ def plugins(
 
 def _status(status: str) -> str:
     return {"ok": "[green]ok[/]", "failed": "[red]failed[/]"}.get(status, f"[yellow]{status}[/]")
+
+
+def _presets(as_json: bool) -> None:
+    listed = api.preset_list()
+    if as_json:
+        typer.echo(json.dumps(listed, indent=2))
+        return
+    table = Table(title="ptrag presets (ptrag run --preset NAME; * the default)")
+    for column in ("preset", "from", "retriever", "selector", "generator", "what"):
+        table.add_column(column)
+    for p in listed:
+        table.add_row(escape(p["name"] + (" *" if p["default"] else "")), escape(p["source"]),
+                      *(escape(str(p[k] or "-")) for k in ("retriever", "selector", "generator")), escape(p["summary"]))
+    console().print(table)

@@ -47,6 +47,8 @@ def report(
     if result.get("against"):
         for table in against_tables(result["against"]):
             con.print(table)
+    for said in result.get("fits", []):
+        con.print(said, markup=False)
     for warning in result.get("warnings", []):
         con.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
     con.print(f"figures: {', '.join(f.name for f in result['figures'])}", markup=False)
@@ -62,8 +64,9 @@ def paired_table(paired, a: str, b: str) -> Table:
         significant = r["wilcoxon_p"] < 0.05
         style = "bold green" if win > 0.5 and significant else "bold red" if win < 0.5 and significant else ""
         wins = f"[{style}]{win:.0%}[/]" if style else f"{win:.0%}"
+        p = "identical" if r.get("identical") else fmt(r["wilcoxon_p"])
         table.add_row(escape(r["metric"]), r["direction"], str(r["n"]), fmt(r["mean_a"]), fmt(r["mean_b"]),
-                      fmt(r["mean_diff"]), wins, fmt(r["wilcoxon_p"]))
+                      fmt(r["mean_diff"]), wins, p)
     return table
 
 

@@ -19,12 +19,12 @@ from .tables import comparison_tables, results_table
 
 def _parameter(option: api.Option) -> inspect.Parameter:
     if option.type is bool:
-        default, annotation = typer.Option(False, *option.flags, help=option.help), bool
+        default, annotation = typer.Option(False, *option.flags, help=option.described), bool
     elif option.type == list[str]:
-        default, annotation = typer.Option([], *option.flags, help=option.help), list[str]
+        default, annotation = typer.Option([], *option.flags, help=option.described), list[str]
     else:
         extra = {"min": option.min} if option.min is not None else {}
-        default, annotation = typer.Option(None, *option.flags, help=option.help, **extra), option.type | None
+        default, annotation = typer.Option(None, *option.flags, help=option.described, **extra), option.type | None
     return inspect.Parameter(option.name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
@@ -68,8 +68,11 @@ def run(**options: Any) -> None:
         api.run_comparisons(result, keep_cells=False, log=log, manager=manager)
         for table in comparison_tables(result, width=con.width):
             con.print(table)
-        for verdict in result.verdicts or []:
-            con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
+    for run in [result, *(result.comparisons or [])]:  # what each ensemble fitted and kept, in words
+        if run.members and run.fit_summary:
+            con.print(run.fit_summary, markup=False)
+    for verdict in result.verdicts or []:  # last, just before the folder: scripts read them there
+        con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
     if api.is_main_process():
         typer.echo(str(result.run_dir))
 

@@ -28,6 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
+from .markup import load_yaml
 from .registry import Registry, load_registry
 
 COMPONENT_SECTIONS = ("retriever", "selector", "generator")
@@ -113,6 +114,11 @@ class DataConfig(_Strict):
     allow_control_like: list[str] = Field(
         default_factory=list, description="labels that look like controls (non-targeting, NT, control, ...) but are "
         "real perturbations; any other such label stops a run (docs/data.md#control-like-labels)")
+    modality_col: str | None = Field(None, description="obs column naming each perturbation's modality (e.g. "
+                                     "perturbation_type: CRISPRi, CRISPRa); evidence is pooled only between cell lines "
+                                     "of one modality (docs/data.md#modality-and-combinations)")
+    combination_sep: str | None = Field("+", description="separator of combinatorial perturbations (A+B): those "
+                                        "groups are left out with a note; null: labels are single genes as given")
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
     gene_embeddings: str | None = Field(None, description="gene-embedding table; empty = built-in")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
@@ -271,7 +277,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = load_yaml(path.read_text(), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -292,7 +298,7 @@ def parse_set(expr: str) -> tuple[list[str], Any]:
     if not parts:
         raise ConfigError(f"--set {expr!r}: empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw, f"--set {key.strip()}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     return parts, value
@@ -339,7 +345,7 @@ def resolve_config(
     With a ``manager``, component names and parameters are checked against the plugins.
     ``config_path`` may also be the YAML's content as a mapping (the Python API).
     """
-    registry = registry or load_registry()
+    registry = (registry or load_registry()).with_plugin_presets(manager)
     mapping = isinstance(config_path, dict)
     user = copy.deepcopy(config_path) if mapping else read_yaml(config_path) if config_path else {}
     preset_name = preset or user.get("preset") or registry.default_preset

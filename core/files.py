@@ -1,21 +1,29 @@
 """Whole files or none: every file ptrag writes goes through :func:`atomic_write`.
 
 A file is written under a hidden temporary name beside its target and renamed over it, so a reader
-(or a run resumed after a crash) sees the old file or the new one, never half of one. JSON is
-written valid (``null`` where a value is NaN or infinite), indented for people. Every write is
-announced first (:func:`announce`), so a run folder can list what ptrag wrote into it.
+(or a run resumed after a crash) sees the old file or the new one, never half of one; a write that
+fails (a full disk, a file-size limit) removes the temporary file and raises the OSError naming the
+target. JSON is written valid (``null`` where a value is NaN or infinite), indented for people.
+An ``.h5ad`` is checked for room first (:func:`write_h5ad`): HDF5 cannot recover from a write that
+fails midway, and h5py then crashes the process when it closes the file (a segmentation fault).
+Every write is announced first (:func:`announce`), so a run folder can list what ptrag wrote into it.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
+import shutil
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from .errors import PtragError
+from .markup import load_json
 
 
 def json_safe(value: Any) -> Any:
@@ -79,6 +87,64 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def _nbytes(value: Any) -> int:
+    """Bytes the arrays in ``value`` take (an AnnData, a DataFrame, a sparse matrix, a mapping of them)."""
+    if isinstance(value, np.ndarray):
+        return int(value.nbytes) + (sum(len(str(v)) for v in value.flat) if value.dtype == object else 0)
+    if all(hasattr(value, a) for a in ("data", "indices", "indptr")):  # scipy sparse
+        return sum(_nbytes(getattr(value, a)) for a in ("data", "indices", "indptr"))
+    if hasattr(value, "memory_usage") and hasattr(value, "index"):  # pandas
+        usage = value.memory_usage(index=True, deep=True)
+        return int(usage.sum() if hasattr(usage, "sum") else usage)
+    if all(hasattr(value, a) for a in ("obsm", "uns", "obs", "var")):  # AnnData
+        parts = ("X", "layers", "obs", "var", "obsm", "varm", "obsp", "varp", "uns", "raw")
+        return sum(_nbytes(getattr(value, a, None)) for a in parts)
+    if isinstance(value, Mapping) or hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        return sum(_nbytes(value[k]) for k in value.keys())
+    if isinstance(value, (list, tuple)):
+        return sum(_nbytes(v) for v in value)
+    if isinstance(value, (str, bytes)):
+        return len(value)
+    return 8 if value is not None else 0
+
+
+def require_room(path: str | Path, nbytes: int) -> None:
+    """Raise the OSError a write of ``nbytes`` to ``path`` would end in (ENOSPC: not that much free
+    on its disk; EFBIG: more than this process's file-size limit, ``ulimit -f``), before writing."""
+    path = Path(path)
+    try:
+        import resource
+
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and nbytes > limit:
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+    except ImportError:  # not on POSIX
+        pass
+    if nbytes > shutil.disk_usage(path.parent).free:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+
+
+def h5ad_bytes(adata: Any) -> int:
+    """A generous estimate of the size of ``adata`` written as .h5ad (uncompressed arrays + HDF5's own)."""
+    return int(_nbytes(adata) * 1.1) + (64 << 10)
+
+
+def with_room(write: Callable[[Path], Any], nbytes: int) -> Callable[[Path], Any]:
+    """``write`` for :func:`atomic_write`, preceded by :func:`require_room` for ``nbytes`` (once the
+    temporary file is created, so a folder that cannot hold it fails with the OS's own reason)."""
+    def checked(tmp: Path) -> Any:
+        tmp.touch()
+        require_room(tmp, nbytes)
+        return write(tmp)
+
+    return checked
+
+
+def write_h5ad(path: str | Path, adata: Any) -> Path:
+    """``adata`` as .h5ad, whole or not at all, room checked first (see the module docstring)."""
+    return atomic_write(path, with_room(adata.write_h5ad, h5ad_bytes(adata)))
+
+
 def write_text(path: str | Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text))
 
@@ -92,8 +158,9 @@ def write_csv(path: str | Path, frame: Any) -> Path:
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """The JSON object in ``path``, or None when it is missing or unreadable."""
+    """The JSON object in ``path``, or None when it is missing or unreadable (nested beyond
+    :data:`ptrag.core.markup.MAX_DEPTH` included)."""
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, ValueError):
+        return load_json(Path(path).read_text(), str(path))
+    except (OSError, ValueError, PtragError):
         return None

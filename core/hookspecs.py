@@ -3,11 +3,14 @@
 A plugin is any module (or object) with functions decorated by :data:`hookimpl` whose names
 match the hooks below. Each hook returns a list of component specs: a name, a factory, a
 pydantic model that validates the component's parameters, and a one-line summary. Built-in
-components use exactly this contract, so third-party packages are first-class citizens.
+components use exactly this contract, so third-party packages are first-class citizens. A plugin
+may also offer presets (:class:`PresetSpec`): named experiment configurations, as registry.yaml's,
+which ``--preset``, ``compare`` lists and an ensemble's members use by name.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -118,6 +121,30 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 }
 
 
+#: a preset's name: a comparison or an ensemble member runs in <run>/compare/<preset>
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    """A named experiment configuration a plugin offers, written as registry.yaml's presets are
+    (component sections, ``budget``, ``model``, ``train``, ``compare``, ...): so a plugin's
+    generator can run by ``--preset`` and be a comparison or an ensemble's member by name."""
+
+    name: str
+    config: dict[str, Any]
+    summary: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise TypeError(f"a preset needs a non-empty string name, got {self.name!r}")
+        if not PRESET_NAME.fullmatch(self.name):  # it names a folder: <run>/compare/<preset>
+            raise TypeError(f"preset {self.name!r}: a preset's name is a folder name, letters, digits and - _ . + "
+                            "only, starting with a letter or digit")
+        if not isinstance(self.config, dict):
+            raise TypeError(f"preset {self.name!r}: config must be a dict, got {type(self.config).__name__}")
+
+
 class PtragHookSpecs:
     """Hook specifications. Every hook takes no arguments and returns a list of specs."""
 
@@ -136,6 +163,10 @@ class PtragHookSpecs:
     @hookspec
     def ptrag_metrics(self) -> list[MetricSpec]:
         """Evaluation metrics on one (perturbation, cell line) group."""
+
+    @hookspec
+    def ptrag_presets(self) -> list[PresetSpec]:
+        """Named experiment configurations (presets), usable wherever a built-in preset is."""
 
 
 HOOK_FOR_KIND: dict[str, str] = {

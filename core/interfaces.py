@@ -238,17 +238,36 @@ class GenerationInput:
         return None if self.selection is None else self.selection.context
 
 
+@dataclass
+class MemberCells:
+    """One (perturbation, cell line) as an ensemble that combines whole groups sees it.
+
+    ``members``: each member preset's predicted cells for the group, all of them: what the
+    member's own run wrote for it, or, for a group that run did not predict (validation, new
+    data), what its model predicts now with the same seed and position. ``real``: the group's real
+    cells, given on validation groups only (for calibration)."""
+
+    pert: str
+    context: str
+    members: Mapping[str, np.ndarray]  # preset -> [n_m,G]
+    real: np.ndarray | None = None  # [m,G]
+
+
 @dataclass(frozen=True)
 class GeneratorCapabilities:
     """``trainable``: learns by gradient steps (else only in ``fit``); ``uses_retrieval``: consumes
     a selection (its ``encode`` then returns a :class:`CellEncoding` for the selector).
 
     An ensemble declares ``members``: the presets whose trained runs it combines (the engine runs
-    or reuses them on the same data, split, seed and budget and hands them over in
-    :meth:`Generator.attach_members`). ``calibrates``: it fits something on the validation groups
-    (:meth:`Generator.calibrate`). ``protects_start``: its state before training or calibration
-    is a strong baseline, which the engine keeps unless the trained or calibrated state is better
-    on validation on both energy and pearson-delta."""
+    or reuses them on the same data, split, seed and budget). ``combines`` says how: ``sets``
+    (members are functions of a cell-set batch, handed over in :meth:`Generator.attach_members`,
+    and ``forward`` combines them set by set) or ``groups`` (each member's prediction of a whole
+    (perturbation, cell line) group is computed once, or read from its run folder, and
+    :meth:`Generator.combine` combines them group by group; :meth:`Generator.calibrate_groups`
+    fits on validation groups). ``calibrates``: it fits something on the validation groups.
+    ``protects_start``: its state before training or calibration is a strong baseline, which the
+    engine keeps unless the trained or calibrated state is better on validation on both energy
+    and pearson-delta."""
 
     trainable: bool = True
     uses_retrieval: bool = False
@@ -256,6 +275,7 @@ class GeneratorCapabilities:
     members: tuple[str, ...] = ()
     calibrates: bool = False
     protects_start: bool = False
+    combines: Literal["sets", "groups"] = "sets"
 
 
 class Generator(nn.Module, abc.ABC):
@@ -276,6 +296,15 @@ class Generator(nn.Module, abc.ABC):
 
     def calibrate(self, batches: Sequence[CellSetBatch]) -> dict[str, Any]:
         """Fit on validation cell sets (with ``target``); what was fitted, for metrics.json."""
+        return {}
+
+    def combine(self, group: MemberCells) -> np.ndarray:
+        """An ensemble that ``combines`` groups: the group's predicted cells [n,G] from its members'."""
+        raise NotImplementedError(f"{type(self).__name__} does not combine whole groups")
+
+    def calibrate_groups(self, groups: Sequence[MemberCells]) -> dict[str, Any]:
+        """An ensemble that ``combines`` groups: fit on validation groups (``real`` given); what was
+        fitted, for metrics.json."""
         return {}
 
     @abc.abstractmethod

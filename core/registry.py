@@ -8,15 +8,14 @@ those entries into specs with :func:`builtin_specs`, and the docs' tables are ge
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import ConfigError
 from .hookspecs import KINDS, SPEC_TYPES, ComponentParams, ComponentSpec
+from .markup import load_yaml
 
 REGISTRY_PATH = Path(__file__).resolve().parent.parent / "registry.yaml"
 
@@ -54,6 +53,7 @@ class Registry:
     presets: dict[str, Preset]
     default_preset: str
     budgets: dict[str, Budget] = field(default_factory=dict)
+    refused_presets: dict[str, str] = field(default_factory=dict)  # plugin preset name -> why it was refused
 
     @property
     def plugin_modules(self) -> tuple[str, ...]:
@@ -66,12 +66,23 @@ class Registry:
         return {entry.plugin: entry.extra for entry in self.components if entry.extra}
 
     def preset(self, name: str) -> Preset:
+        if name in self.refused_presets:
+            raise ConfigError(self.refused_presets[name])
         try:
             return self.presets[name]
         except KeyError:
             raise ConfigError(
                 f"unknown preset {name!r}; available presets: {', '.join(sorted(self.presets))}"
             ) from None
+
+    def with_plugin_presets(self, manager: Any) -> Registry:
+        """The built-in presets and those an installed plugin offers (``manager.presets()``); a
+        plugin preset refused for a name clash raises its message where it is used."""
+        extra = manager.presets() if hasattr(manager, "presets") else {}
+        refused = dict(getattr(manager, "preset_conflicts", {}) or {})
+        if not extra and not refused:
+            return self
+        return replace(self, presets={**extra, **self.presets}, refused_presets=refused)
 
     def budget(self, name: str) -> Budget:
         try:
@@ -114,8 +125,7 @@ def load_registry(path: str | Path = REGISTRY_PATH) -> Registry:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: registry file not found; reinstall ptrag")
-    with path.open() as fh:
-        return parse_registry(yaml.safe_load(fh) or {}, source=str(path))
+    return parse_registry(load_yaml(path.read_text(), str(path)) or {}, source=str(path))
 
 
 def builtin_entries(kind: str, module: str) -> list[RegistryEntry]:

@@ -34,6 +34,13 @@ def clash_plugin(monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
+def oracle_package(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """ptrag-oracle: a generator that knows the real group means (read from $PTRAG_ORACLE_DATA) and two presets."""
+    yield _put_on_path(monkeypatch, FIXTURES / "oracle")
+    sys.modules.pop("ptrag_oracle", None)
+
+
+@pytest.fixture
 def odd_plugin(monkeypatch: pytest.MonkeyPatch) -> Path:
     yield _put_on_path(monkeypatch, FIXTURES / "unknownhook")
     sys.modules.pop("ptrag_odd_plugin", None)

@@ -17,8 +17,18 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from bad_inputs import cases_core, cases_data, cases_fenced, cases_folders, cases_labels, cases_plugins, cases_runs
-from bad_inputs.case import Case, fixture_on_path
+from bad_inputs import (
+    cases_core,
+    cases_data,
+    cases_fenced,
+    cases_folders,
+    cases_labels,
+    cases_plugins,
+    cases_robustness,
+    cases_runs,
+    cases_security,
+)
+from bad_inputs.case import Case, file_size_limit, fixture_on_path, held_in_thread
 from typer.testing import CliRunner
 
 from ptrag.cli.app import app
@@ -27,8 +37,9 @@ ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "bad-inputs.md"
 
 
-# each: CASES and prepare(root, env)
-FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins, cases_folders, cases_fenced, cases_labels]
+#: each: CASES and prepare(root, env)
+FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins, cases_security, cases_robustness, cases_folders,
+            cases_fenced, cases_labels]
 CASES: list[Case] = [case for family in FAMILIES for case in family.CASES]
 
 
@@ -61,7 +72,13 @@ def normalise(text: str, env: dict[str, str], new: Path) -> str:
 def run_case(case: Case, env: dict[str, str], new: Path) -> tuple[int, str, str, str]:
     """(exit code, stdout+stderr, stderr, the message: the error line or the warning line)."""
     args = [a.format(**env, new=new) for a in case.args]
-    with fixture_on_path(case.plugins) if case.plugins else contextlib.nullcontext():
+    with contextlib.ExitStack() as during:
+        if case.plugins:
+            during.enter_context(fixture_on_path(case.plugins))
+        if case.held:
+            during.enter_context(held_in_thread(Path(case.held.format(**env, new=new))))
+        if case.file_limit:
+            during.enter_context(file_size_limit(case.file_limit))
         result = CliRunner().invoke(app, args)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -138,8 +155,11 @@ def test_bad_input(case: Case, env, tmp_path):
         assert case.expect in output, output
     after = snapshot(root)
     assert {k: after.get(k) for k in before} == before, "a file that existed before was changed"
+    if case.absent:
+        assert not Path(case.absent.format(**env, new=new)).exists(), "a crafted input ran code"
     if code:
         assert not new.exists() or not any(new.iterdir()), "a failed command left files behind"
+        assert set(after) == set(before), f"a failed command created files: {sorted(set(after) - set(before))}"
     assert documented().get(case.id) == (code, normalise(message, env, new)), \
         "docs/bad-inputs.md is stale: python tests/test_bad_inputs.py > docs/bad-inputs.md"
 

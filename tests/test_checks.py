@@ -41,7 +41,10 @@ def test_expression_checks_tell_counts_from_log_normalised():
     logged = np.log1p(counts / counts.sum(1, keepdims=True) * 1e4)
     assert problem(logged) is None
     assert "not log-transformed" in problem(counts / counts.sum(1, keepdims=True) * 1e4)
-    assert problem(rng.integers(0, 2, size=(20, 10))) is None  # 0/1 values are not counts to complain about
+    assert problem(rng.integers(0, 2, size=(20, 10))) is None  # too few values to tell counts from anything
+    shallow = rng.poisson(0.5, size=(200, 40)).astype(float)  # a shallow screen: integers, none above 15
+    assert shallow.max() <= 15 and "looks like raw counts (integer values up to" in problem(shallow)
+    assert problem(np.log1p(shallow / np.maximum(shallow.sum(1, keepdims=True), 1) * 1e4)) is None
     assert "all zeros" in problem(np.zeros((5, 4)))
     assert "one constant value" in problem(np.full((5, 4), 3.5))
 

@@ -87,7 +87,8 @@ def test_a_selector_that_keeps_nothing_is_reported(tmp_path):
 def test_batch_encoder_sees_each_control_cells_batch(tmp_path, monkeypatch):
     from ptrag.core.data.loading import load_screen
     from ptrag.core.data.synth import synth_screen
-    from ptrag.core.runs.reload import load_run, predict_screen
+    from ptrag.core.runs.groups import predict_screen
+    from ptrag.core.runs.reload import load_run
     from ptrag.plugins.generators.set_transformer import SetTransformerGenerator
 
     seen = []

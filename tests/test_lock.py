@@ -215,3 +215,72 @@ def test_ctrl_c_keeps_the_checkpoint_to_resume_from(tmp_path):
     names = {p.name for p in (tmp_path / "r").iterdir()}
     assert {"checkpoint.pt", "config.yaml", "log.jsonl"} <= names and not {lock.LOCK, lock.HOLDER} & names
     assert run_experiment(cfg, manager, resume=True).training["steps"] == 4
+
+
+# --------------------------------------------------------------------------- threads
+
+
+def test_a_second_run_in_another_thread_is_refused_like_another_process(tmp_path):
+    """Two ``ptrag.run`` threads into one folder: the second is refused at once, and neither its
+    refusal nor its cleanup touches the first run's files, which finishes as if alone."""
+    import threading
+
+    import ptrag
+
+    folder, inside, go_on, outcome = tmp_path / "r", threading.Event(), threading.Event(), {}
+
+    def log(message):  # the first run pauses here, holding its folder
+        if not inside.is_set() and message.startswith("data:"):
+            inside.set()
+            assert go_on.wait(60)
+
+    def first():
+        try:
+            outcome["first"] = ptrag.run(preset="pert-mean", set=["data.synth_preset=tiny"], out=folder, log=log,
+                                         comparisons=False)
+        except BaseException as exc:  # reported by the assertions below
+            outcome["first"] = exc
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    try:
+        assert inside.wait(60)
+        held = digest(folder)
+        with pytest.raises(RunFolderError) as refused:
+            ptrag.run(preset="pert-mean", set=["data.synth_preset=tiny"], out=folder, comparisons=False,
+                      log=lambda message: None)
+        assert f"--out {folder}: another ptrag run (pid {os.getpid()} on host " in str(refused.value)
+        assert "in another thread of this process) is running in this folder" in str(refused.value)
+        assert digest(folder) == held  # the refused run neither wrote nor removed a file
+        assert lock.holds(folder) and not free(folder)
+    finally:
+        go_on.set()
+        thread.join(120)
+    assert not isinstance(outcome["first"], BaseException), outcome["first"]
+    assert (folder / "metrics.json").is_file() and free(folder)
+
+
+def test_a_thread_cannot_release_a_hold_of_another(tmp_path):
+    import threading
+
+    lock.acquire(tmp_path)
+    try:
+        other = threading.Thread(target=lock.release, args=(tmp_path,))
+        other.start()
+        other.join(10)
+        assert lock.holds(tmp_path) and not free(tmp_path)  # still held by this thread's run
+        errors = []
+
+        def take():
+            try:
+                lock.acquire(tmp_path)
+            except RunFolderError as exc:
+                errors.append(str(exc))
+
+        other = threading.Thread(target=take)
+        other.start()
+        other.join(10)
+        assert len(errors) == 1 and "in another thread of this process" in errors[0]
+    finally:
+        lock.release(tmp_path)
+    assert not lock.holds(tmp_path) and free(tmp_path)

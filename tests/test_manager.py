@@ -102,3 +102,50 @@ def test_spec_validation():
         RetrieverSpec("", lambda p, c: None)
     with pytest.raises(TypeError):
         RetrieverSpec("x", lambda p, c: None, params_model=dict)  # type: ignore[arg-type]
+
+
+class _Presets:
+    def __init__(self, *specs):
+        self.specs = specs
+
+    @hookimpl
+    def ptrag_presets(self):
+        return list(self.specs)
+
+
+def _preset(name):
+    from ptrag.core.hookspecs import PresetSpec
+
+    return PresetSpec(name, {"retriever": {"name": "none"}, "selector": {"name": "none"},
+                             "generator": {"name": "pert-mean"}}, f"{name} from a plugin")
+
+
+def test_a_plugin_preset_runs_by_name_like_a_built_in(oracle_package):
+    from ptrag.core.config import resolve_config
+
+    manager = build_manager()
+    assert {"oracle", "backbone-twin"} <= set(manager.presets())
+    record = next(r for r in manager.records if r.package == "ptrag-oracle")
+    assert record.presets == ["oracle", "backbone-twin"] and record.status == "ok"
+    cfg = resolve_config(None, preset="backbone-twin", manager=manager)
+    assert cfg.preset == "backbone-twin" and cfg.generator.name == "gene-other-lines"
+
+
+def test_a_plugin_preset_never_replaces_a_built_in_and_two_plugins_clash_by_name():
+    from ptrag.core.config import resolve_config
+    from ptrag.core.errors import ConfigError
+
+    manager = build_manager(entry_points=False, extra_plugins=[
+        ("shadow", _Presets(_preset("state"))), ("one", _Presets(_preset("mine"))), ("two", _Presets(_preset("mine")))])
+    assert resolve_config(None, preset="state", manager=manager).generator.name == "set_transformer"  # built-in kept
+    shadow = next(r for r in manager.records if r.name == "shadow")
+    assert shadow.status == "conflict" and "built-in preset" in shadow.error
+    with pytest.raises(ConfigError, match="preset 'mine' is offered by both plugin '(one|two)'"):
+        resolve_config(None, preset="mine", manager=manager)
+
+
+def test_a_preset_hook_returning_something_else_fails_only_that_plugin():
+    manager = build_manager(entry_points=False, extra_plugins=[("odd", _Presets("not a spec"))])
+    odd = next(r for r in manager.records if r.name == "odd")
+    assert odd.status == "failed" and "PresetSpec" in odd.error
+    assert "state" in manager.names("generator") or "set_transformer" in manager.names("generator")

@@ -38,7 +38,8 @@ def test_prediction_files_follow_the_input_schema_and_cell_eval_contract(tmp_pat
     preds = _predictions(tiny, shift=-1.0)  # negative values: must be clipped and reported
     info = write_cell_eval_files(tmp_path, preds, tiny)
     pred, real = ad.read_h5ad(tmp_path / "predictions.h5ad"), ad.read_h5ad(tmp_path / "real.h5ad")
-    assert list(pred.obs.columns) == ["gene", "cell_line", "gem_group"] == list(real.obs.columns)
+    assert list(real.obs.columns) == ["gene", "cell_line", "gem_group"]
+    assert list(pred.obs.columns) == ["gene", "cell_line", "gem_group", "ctrl_cell_barcode"]  # + each cell's control
     assert list(pred.var_names) == list(real.var_names) == tiny.features
     assert set(pred.obs["gene"]) == set(real.obs["gene"]) == {p.pert for p in preds} | {"non-targeting"}
     n_ctrl = len(tiny.control_indices("rpe1"))
@@ -51,8 +52,12 @@ def test_prediction_files_follow_the_input_schema_and_cell_eval_contract(tmp_pat
     for p in preds:
         mask = (real.obs["gene"] == p.pert).to_numpy()
         np.testing.assert_allclose(np.sort(real.X[mask].sum(1)), np.sort(p.real.sum(1)), rtol=1e-5)
-        # predicted cells carry the batch of their matched control cells
+        # predicted cells carry the batch and the name of their matched control cells
         assert pred.obs.loc[pred.obs["gene"] == p.pert, "gem_group"].notna().all()
+        named = pred.obs.loc[pred.obs["gene"] == p.pert, "ctrl_cell_barcode"].astype(str).tolist()
+        assert named == list(tiny.obs.index[p.ctrl_index].astype(str))
+    controls = pred.obs[pred.obs["gene"] == "non-targeting"]
+    assert (controls["ctrl_cell_barcode"].astype(str) == controls.index).all()  # a control cell is its own
 
 
 def test_no_clipping_when_values_are_in_range(tmp_path, tiny):

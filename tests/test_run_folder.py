@@ -162,6 +162,32 @@ def test_resume_refuses_other_settings_before_touching_anything(tmp_path):
     assert "resumed at step 2" in allowed.output and (run / "metrics.json").is_file()
 
 
+def test_resume_refuses_a_hand_edited_config_yaml_naming_the_keys(tmp_path):
+    """--resume reads config.yaml: an edit would train the checkpoint on with values the folder's
+    fingerprint.json does not record, as the same change by flags is refused."""
+    manager = build_manager(entry_points=False)
+    run = tmp_path / "r"
+    with crash_after(2), pytest.raises(KeyboardInterrupt):
+        run_experiment(small_config(run, "train.steps=4", "train.val_every=2"), manager)
+    original = (run / "config.yaml").read_text()
+    edited = yaml.safe_load(original)
+    edited["train"]["lr"], edited["model"]["hidden_dim"] = 0.5, 32
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    before = digest(run)
+    refused = CliRunner().invoke(app, ["run", "--resume", str(run)])
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    [line] = [line for line in refused.stderr.splitlines() if line.strip()]
+    assert line.startswith(f"error: --resume {run}: {run / 'config.yaml'} was edited since the run began (")
+    assert "model.hidden_dim: 16 -> 32" in line and "train.lr: 0.001 -> 0.5" in line
+    assert digest(run) == before
+    edited = yaml.safe_load(original)
+    edited["train"]["threads"] = 2  # where and how fast it runs may change, as by flags
+    (run / "config.yaml").write_text(yaml.safe_dump(edited))
+    allowed = invoke("run", "--resume", run)
+    assert allowed.exit_code == 0, allowed.output
+    assert "resumed at step 2" in allowed.output
+
+
 def test_resuming_a_run_resumes_its_comparator_runs(tmp_path):
     run = tmp_path / "r"
     args = ["run", "--preset", "neighbour-mean", *TINY, "--set", "retriever.k=500", "--set", "compare=[linear]",

@@ -138,6 +138,19 @@ def test_a_report_inside_a_run_is_listed_so_overwrite_clears_it(run):
     assert not (run / "report").exists()
 
 
+def test_predicts_default_folder_goes_with_its_run(run, tmp_path):
+    from ptrag.core.data.synth import synth_screen
+
+    synth_screen("tiny", 0).write_h5ad(tmp_path / "tiny.h5ad")
+    assert invoke("predict", "--run", run, "--data", tmp_path / "tiny.h5ad").exit_code == 0
+    assert "predict-tiny" in marker.read(run).files and marker.read(run / "predict-tiny").kind == "prediction"
+    (run / "mine").mkdir()  # a folder of the user's in the run is not the run's
+    assert invoke("predict", "--run", run, "--data", tmp_path / "tiny.h5ad", "--out", run / "mine" / "p"
+                  ).exit_code == 0
+    result = invoke(*PM, "--out", run, "--overwrite")
+    assert result.exit_code == 1 and "(mine/)" in result.stderr
+
+
 def test_a_grid_keeps_the_users_files_in_its_folder(tmp_path):
     home = tmp_path / "grid"
     home.mkdir()

@@ -103,3 +103,18 @@ def test_the_verdict_needs_a_better_mean_and_a_significant_paired_test_on_each_m
     assert outcomes["energy"] == "better" and "not significant" in outcomes["pearson-delta"]
     assert "good beat the best baseline" in verdicts["good"].text
     assert "mixed did not beat" in verdicts["mixed"].text
+
+
+def test_identical_scores_are_called_identical_not_tested_on_rounding_noise():
+    rng = np.random.default_rng(1)
+    base = {"energy": rng.uniform(0.3, 0.4, 30), "pearson-delta": rng.uniform(0.3, 0.6, 30)}
+    noisy = {m: v * (1 + rng.uniform(-1e-9, 1e-9, v.shape)) for m, v in base.items()}  # summation-order noise
+    shifted = {"energy": base["energy"], "pearson-delta": base["pearson-delta"] + 1e-4}  # a real, tiny change
+    runs = [_result("same", noisy, True), _result("shifted", shifted, True), _result("gol", base, False)]
+    verdicts = {v.run: v for v in retrieval_verdicts(runs)}
+    same = verdicts["same"].tests.set_index("metric")
+    assert same.identical.all() and (same.wilcoxon_p == 1.0).all()
+    assert "(identical within 1e-06 on every perturbation)" in verdicts["same"].text and not verdicts["same"].beat
+    shifted = verdicts["shifted"].tests.set_index("metric")
+    assert shifted.loc["energy", "identical"] and not shifted.loc["pearson-delta", "identical"]
+    assert shifted.loc["pearson-delta", "outcome"] == "better"

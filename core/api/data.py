@@ -20,6 +20,7 @@ from ..data.builtin import builtin_screen
 from ..data.dataset import PerturbationData
 from ..data.embeddings import GeneEmbeddings, load_gene_embeddings
 from ..data.loading import read_screen
+from ..data.prepare import TARGET_SUM, Prepared, prepare_counts, read_raw
 from ..data.split import Split, resolve_split, split_to_toml
 from ..errors import ConfigError
 from ..runs.requests import warn_zero_shot
@@ -78,6 +79,16 @@ def inspect(path: str | os.PathLike, *, gene_embeddings: str | None = None, **co
     seconds = time.perf_counter() - started
     table = load_gene_embeddings(gene_embeddings, data.perturbations, duplicates=cfg.duplicate_embeddings)
     return Inspection(data, cfg, table, seconds)
+
+
+@one_error
+def prepare(path: str | os.PathLike, *, pert_col: str = "gene", counts_layer: str | None = None,
+            target_sum: float = TARGET_SUM, n_top_genes: int | None = None) -> Prepared:
+    """A raw-count screen log-normalised for ptrag (``ptrag data prepare``; data/prepare.py): X =
+    log1p(counts per ``target_sum``), the counts kept in ``layers['counts']``, optionally the
+    ``n_top_genes`` most variable genes plus the perturbed genes measured."""
+    return prepare_counts(read_raw(path), source=str(path), pert_col=pert_col, layer=counts_layer,
+                          target_sum=target_sum, n_top_genes=n_top_genes)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import DataConfig
 from ..errors import ConfigError
 
 
@@ -32,6 +33,19 @@ class Option:
     @property
     def annotation(self) -> Any:
         return self.api_type if self.api_type is not None else self.type | None
+
+    @property
+    def described(self) -> str:
+        """The help with the default of the ``data.*`` key it sets (other keys follow the preset)."""
+        default = _data_default(self.target) if self.target else None
+        return f"{self.help} Default: {default}." if default not in (None, "") else self.help
+
+
+def _data_default(target: str) -> Any:
+    section, _, key = target.partition(".")
+    if section != "data" or key not in DataConfig.model_fields:
+        return None
+    return DataConfig.model_fields[key].default
 
 
 COMPONENT = "str | Mapping[str, Any] | None"

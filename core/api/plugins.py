@@ -43,3 +43,20 @@ def presets() -> tuple[dict[str, Preset], str]:
     """The named presets and the default one."""
     registry = load_registry()
     return dict(registry.presets), registry.default_preset
+
+
+def preset_list(manager: PluginManager | None = None) -> list[dict[str, Any]]:
+    """Every preset usable by name (``ptrag plugins --presets``): the built-ins, then the plugins':
+    name, where it comes from, its summary and components."""
+    manager = manager or build_manager()
+    registry = load_registry()
+    offered = [(name, "built-in", p) for name, p in registry.presets.items()]
+    offered += [(name, f"{record.package} {record.version}".strip(), Preset(name, spec.summary, dict(spec.config)))
+                for name, (spec, record) in sorted(manager.plugin_presets.items())]
+    out = []
+    for name, source, preset in offered:
+        parts = {k: (preset.config.get(k) or {}).get("name") if isinstance(preset.config.get(k), dict)
+                 else preset.config.get(k) for k in ("retriever", "selector", "generator")}
+        out.append({"name": name, "source": source, "default": name == registry.default_preset,
+                    "summary": preset.summary, **parts, "budget": preset.config.get("budget")})
+    return out

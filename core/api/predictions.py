@@ -31,7 +31,8 @@ from ..runs import marker
 from ..runs.cells import CellEvalData, HeldCells, cell_eval_data, write_metrics
 from ..runs.fingerprints import data_fingerprint, input_files, memory_input
 from ..runs.folder import RunFolder, occupied
-from ..runs.reload import load_run, predict_screen
+from ..runs.groups import predict_screen
+from ..runs.reload import load_run
 from ..runs.results import RunResult
 from ..runs.trace import write_retrieval
 from .boundary import Log, default_log, one_error
@@ -61,6 +62,7 @@ class Prediction(Scores, HeldCells):
     written) and ``predictions``/``real`` as AnnData."""
 
     groups: list[tuple[str, str]] = field(default_factory=list)
+    in_training: int = 0  # how many of the scored groups were in the run's training data (not held out)
     retrieval: pd.DataFrame | None = None
     dropped: list[dict] = field(default_factory=list)
     folder: Path | None = None
@@ -157,6 +159,7 @@ def predict(
             screen = screen_of(data, cfg)
         log = default_log(log)
         predictions, trace, screen, dropped = predict_screen(loaded, screen, log=log)
+        trained = set(zip(loaded.database.perts, loaded.database.contexts, strict=True))
         scores = _score(predictions, loaded.config.metrics, screen.features, loaded.config.seed, manager, log)
         cells = cell_eval_data(predictions, screen, where=out or IN_MEMORY)
         if folder is not None:
@@ -164,9 +167,11 @@ def predict(
             cells.write(out)
             write_retrieval(out, trace, screen, sets)
             write_metrics(out, scores.metrics, scores.summary,
-                          {"run": str(run_dir), "data": data_file or IN_MEMORY,
-                           "n_groups": len(predictions), "dropped": dropped})
+                          {"run": str(run_dir), "data": data_file or IN_MEMORY, "n_groups": len(predictions),
+                           "in_training": sum((p.pert, p.context) in trained for p in predictions),
+                           "dropped": dropped})
     return Prediction(scores.metrics, scores.summary, groups=[(p.pert, p.context) for p in predictions],
+                      in_training=sum((p.pert, p.context) in trained for p in predictions),
                       retrieval=trace, dropped=dropped, folder=Path(out) if out is not None else None,
                       cells=cells if keep_cells or out is None else None)
 

@@ -12,7 +12,9 @@ import pandas as pd
 from ..components.manager import PluginManager, build_manager
 from ..reporting.report import build_report
 from ..reporting.tables import rich_table
+from ..runs import marker
 from ..runs.ablate import Grid, load_grid, run_grid
+from ..runs.folder import occupied
 from .boundary import one_error, threads_kept
 
 load_grid = one_error(load_grid)
@@ -22,8 +24,11 @@ load_grid = one_error(load_grid)
 def report(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, compare: tuple[str, str] | None = None,
            genes: Sequence[str] | None = None, against: str | None = None) -> dict:
     """Table, paired comparison, figures and report.html of finished runs (``ptrag report``); with
-    ``against``, every run paired with that baseline setting by setting (wins / ties / losses)."""
-    return build_report(runs, out, compare=compare, genes=genes, against=against)
+    ``against``, every run paired with that baseline setting by setting (wins / ties / losses). A
+    report that fails (a bad run, a full disk) removes the files it wrote and the folders it made."""
+    marker.adopt(Path(out))  # <run>/report (ptrag report's default) goes with its run
+    with occupied(Path(out), keep_changed=True):
+        return build_report(runs, out, compare=compare, genes=genes, against=against)
 
 
 @one_error

@@ -255,6 +255,20 @@ def check_generation(pred: Any, expected: tuple[int, int, int], label: str, fini
         raise _fail(label, f"forward predicted NaN or inf cells{group}; cells must be finite")
 
 
+def check_combined(cells: Any, n_genes: int, label: str, group: str) -> np.ndarray:
+    """An ensemble's ``combine`` output for one group: cells [n, G] (n >= 1), every value finite."""
+    try:
+        array = np.asarray(cells, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail(label, f"combine returned {type(cells).__name__} for {group}; expected cells [n, {n_genes}]") \
+            from None
+    if array.ndim != 2 or array.shape[1] != n_genes or len(array) == 0:
+        raise _fail(label, f"combine returned cells of shape {tuple(array.shape)} for {group}; expected [n, {n_genes}]")
+    if not np.isfinite(array).all():
+        raise _fail(label, f"combine predicted NaN or inf cells for {group}; cells must be finite")
+    return array
+
+
 # --------------------------------------------------------------------------- metrics
 
 

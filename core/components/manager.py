@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -29,9 +29,10 @@ from ..hookspecs import (
     PROJECT,
     SPEC_TYPES,
     ComponentSpec,
+    PresetSpec,
     PtragHookSpecs,
 )
-from ..registry import load_registry
+from ..registry import Preset, load_registry
 from .fence import FencedError, fenced
 
 STRICT_ENV = "PTRAG_STRICT_PLUGINS"
@@ -52,6 +53,7 @@ class PluginRecord:
     status: str = "ok"  # ok | failed | warning | conflict | absent (an optional built-in whose extra is not installed)
     error: str = ""
     components: list[tuple[str, str]] = field(default_factory=list)  # (kind, name)
+    presets: list[str] = field(default_factory=list)  # names of the presets it offers
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -62,6 +64,7 @@ class PluginRecord:
             "status": self.status,
             "error": self.error,
             "components": [{"kind": k, "name": n} for k, n in self.components],
+            "presets": list(self.presets),
         }
 
 
@@ -84,6 +87,13 @@ class PluginManager:
         #: (kind, name) offered by two plugins -> (the error naming both, the later offers);
         #: get() raises the error, so only what uses that name fails
         self.conflicts = conflicts or {}
+        #: presets offered by plugins (name -> (spec, plugin)) and names refused (name -> why)
+        self.plugin_presets: dict[str, tuple[PresetSpec, PluginRecord]] = {}
+        self.preset_conflicts: dict[str, str] = {}
+
+    def presets(self) -> dict[str, Preset]:
+        """The presets plugins offer, as registry presets (config resolution adds them to the built-ins)."""
+        return {name: Preset(name, spec.summary, dict(spec.config)) for name, (spec, _) in self.plugin_presets.items()}
 
     def names(self, kind: str) -> list[str]:
         return sorted(self._components[kind])
@@ -204,7 +214,10 @@ def build_manager(
     absent = {r.name: r.error for r in records if r.status == "absent"}
     hints = {(e.kind, e.name): absent[_builtin_name(e.plugin)] for e in registry.components
              if _builtin_name(e.plugin) in absent}
-    return PluginManager(pm, records, components, hints, conflicts)
+    manager = PluginManager(pm, records, components, hints, conflicts)
+    by_obj = {id(obj): record for record, obj in candidates if obj is not None}
+    manager.plugin_presets, manager.preset_conflicts = _collect_presets(pm, by_obj, set(registry.presets), strict)
+    return manager
 
 
 def _register(pm: pluggy.PluginManager, record: PluginRecord, obj: Any) -> PluginRecord:
@@ -233,19 +246,7 @@ def _collect(pm: pluggy.PluginManager, by_obj: dict[int, PluginRecord], strict: 
     conflicts: Conflicts = {}
     for kind in KINDS:
         hook = getattr(pm.hook, HOOK_FOR_KIND[kind])
-        for impl in reversed(hook.get_hookimpls()):  # registration order
-            record = by_obj[id(impl.plugin)]
-            if record.status == "failed":
-                continue
-            try:
-                with fenced(_who(record), f"hook {HOOK_FOR_KIND[kind]}"):
-                    specs = list(impl.function() or [])
-                _check_specs(specs, kind)
-            except Exception as exc:
-                if strict:
-                    raise PluginError(f"plugin {record.name!r} ({record.package}): {_describe(exc)}") from exc
-                record.status, record.error = "failed", _describe(exc)
-                continue
+        for record, specs in _hook_results(hook, by_obj, strict, lambda specs, kind=kind: _check_specs(specs, kind)):
             for spec in specs:
                 _offer(components[kind], conflicts, kind, spec, record, strict)
     # a plugin whose hook raised for one kind must not keep components of another kind
@@ -255,6 +256,66 @@ def _collect(pm: pluggy.PluginManager, by_obj: dict[int, PluginRecord], strict: 
                 components[kind].pop(name, None)
             record.components = []
     return components, conflicts
+
+
+def _hook_results(hook: Any, by_obj: dict[int, PluginRecord], strict: bool,
+                  check: Callable[[list[Any]], None]) -> Iterator[tuple[PluginRecord, list[Any]]]:
+    """Each working plugin's implementation of ``hook``, called separately (so every spec is
+    attributed to its plugin), in registration order; one that raises or returns something
+    ``check`` refuses marks its plugin failed (fatal when strict)."""
+    for impl in reversed(hook.get_hookimpls()):  # registration order
+        record = by_obj[id(impl.plugin)]
+        if record.status == "failed":
+            continue
+        try:
+            with fenced(_who(record), f"hook {hook.name}"):
+                specs = list(impl.function() or [])
+            check(specs)
+        except Exception as exc:
+            if strict:
+                raise PluginError(f"plugin {record.name!r} ({record.package}): {_describe(exc)}") from exc
+            record.status, record.error = "failed", _describe(exc)
+            continue
+        yield record, specs
+
+
+def _check_presets(specs: list[Any]) -> None:
+    bad = next((type(x).__name__ for x in specs if not isinstance(x, PresetSpec)), None)
+    if bad:
+        raise TypeError(f"hook ptrag_presets returned {bad}, not a PresetSpec")
+
+
+def _collect_presets(pm: pluggy.PluginManager, by_obj: dict[int, PluginRecord], builtin: set[str], strict: bool
+                     ) -> tuple[dict[str, tuple[PresetSpec, PluginRecord]], dict[str, str]]:
+    """Every plugin's presets; a name that is a built-in preset or offered twice is refused, naming
+    the plugins (only what uses that name fails, unless strict)."""
+    offered: dict[str, tuple[PresetSpec, PluginRecord]] = {}
+    refused: dict[str, str] = {}
+    for record, specs in _hook_results(pm.hook.ptrag_presets, by_obj, strict, _check_presets):
+        for spec in specs:
+            record.presets.append(spec.name)
+            _offer_preset(offered, refused, spec, record, spec.name in builtin, strict)
+    return offered, refused
+
+
+def _offer_preset(offered: dict[str, tuple[PresetSpec, PluginRecord]], refused: dict[str, str], spec: PresetSpec,
+                  record: PluginRecord, builtin: bool, strict: bool) -> None:
+    """A built-in preset keeps its name (the plugin's is ignored, and the plugin shows the conflict);
+    two plugins offering one name make that name an error wherever it is used."""
+    other = offered.pop(spec.name, (None, None))[1]
+    if not builtin and other is None and spec.name not in refused:
+        offered[spec.name] = (spec, record)
+        return
+    clash = "the built-in preset" if builtin else _who(other) if other else "another plugin"
+    message = f"preset {spec.name!r} is offered by both {clash} and {_who(record)}; uninstall one of them or rename " \
+              "the preset"
+    if strict:
+        raise PluginConflictError(message)
+    if not builtin:
+        refused.setdefault(spec.name, message)
+    for who in (other, record):
+        if who is not None and who.status in ("ok", "warning"):
+            who.status, who.error = "conflict", message
 
 
 def _offer(offered: dict[str, Provided], conflicts: Conflicts, kind: str, spec: ComponentSpec,

@@ -85,6 +85,26 @@ class CellSetSampler:
             contexts=[c for _, c in groups],
         )
 
+    def query_batch(self, group: Group) -> CellSetBatch:
+        """One set of ``group``'s query (perturbation, line, its indices and own database entry)
+        with no cells yet: prediction fills in control cells chunk by chunk."""
+        pert, context = group
+        return CellSetBatch(
+            ctrl=torch.zeros(1, 0, self.data.n_features),
+            pert_emb=torch.from_numpy(np.asarray(self.vocab.pert_embedding[pert])[None]),
+            pert_index=torch.tensor([self.vocab.pert_index[pert]]),
+            context_index=torch.tensor([self.vocab.context_index[context]]),
+            query_entry=torch.tensor([self.query_entry.get(group, -1)]),
+            perts=[pert], contexts=[context])
+
+    def control_draw(self, context: str, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` control cells of a context for a group with no cells of its own (an unmeasured
+        knock-down): drawn from every batch of the line, with replacement only when needed."""
+        pool = self.data.control_indices(context)
+        if len(pool) == 0:
+            raise ValueError(f"context {context!r} has no control cells")
+        return rng.choice(pool, size=n, replace=len(pool) < n)
+
     def rows(self, sets: list[np.ndarray]) -> np.ndarray:
         """[len(sets), S, G] expression of equal-sized cell sets, read in one call (one sorted pass
         over the file when the data is backed)."""

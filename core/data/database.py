@@ -27,6 +27,7 @@ class ResponseDatabase:
     embeddings: np.ndarray  # [N,E] float32
     response: np.ndarray  # [N,G] float32
     control_mean: dict[str, np.ndarray]  # context -> [G]
+    modality: dict[str, str] = field(default_factory=dict)  # context -> modality (data/modality.py); {} = one
     _by_pert: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -58,7 +59,13 @@ class ResponseDatabase:
             embeddings=np.asarray(embeddings, dtype=np.float32),
             response=response,
             control_mean=control_mean,
+            modality=dict(data.modality),
         )
+
+    def comparable(self, context: str, other: str) -> bool:
+        """Whether evidence from ``other`` may be pooled for a query in ``context``: the same
+        modality (or no modality given)."""
+        return self.modality.get(context) == self.modality.get(other)
 
     def entries_of(self, pert: str, context: str | None = None) -> list[int]:
         """The entries of gene ``pert`` (in ``context``), labels compared whatever their case and
@@ -78,18 +85,26 @@ class ResponseDatabase:
         out = np.zeros_like(self.response)
         has = np.zeros(len(self), dtype=bool)
         for rows in self._by_pert.values():
-            if len(rows) < 2:
-                continue
-            total = self.response[rows].sum(axis=0)
             for i in rows:
-                out[i] = (total - self.response[i]) / (len(rows) - 1)
+                others = [j for j in rows if j != i and self.comparable(self.contexts[i], self.contexts[j])]
+                if not others:
+                    continue
+                if len(others) == len(rows) - 1:  # every other line: the sum once, as ever
+                    out[i] = (self.response[rows].sum(axis=0) - self.response[i]) / len(others)
+                else:
+                    out[i] = self.response[others].mean(axis=0)
                 has[i] = True
         return out, has
 
     def exclusion_ids(self, pert: str, context: str, exclude_same_gene: bool) -> list[int]:
-        """Entries a query (pert, context) must not retrieve: its own entry always, and the same
-        gene's entries in other contexts when ``exclude_same_gene`` (the paper's setting)."""
-        return self.entries_of(pert, None if exclude_same_gene else context)
+        """Entries a query (pert, context) must not retrieve: its own entry always, the same gene's
+        entries in other contexts when ``exclude_same_gene`` (the paper's setting), and every entry
+        of another modality (data/modality.py)."""
+        own = self.entries_of(pert, None if exclude_same_gene else context)
+        if not self.modality:
+            return own
+        other = [i for i, c in enumerate(self.contexts) if not self.comparable(context, c)]
+        return sorted(set(own) | set(other))
 
 
 def _batch_control_means(data: PerturbationData) -> dict[tuple[str, str], np.ndarray]:

@@ -47,6 +47,8 @@ class PerturbationData:
     truth: dict | None = None
     #: means from the loading pass (backed mode); else means are computed from ``X``
     means: StreamedMeans | None = field(default=None, repr=False)
+    #: cell line -> modality of its perturbations (data.modality_col; data/modality.py), else empty
+    modality: dict[str, str] = field(default_factory=dict)
 
     @property
     def n_features(self) -> int:

@@ -5,10 +5,11 @@ Formats (chosen by suffix): GenePT's own pickle (dict symbol -> list of floats),
 ``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header),
 ``.parquet`` (symbols in the index or the first column) and STATE's perturbation-feature files
 (``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``); a pickled
-pandas DataFrame (genes as index) loads too. Symbols match case-insensitively, then through a small
-table of renamed HGNC symbols (e.g. an old embedding keyed by ``SEPT7`` serves ``SEPTIN7``). A
-table that lists a gene twice is an error unless ``data.duplicate_embeddings=first``: which row a
-gene gets must never depend on the order of a file.
+pandas DataFrame (genes as index) loads too. Pickles are read as data (:mod:`ptrag.core.pickles`):
+a pickle that names any other function or class is refused before it runs. Symbols match
+case-insensitively, then through a small table of renamed HGNC symbols (e.g. an old embedding
+keyed by ``SEPT7`` serves ``SEPTIN7``). A table that lists a gene twice is an error unless
+``data.duplicate_embeddings=first``: which row a gene gets must never depend on the order of a file.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import numbers
-import pickle
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,9 +25,11 @@ import numpy as np
 import pandas as pd
 
 from ..errors import DataError
+from ..pickles import RefusedGlobal, load_data, torch_refusal
 
 BUILTIN_EMBEDDINGS = Path(__file__).parent / "resources" / "builtin_gene_embeddings.npz"
 SHAPE = "one vector per gene: a table [genes x dims], or a dict gene symbol -> list of floats"
+SAFE_FORMATS = ".npz, .csv, .parquet or a pickle of a plain dict gene symbol -> list of floats"
 log = logging.getLogger("ptrag.data")
 
 #: previous HGNC symbol -> current symbol, for genes renamed after GenePT's tables were made
@@ -184,10 +187,20 @@ def _unique(path: Path, names: list[str], matrix: np.ndarray, policy: str) -> tu
     return [names[i] for i in keep], matrix[keep]
 
 
+def unpickle_table(path: Path):
+    """A pickle's object, rebuilt as data (:mod:`ptrag.core.pickles`), or one line naming what it
+    asked for instead: loading it would have called that function."""
+    try:
+        with open(path, "rb") as fh:
+            return load_data(fh)
+    except RefusedGlobal as exc:
+        raise DataError(f"{path}: not loaded: the pickle asks for {exc.name}, and loading it would run that code; "
+                        f"ptrag reads pickles as data only; save the table as {SAFE_FORMATS}") from None
+
+
 def _read_pickle(path: Path):
-    # GenePT ships its embeddings as a pickled dict; pickle runs code, so only open trusted files
-    with open(path, "rb") as fh:
-        table = pickle.load(fh)
+    # GenePT ships its embeddings as a pickled dict: read as data only (a crafted pickle runs no code)
+    table = unpickle_table(path)
     if isinstance(table, pd.Series) and table.map(np.ndim).eq(1).all():
         table = table.to_dict()  # gene -> vector, as a Series
     if isinstance(table, pd.DataFrame):
@@ -260,12 +273,19 @@ def _read_torch(path: Path):
     import torch
 
     try:
-        table = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch on the pickle protocol of a file it then refuses
+            table = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         if "pandas" in str(exc):  # weights_only refuses to rebuild Python objects, a DataFrame among them
             raise DataError(f"{path}: holds a pandas object, which a .pt is not read for (torch.load with "
                             "weights_only: tensors only, never code); save the DataFrame as .parquet (df.to_parquet) "
                             "or .pkl, or save a dict gene symbol -> 1-D tensor") from None
+        refused = torch_refusal(exc)
+        if refused is not None and refused[0] is not None:
+            raise DataError(f"{path}: not loaded: {refused[1]}, and loading it could run code; a .pt is read as "
+                            f"tensors only: save a dict gene symbol -> 1-D tensor, or the table as {SAFE_FORMATS}"
+                            ) from None
         raise DataError(f"{path}: not a torch-saved dict of tensors ({type(exc).__name__}: "
                         f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     if not isinstance(table, dict) or not table:

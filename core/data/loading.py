@@ -192,7 +192,7 @@ def _finish(X, obs, plan, features, cfg, source, check: ValueCheck, info, featur
     return PerturbationData(
         X=X, obs=obs, features=features, control_label=cfg.control_label, source=source,
         columns={PERT: cfg.pert_col, CONTEXT: cfg.context_col, BATCH: cfg.batch_col if BATCH in obs else None},
-        notes=notes, info=info, truth=truth, means=means,
+        notes=notes, info=info, truth=truth, means=means, modality=dict(plan.modality),
     )
 
 
@@ -208,7 +208,7 @@ def _read_obs_columns(f: h5py.File, cfg: Any, source: str) -> pd.DataFrame:
     index = read_elem(group[index_key]) if index_key in group else np.arange(group.attrs.get("shape", [0])[0])
     columns = [str(c) for c in group.attrs.get("column-order", [k for k in group if k != index_key])]
     out = {}
-    for col in (cfg.pert_col, cfg.context_col, cfg.batch_col):
+    for col in (cfg.pert_col, cfg.context_col, cfg.batch_col, getattr(cfg, "modality_col", None)):
         if col and col in columns and col not in out:
             out[col] = read_elem(group[col])
     obs = pd.DataFrame(out, index=pd.Index(np.asarray(index).astype(str)))

@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from ..errors import DataError
+from ..markup import load_toml, load_yaml
 from .dataset import PerturbationData
 from .validation import spelling
 
@@ -149,9 +150,9 @@ def read_split_spec(path: str | Path) -> dict[str, Any]:
         raise DataError(f"{path}: not a text file; a split is STATE's TOML or YAML") from None
     try:
         if path.suffix.lower() == ".toml":
-            spec = tomllib.loads(text)
+            spec = load_toml(text, str(path), DataError)
         elif path.suffix.lower() in (".yaml", ".yml"):
-            spec = yaml.safe_load(text) or {}
+            spec = load_yaml(text, str(path), DataError) or {}
         else:
             raise DataError(f"{path}: unknown split format {path.suffix or '(no suffix)'!r}; "
                             "use .toml (STATE) or .yaml")

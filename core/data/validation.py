@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..errors import DataError
 from .dataset import BATCH, CONTEXT, PERT
+from .modality import combination_groups, combination_note, line_modalities
 
 
 def _first(names, k: int = 5) -> str:
@@ -34,6 +35,7 @@ class CellPlan:
     notes: list[str] = field(default_factory=list)
     counts: dict[str, Any] = field(default_factory=dict)  # input/dropped cells and groups, first dropped
     control_like: str | None = None  # the undeclared control-like labels, when only reported (data inspect)
+    modality: dict[str, str] = field(default_factory=dict)  # cell line -> modality (data.modality_col)
 
 
 # --------------------------------------------------------------------------- control-like labels
@@ -204,9 +206,13 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = 
         raise DataError(f"{source}: cell line(s) {_first(lacking)} (obs[{cfg.context_col!r}]) have no control cells "
                         f"({cfg.control_label!r}); remove those cells or fix obs[{cfg.pert_col!r}]")
 
-    sizes = norm.loc[~is_ctrl].groupby([PERT, CONTEXT], observed=True).size()
+    modality = line_modalities(obs, norm, is_ctrl, cfg, source)
+    combined = combination_groups(norm, is_ctrl, getattr(cfg, "combination_sep", None))
+    if combined.any():
+        notes.append(combination_note(norm, combined, cfg.combination_sep, source))
+    sizes = norm.loc[~is_ctrl & ~combined].groupby([PERT, CONTEXT], observed=True).size()
     small = sizes[sizes < cfg.min_cells].sort_values()
-    keep = np.ones(len(norm), dtype=bool)
+    keep = ~combined
     if len(small):
         pairs = pd.MultiIndex.from_frame(norm[[PERT, CONTEXT]].astype(str))
         drop = pairs.isin(pd.MultiIndex.from_tuples([(str(p), str(c)) for p, c in small.index])) & ~is_ctrl
@@ -216,16 +222,20 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = 
                      f"({int(drop.sum())} cells; first: {_first(shown)}); lower data.min_cells to keep them")
     counts = {
         "input_cells": int(len(norm)),
+        "combination_groups": int(norm.loc[combined, PERT].nunique()) if combined.any() else 0,
         "dropped_groups": int(len(small)),
         "dropped_cells": int((~keep).sum()),
         "dropped_first": [f"{p}/{c}" for p, c in small.index[:5]],
     }
-    return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts, control_like=undeclared)
+    return CellPlan(obs=norm.loc[keep], keep=keep, notes=notes, counts=counts, control_like=undeclared,
+                    modality=modality)
 
 
-#: integer-valued matrices above this maximum are raw counts; non-integer ones above
-#: NOT_LOG_MAX are normalised but not log-transformed (log1p of CP10k stays below ~10)
-COUNTS_MAX, NOT_LOG_MAX = 15.0, 30.0
+#: a matrix whose values are all integers is raw counts, whatever its maximum (a shallow screen's
+#: counts may stay below 10), once it has INTEGRAL_SAMPLE non-zero values (log1p of normalised counts
+#: is essentially never an integer) or a value above COUNTS_MAX; non-integer values above NOT_LOG_MAX
+#: are normalised but not log-transformed (log1p of CP10k stays below ~10)
+COUNTS_MAX, NOT_LOG_MAX, INTEGRAL_SAMPLE = 15.0, 30.0, 1000
 
 
 class ValueCheck:
@@ -286,10 +296,11 @@ class ValueCheck:
             return (f"{head} holds one constant value ({self.vmax:.3g}) in every cell and gene, so there is nothing "
                     "to learn or score; check data.embed_key (the matrix ptrag reads)")
         library = f"median library size {self.median_library_size:,.0f}"
-        if not self.non_integer and self.vmax > COUNTS_MAX:
+        if not self.non_integer and (self.vmax > COUNTS_MAX or self._values - self._zeros >= INTEGRAL_SAMPLE):
             return (f"{head} looks like raw counts (integer values up to {self.vmax:,.0f}, {library}); ptrag expects "
-                    "log-normalised expression: normalise and log1p it first (scanpy: sc.pp.normalize_total, then "
-                    "sc.pp.log1p) or set data.embed_key to a log-normalised matrix")
+                    "log-normalised expression: normalise it first (ptrag data prepare FILE -o NEW.h5ad, "
+                    "docs/own-data.md; or scanpy's normalize_total and log1p) or set data.embed_key to a "
+                    "log-normalised matrix")
         if self.vmax > NOT_LOG_MAX:
             return (f"{head} has values up to {self.vmax:,.4g} ({library}): normalised but not log-transformed? "
                     "ptrag expects log-normalised expression: apply log1p first (scanpy: sc.pp.log1p) or set "

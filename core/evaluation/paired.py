@@ -1,4 +1,9 @@
-"""Paired comparisons over perturbations: two runs scored on the same held-out groups."""
+"""Paired comparisons over perturbations: two runs scored on the same held-out groups.
+
+Two scores of one perturbation that differ by at most ``IDENTICAL`` (relative) are equal: the same
+predictions scored twice can differ in the last bits (summation order), and a signed-rank test
+would read that noise as a difference. Runs equal on every perturbation are reported identical.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +11,21 @@ import numpy as np
 import pandas as pd
 from scipy.stats import wilcoxon
 
-COLUMNS = ["metric", "direction", "n", "mean_a", "mean_b", "mean_diff", "win_rate_a", "wilcoxon_p"]
+COLUMNS = ["metric", "direction", "n", "mean_a", "mean_b", "mean_diff", "win_rate_a", "wilcoxon_p", "identical"]
+IDENTICAL = 1e-6  # relative difference under which two scores of one perturbation are equal
 
 
 def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str]) -> pd.DataFrame:
     """Per metric, over the groups both long tables (pert, context, metric, value) scored: means,
     mean of A - B, A's win rate (direction-aware, ties count half) and the Wilcoxon signed-rank
-    p-value of the paired differences."""
+    p-value of the paired differences (1 when there are none); ``identical``: equal on every group."""
     joined = long_a.merge(long_b, on=["pert", "context", "metric"], suffixes=("_a", "_b"))
     rows = []
     for metric, g in joined.groupby("metric", sort=False):
         g = g[np.isfinite(g.value_a) & np.isfinite(g.value_b)]
-        diff = (g.value_a - g.value_b).to_numpy()
+        a, b = g.value_a.to_numpy(), g.value_b.to_numpy()
+        diff = a - b
+        diff[np.abs(diff) <= IDENTICAL * np.maximum(np.abs(a), np.abs(b))] = 0.0
         sign = -1.0 if dirs.get(metric, "lower") == "lower" else 1.0
         better = sign * diff
         try:
@@ -29,5 +37,5 @@ def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str
                      "mean_b": float(g.value_b.mean()) if len(g) else float("nan"),
                      "mean_diff": float(diff.mean()) if len(diff) else float("nan"),
                      "win_rate_a": float(((better > 0) + 0.5 * (better == 0)).mean()) if len(diff) else float("nan"),
-                     "wilcoxon_p": p})
+                     "wilcoxon_p": p, "identical": bool(len(diff)) and not np.any(diff != 0)})
     return pd.DataFrame(rows, columns=COLUMNS)

@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 
 from .aggregate import fmt
-from .paired import paired_tests
+from .paired import IDENTICAL, paired_tests
 
 PRIMARY = ("energy", "pearson-delta")
 ALPHA = 0.01
@@ -29,8 +29,9 @@ class Verdict:
 
     @property
     def text(self) -> str:
-        parts = [f"{r.metric} {fmt(r.mean_a)} vs {r.baseline} {fmt(r.mean_b)} ({r.outcome}, p = {fmt(r.wilcoxon_p)})"
-                 for r in self.tests.itertuples()]
+        parts = [f"{r.metric} {fmt(r.mean_a)} vs {r.baseline} {fmt(r.mean_b)} "
+                 + (f"({r.outcome} on every perturbation)" if r.identical
+                    else f"({r.outcome}, p = {fmt(r.wilcoxon_p)})") for r in self.tests.itertuples()]
         n = int(self.tests["n"].max()) if len(self.tests) else 0
         head = "beat" if self.beat else "did not beat"
         return (f"retrieval vs best baseline: {self.run} {head} the best baseline "
@@ -72,11 +73,45 @@ def retrieval_verdicts(runs: Sequence[Any], primary: Sequence[str] = PRIMARY) ->
             row = test.iloc[0].to_dict()
             better = row["mean_diff"] < 0 if lower else row["mean_diff"] > 0
             significant = row["wilcoxon_p"] < ALPHA
-            row["outcome"] = ("better" if better else "worse") if significant else \
+            row["outcome"] = f"identical within {IDENTICAL:g}" if row["identical"] else \
+                ("better" if better else "worse") if significant else \
                 ("better, not significant" if better else "worse, not significant")
             rows.append({"baseline": _label(best), **row})
         tests = pd.DataFrame(rows, columns=["metric", "baseline", "direction", "n", "mean_a", "mean_b", "mean_diff",
-                                            "win_rate_a", "wilcoxon_p", "outcome"])
+                                            "win_rate_a", "wilcoxon_p", "identical", "outcome"])
         beat = len(tests) == len(primary) and bool((tests["outcome"] == "better").all())
         out.append(Verdict(_label(run), tests, beat))
     return out
+
+
+def start_name(members: Sequence[str]) -> str:
+    """What a protected start is called: an ensemble's backbone (its first member), else the untrained model."""
+    return members[0] if members else "the untrained start"
+
+
+def describe_fit(label: str, training: dict[str, Any] | None, start: str = "the untrained start") -> str | None:
+    """In words: what a calibrated ensemble fitted (its weights), and which state the selection rule
+    kept with both validation scores; None for a run with neither."""
+    training = training or {}
+    calibration, selection = training.get("calibration") or {}, training.get("selection") or {}
+    weights = calibration.get("weights") or {}
+    parts = []
+    if weights:
+        # a run made before the stack fitted group means counted cell sets
+        on = (f"{calibration['validation_groups']} validation perturbation(s)" if "validation_groups" in calibration
+              else f"{calibration.get('validation_sets', '?')} validation cell sets")
+        for member, w in weights.items():
+            parts.append(f"{label}: weight of {member} {w:.3g}, fitted on {on} (each "
+                         f"perturbation's predicted mean = {start}'s + weight x ({member}'s - {start}'s); shrink "
+                         f"{calibration.get('shrink', '?')}).")
+    if selection:
+        changed, what = ("calibrated", "fitted") if weights else ("trained", "trained")
+        scores = {m: selection.get("validation", {}).get(m) or {} for m in PRIMARY}
+        mine = ", ".join(f"{m} {fmt(scores[m].get(changed))}" for m in PRIMARY)
+        theirs = ", ".join(f"{m} {fmt(scores[m].get('start'))}" for m in PRIMARY)
+        decision = (f"better on both, so the {what} {label} was kept" if selection.get("kept") != "start" else
+                    f"not better on both, so {start} was kept" + (f" ({label} predicts exactly its cells)"
+                                                                  if weights else ""))
+        parts.append(f"{'On' if weights else label + ': on'} {selection.get('groups', '?')} validation perturbation(s) "
+                     f"the {what} model scored {mine}; {start} scored {theirs}: {decision}.")
+    return " ".join(parts) or None

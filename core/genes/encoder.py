@@ -75,8 +75,11 @@ class TextEncoder:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         self._torch = torch
-        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True).eval()
+        # never the folder's own Python code (trust_remote_code), only its configuration and weights
+        self.tokenizer = AutoTokenizer.from_pretrained(str(self.model_dir), local_files_only=True,
+                                                       trust_remote_code=False)
+        self.model = AutoModel.from_pretrained(str(self.model_dir), local_files_only=True,
+                                               trust_remote_code=False).eval()
         self.batch_size = batch_size
         self.max_tokens = min(max_tokens, int(getattr(self.tokenizer, "model_max_length", max_tokens) or max_tokens))
         self.dim = int(self.model.config.hidden_size)

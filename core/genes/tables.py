@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..data.embeddings import unpickle_table
 from ..errors import ConfigError, DataError
 from ..files import atomic_write, write_text
 
@@ -61,8 +62,10 @@ def read_table(path: Path) -> tuple[list[str], np.ndarray, dict]:
         with np.load(path, allow_pickle=False) as z:
             return [str(n) for n in z["names"]], z["embeddings"], json.loads(str(z["provenance"]))
     if path.suffix.lower() in (".pkl", ".pickle"):
-        with open(path, "rb") as fh:
-            table = pickle.load(fh)
+        table = unpickle_table(path)  # as data: a crafted pickle runs no code
+        if not isinstance(table, dict):
+            raise DataError(f"{path}: holds a {type(table).__name__}, not the dict gene symbol -> list of floats "
+                            "that `ptrag genes build` writes")
         side = sidecar_of(path)
         prov = json.loads(side.read_text()) if side.is_file() else {}
         names = list(table)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,11 +9,11 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..errors import DataError
 from ..evaluation.aggregate import fmt
 from ..files import atomic_write
+from ..markup import load_yaml, read_json_file, read_json_lines
 from ..runs.results import run_label
 from ..runs.trace import KEEP_THRESHOLD
 from .folders import directions, per_perturbation, select_runs
@@ -129,7 +128,7 @@ def training_curves(folder: Path, keys: Sequence[str]) -> pd.DataFrame:
     path = Path(folder) / "log.jsonl"
     if not path.is_file():
         return pd.DataFrame(columns=["step", *keys])
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = read_json_lines(path)
     rows = [{"step": r["step"], **{k: r.get(k) for k in keys}} for r in records if any(k in r for k in keys)]
     return pd.DataFrame(rows, columns=["step", *keys])
 
@@ -191,7 +190,7 @@ def mean_changes(folder: Path, pert_col: str = "gene", context_col: str = "cell_
 def _columns(folder: Path) -> dict[str, str]:
     """The run's obs column names and control label, from its config.yaml."""
     path = folder / "config.yaml"
-    data = (yaml.safe_load(path.read_text()) or {}).get("data", {}) if path.is_file() else {}
+    data = (load_yaml(path.read_text(), str(path)) or {}).get("data", {}) if path.is_file() else {}
     return {"pert_col": data.get("pert_col", "gene"), "context_col": data.get("context_col", "cell_line"),
             "control": data.get("control_label", "non-targeting")}
 
@@ -272,7 +271,7 @@ def selection_aucs(folders: Sequence[Path]) -> pd.DataFrame:
     """Per run and cell line the selection AUC from metrics.json (runs with keep decisions only)."""
     rows = []
     for f in folders:
-        run = (json.loads((Path(f) / "metrics.json").read_text()).get("run") or {})
+        run = (read_json_file(Path(f) / "metrics.json").get("run") or {})
         for line, auc in ((run.get("retrieval") or {}).get("selection_auc") or {}).items():
             if auc is not None and math.isfinite(auc):
                 rows.append({"run": run_label(Path(f))[0], "line": line, "auc": float(auc)})

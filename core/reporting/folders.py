@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pandas as pd
 
 from ..errors import ConfigError, DataError
 from ..evaluation.paired import paired_tests
+from ..markup import read_json_file
 from ..runs.results import require_same_data, run_label
 
 
@@ -19,7 +19,7 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if (path / "ablation.json").is_file():
-            body = json.loads((path / "ablation.json").read_text())
+            body = read_json_file(path / "ablation.json")
             out += [path / f for r in body["runs"] for f in r["folders"] if (path / f / "metrics.json").is_file()]
         elif (path / "metrics.json").is_file():
             out.append(path)
@@ -56,7 +56,7 @@ def select_runs(name: str, folders: Sequence[Path]) -> list[Path]:
 def directions(folders: Sequence[Path]) -> dict[str, str]:
     out: dict[str, str] = {}
     for f in folders:
-        for metric, agg in json.loads((Path(f) / "metrics.json").read_text())["metrics"].items():
+        for metric, agg in read_json_file(Path(f) / "metrics.json")["metrics"].items():
             out.setdefault(metric, agg["direction"])
     return out
 

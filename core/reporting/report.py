@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..files import write_csv
-from ..runs import marker
+from ..evaluation.verdict import describe_fit, start_name
+from ..files import read_json, write_csv
 from ..runs.results import comparability, comparison_table, require_same_data, run_label
 from .against import headline, settings_table, summary_table
 from .figures import (
@@ -41,7 +41,6 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         for folder in _one_per_config(folders):
             check_genes(folder, genes)
     out = Path(out)
-    marker.adopt(out)  # <run>/report goes with its run
     out.mkdir(parents=True, exist_ok=True)
     table = comparison_table(folders)
     write_csv(out / "summary.csv", table)
@@ -65,9 +64,21 @@ def build_report(paths: Sequence[str | Path], out: str | Path, *, compare: tuple
         if fig:
             figures.append(fig)
     versus = _against(folders, against, out) if against else None
-    page = write_html(out, table, figures, paired, warnings=warnings, mark_best=comparable)
+    fits = fit_texts(folders)
+    page = write_html(out, table, figures, paired, warnings=warnings, mark_best=comparable, notes=fits)
     return {"folders": folders, "table": table, "paired": paired, "figures": figures, "html": page, "against": versus,
-            "warnings": warnings, "comparable": comparable}
+            "warnings": warnings, "comparable": comparable, "fits": fits}
+
+
+def fit_texts(folders: Sequence[Path]) -> list[str]:
+    """Per run that fitted an ensemble or protected its start: what it fitted and kept, in words."""
+    out = []
+    for folder in folders:
+        run = (read_json(folder / "metrics.json") or {}).get("run") or {}
+        said = describe_fit(run_label(folder)[0], run.get("training"), start_name(run.get("members") or []))
+        if said:
+            out.append(said)
+    return out
 
 
 def _one_per_config(folders: Sequence[Path]) -> list[Path]:

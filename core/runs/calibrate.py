@@ -21,12 +21,13 @@ from ..components.assembly import build_metrics
 from ..components.guards import calling
 from ..components.manager import PluginManager
 from ..config import ComponentChoice
-from ..evaluation.aggregate import fmt
 from ..evaluation.scoring import score
+from ..evaluation.verdict import describe_fit, start_name
 from ..hookspecs import BuildContext
 from ..training.checkpoints import load_checkpoint, save_checkpoint
 from ..training.distributed import on_main
-from .predict import predict
+from .ensemble import write_calibration_table
+from .groups import predict_groups
 from .prepare import Prepared
 from .train import validation_batches
 
@@ -38,12 +39,17 @@ def _state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
 
 
+def validation_positions(groups: list[Any]) -> list[int]:
+    """Where each validation group's draws come from: apart from the test groups' positions, and the
+    same for calibration and selection (so an ensemble's members predict each group once)."""
+    return [_POSITIONS + i for i in range(len(groups))]
+
+
 def _validation_scores(prep: Prepared, manager: PluginManager) -> dict[str, float]:
-    """Mean energy and pearson-delta of the model's predictions of the validation groups."""
+    """Mean energy and pearson-delta of the model's predictions of the validation groups, predicted
+    and scored as the test groups are."""
     groups = prep.split.fitting_val
-    predictions, _ = predict(prep.model, prep.sampler, groups, prep.neighbours, device=prep.device,
-                             precision=prep.config.train.precision, seed=prep.config.seed,
-                             positions=[_POSITIONS + i for i in range(len(groups))])
+    predictions, _ = predict_groups(prep, groups, validation_positions(groups))
     ctx = BuildContext(n_genes=prep.data.n_features, gene_names=tuple(prep.data.features), seed=prep.config.seed)
     metrics = build_metrics([ComponentChoice(name=n) for n in HEADLINE], manager, ctx)
     table = score(predictions, metrics)
@@ -64,9 +70,6 @@ def protect_start(prep: Prepared, start: dict[str, torch.Tensor], manager: Plugi
     kept = changed if _better_on_both(new, before) else "start"
     if kept != "start":
         prep.model.load_state_dict(chosen)
-    prep.log(f"selection on {len(prep.split.fitting_val)} validation groups: {changed} energy {fmt(new['energy'])}, "
-             f"pearson-delta {fmt(new['pearson-delta'])} vs start {fmt(before['energy'])}, "
-             f"{fmt(before['pearson-delta'])}: kept the {kept if kept == 'start' else changed} state")
     return {"kept": kept, "validation": {m: {changed: new[m], "start": before[m]} for m in HEADLINE},
             "groups": len(prep.split.fitting_val)}
 
@@ -84,6 +87,26 @@ def _record_in_checkpoint(prep: Prepared, selection: dict[str, Any]) -> None:
     on_main(save, prep.dist)
 
 
+def _calibrate_sets(prep: Prepared) -> dict[str, Any]:
+    """An ensemble of cell sets: fitted on fixed cell sets of the validation groups."""
+    batches = [b.to(prep.device) for b in validation_batches(prep)]
+    with calling(prep.components.generator, "calibrate"):
+        fitted = prep.components.generator.calibrate(batches)
+    return fitted
+
+
+def _calibrate_groups(prep: Prepared) -> dict[str, Any]:
+    """An ensemble of whole groups: fitted on its members' predictions of every validation group
+    and the groups' real cells; what it saw is written to calibration.csv."""
+    generator, groups = prep.components.generator, prep.split.fitting_val
+    views = [view for view, _ in prep.ensemble.cells(generator.capabilities.members, groups,
+                                                     validation_positions(groups), with_real=True)]
+    with calling(generator, "calibrate_groups"):
+        fitted = generator.calibrate_groups(views)
+    on_main(lambda: write_calibration_table(prep.run_dir, views, prep.data), prep.dist)
+    return fitted
+
+
 def calibrate_and_protect(prep: Prepared, training: dict[str, Any] | None, start: dict[str, torch.Tensor] | None,
                           manager: PluginManager) -> dict[str, Any] | None:
     """What the generator's declared rules did, merged into the training summary."""
@@ -91,14 +114,11 @@ def calibrate_and_protect(prep: Prepared, training: dict[str, Any] | None, start
     out = dict(training or {})
     if caps.calibrates:
         start = _state(prep.model)
-        batches = [b.to(prep.device) for b in validation_batches(prep)]
-        if not batches:
+        if not prep.split.fitting_val:
             prep.log("note: no validation groups to calibrate on: the ensemble keeps its start (its backbone)")
             return out or None
         prep.model.eval()
-        with calling(prep.components.generator, "calibrate"):
-            out["calibration"] = prep.components.generator.calibrate(batches)
-        prep.log(f"calibration on {len(batches)} validation batch(es): {out['calibration']}")
+        out["calibration"] = _calibrate_groups(prep) if prep.ensemble is not None else _calibrate_sets(prep)
     changed = "calibrated" if caps.calibrates else "trained" if training else ""
     if not caps.calibrates and training and training.get("diverged_at_step") is not None and not training["best_step"]:
         changed = ""  # training diverged before it improved: the model holds its start already
@@ -106,5 +126,8 @@ def calibrate_and_protect(prep: Prepared, training: dict[str, Any] | None, start
         out["selection"] = protect_start(prep, start, manager, changed)
         if training:
             _record_in_checkpoint(prep, out["selection"])
+    said = describe_fit(prep.config.preset or prep.config.generator.name, out, start_name(caps.members))
+    if said:
+        prep.log(said)
     return out or None
 

@@ -4,7 +4,9 @@
 cells + the same control cells) are written so that Arc Institute's cell-eval accepts them as they
 are: identical ``var_names`` in the same order, the same perturbation labels (control included),
 the input's obs column names, and non-negative values below 15 (predictions are clipped only when
-needed, and the number of clipped values is reported).
+needed, and the number of clipped values is reported). ``predictions.h5ad`` also names each
+predicted cell's matched control cell (``ctrl_cell_barcode``, as STATE's output does), so an
+ensemble can reuse a member's saved cells with their controls.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import pandas as pd
 
 from ..data.dataset import BATCH, CONTEXT, PERT, PerturbationData
 from ..errors import DataError
-from ..files import atomic_write, write_csv, write_json
+from ..files import write_csv, write_h5ad, write_json
 from ..interfaces import CELL_EVAL_MAX as CLIP_MAX
 
 
@@ -33,7 +35,12 @@ def write_metrics(run_dir: str | Path, table: pd.DataFrame, summary: Mapping[str
     write_json(run_dir / "metrics.json", {"run": dict(run_info), "metrics": dict(summary)})
 
 
-def _column_names(data: PerturbationData) -> dict[str, str]:
+#: predictions.h5ad's column naming each predicted cell's matched control cell (as STATE's output does)
+CONTROL_CELL = "ctrl_cell_barcode"
+
+
+def column_names(data: PerturbationData) -> dict[str, str]:
+    """The obs column names the cell files use: the input's own."""
     names = {PERT: data.columns.get(PERT) or "gene", CONTEXT: data.columns.get(CONTEXT) or "cell_line"}
     if BATCH in data.obs and data.columns.get(BATCH):
         names[BATCH] = str(data.columns[BATCH])
@@ -64,8 +71,8 @@ class CellEvalData:
 
     def write(self, run_dir: str | Path) -> dict[str, Any]:
         run_dir = Path(run_dir)
-        atomic_write(run_dir / "predictions.h5ad", self.predictions.write_h5ad)
-        atomic_write(run_dir / "real.h5ad", self.real.write_h5ad)
+        write_h5ad(run_dir / "predictions.h5ad", self.predictions)
+        write_h5ad(run_dir / "real.h5ad", self.real)
         return self.info
 
 
@@ -104,7 +111,7 @@ def cell_eval_data(predictions: Sequence[Any], data: PerturbationData, where: An
     as cell-eval-compatible AnnData; ``where`` names the output in the error for no predictions."""
     if not predictions:
         raise DataError(f"{where}: no predictions to write (the split has no test groups)")
-    names = _column_names(data)
+    names = column_names(data)
     contexts = list(dict.fromkeys(p.context for p in predictions))
     ctrl_x, ctrl_obs = _control_block(data, contexts, names)
     batches = data.obs[BATCH].to_numpy() if BATCH in names else None
@@ -112,15 +119,18 @@ def cell_eval_data(predictions: Sequence[Any], data: PerturbationData, where: An
     # rows of each group in the full data (positions in data.obs, looked up once)
     rows_of = data.obs.groupby([PERT, CONTEXT], observed=True, sort=False).indices
     pred_blocks, pred_obs, real_blocks, real_obs = [], [], [], []
+    cell_names = data.obs.index.astype(str).to_numpy()
     for p in predictions:
         n = len(p.pred)
         rows = {names[PERT]: [p.pert] * n, names[CONTEXT]: [p.context] * n}
+        index = getattr(p, "ctrl_index", None)
+        matched = index is not None and len(index) == n
         if batches is not None:
-            index = getattr(p, "ctrl_index", None)
-            rows[names[BATCH]] = batches[index] if index is not None and len(index) == n else [None] * n
+            rows[names[BATCH]] = batches[index] if matched else [None] * n
+        rows[CONTROL_CELL] = cell_names[index] if matched else [None] * n
         pred_obs.append(pd.DataFrame(rows, index=[f"pred:{p.pert}:{p.context}:{i}" for i in range(n)]))
         pred_blocks.append(np.asarray(p.pred, dtype=np.float32))
-        real_idx = np.asarray(rows_of[(p.pert, p.context)])
+        real_idx = np.asarray(rows_of.get((p.pert, p.context), []), dtype=np.int64)  # none: never measured
         real_obs.append(pd.DataFrame({names[k]: data.obs[k].to_numpy()[real_idx] for k in names},
                                      index=data.obs.index[real_idx].astype(str)))
         real_blocks.append(data.X[real_idx])
@@ -138,8 +148,9 @@ def cell_eval_data(predictions: Sequence[Any], data: PerturbationData, where: An
         "clipped_fraction": outside / max(pred_x.size, 1), "real_values_outside_0_15": real_outside,
     }
     uns = {"ptrag": {"clip_range": [0.0, 15.0], **{k: v for k, v in info.items()}}}
+    pred_ctrl_obs = ctrl_obs.assign(**{CONTROL_CELL: ctrl_obs.index.to_numpy()})  # a control cell is its own
     pred = ad.AnnData(X=np.concatenate([pred_x, ctrl_x]).astype(np.float32),
-                      obs=_categorical(pd.concat([*pred_obs, ctrl_obs])), var=var.copy(), uns=uns)
+                      obs=_categorical(pd.concat([*pred_obs, pred_ctrl_obs])), var=var.copy(), uns=uns)
     real = ad.AnnData(X=real_x.astype(np.float32), obs=_categorical(pd.concat([*real_obs, ctrl_obs])),
                       var=var.copy(), uns={"ptrag": {"real_values_outside_0_15": real_outside}})
     return CellEvalData(pred, real, info)

@@ -18,7 +18,7 @@ from ..evaluation.aggregate import aggregate, undefined_notes
 from ..evaluation.scoring import GroupPrediction, score
 from ..training.distributed import gather
 from ..training.trainer import divergence_advice
-from .predict import predict
+from .groups import predict_groups
 from .prepare import Prepared
 
 Shares = list[tuple[list[GroupPrediction], pd.DataFrame]]
@@ -35,9 +35,7 @@ class Evaluation:
 def predict_held_out(prep: Prepared) -> Shares | None:
     """Every process predicts its share of the test groups; the shares in rank order on rank 0."""
     mine = prep.dist.shard(list(enumerate(prep.split.test)))
-    share = predict(prep.model, prep.sampler, [g for _, g in mine], prep.neighbours, seed=prep.config.seed,
-                    positions=[i for i, _ in mine], device=prep.device, precision=prep.config.train.precision,
-                    log=prep.log)
+    share = predict_groups(prep, [g for _, g in mine], [i for i, _ in mine])
     return gather(share, prep.dist)
 
 

@@ -16,6 +16,7 @@ from ..config import ExperimentConfig, resolve_config
 from ..data.dataset import PerturbationData
 from ..training.distributed import Dist, broadcast, on_main, setup
 from .calibrate import calibrate_and_protect
+from .ensemble import GroupMembers
 from .evaluate import evaluate, predict_held_out
 from .fingerprints import run_identity
 from .folder import inspect_folder, new_run_dir, occupied
@@ -66,7 +67,9 @@ def _run(config: ExperimentConfig, manager: PluginManager, *, log: Callable[[str
          loaded: PerturbationData | None) -> RunResult:
     prep = prepare(config, manager, log=log, resume=resume, overwrite=overwrite, data=data, loaded=loaded)
     members = _member_runs(prep, manager, log=log, data=data)
-    attach_members(prep, members, manager)
+    loaded = attach_members(prep, members, manager)
+    if loaded:  # an ensemble of whole groups: its members' saved predictions are reused
+        prep.ensemble = GroupMembers(loaded, prep.data, reuse_saved=True, log=prep.log)
     training = train(prep, resume=resume)
     training = calibrate_and_protect(prep, training, prep.start_state, manager)
     save_untrained(prep)

@@ -49,6 +49,7 @@ import yaml
 
 from ..errors import PtragError, RunFolderError
 from ..files import announce, json_safe, read_json, write_json, write_text
+from ..markup import load_yaml
 from ..training.distributed import SINGLE, Dist, on_main
 from . import lock, marker
 from .marker import MARKER
@@ -137,8 +138,8 @@ def stored_identity(path: Path) -> dict[str, Any] | None:
         return body
     if (path / CONFIG).is_file():
         try:
-            config = yaml.safe_load((path / CONFIG).read_text()) or {}
-        except yaml.YAMLError:
+            config = load_yaml((path / CONFIG).read_text(), str(path / CONFIG), RunFolderError) or {}
+        except (yaml.YAMLError, RunFolderError):
             return None
         config.pop("output", None)
         return {"kind": "run", "config": config, "inputs": None}
@@ -393,11 +394,12 @@ class RunFolder:
             raise RunFolderError(f"--resume {path}: nothing to resume (no checkpoint.pt: the run stopped before its "
                                  f"first checkpoint); start it again with --out {path} --overwrite")
         try:
-            resolved = yaml.safe_load((path / CONFIG).read_text()) or {}
+            resolved = load_yaml((path / CONFIG).read_text(), str(path / CONFIG), RunFolderError) or {}
         except yaml.YAMLError as exc:
             raise RunFolderError(f"--resume {path}: config.yaml is not valid YAML ({exc})") from None
         resolved.pop("output", None)
         stored = stored_identity(path) or {}
+        _refuse_edited_config(path, resolved, stored)
         # options added to ptrag since the run (absent from its config.yaml) take their defaults
         diffs = differences(resolved, identity["config"], ignore=RESUME_MAY_CHANGE, new_keys_ok=True)
         if diffs and stored.get("config") and not differences(stored["config"], identity["config"],
@@ -436,6 +438,20 @@ class RunFolder:
                                               "content": new})
         return self.path
 
+
+
+def _refuse_edited_config(path: Path, config_yaml: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+    """config.yaml as fingerprint.json recorded it when the run began (its ``resolved`` config), or
+    one line naming the edited keys: a resume reads config.yaml, so a hand edit would train the
+    checkpoint on with values the run's record does not hold (the same change by flags is refused)."""
+    recorded = stored.get("resolved")
+    if not isinstance(recorded, Mapping):
+        return  # a folder from before fingerprints recorded it: nothing to compare with
+    edited = differences(recorded, config_yaml, ignore=RESUME_MAY_CHANGE)
+    if edited:
+        raise RunFolderError(f"--resume {path}: {path / CONFIG} was edited since the run began ({_shown(edited)}); "
+                             f"the checkpoint was trained with the values {FINGERPRINT} records: restore them, or "
+                             f"run the edited file as a new run (ptrag run --config {path / CONFIG} --out NEW)")
 
 
 def new_run_dir(config: Any) -> Path:

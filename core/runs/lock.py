@@ -14,8 +14,10 @@ The lock lives in the folder it guards (not beside it, not in a per-user directo
 guards the folder wherever it is reached from, and from another host on a shared filesystem
 that honours flock. Each run folder has its own: a comparator's or an ensemble member's
 ``<run>/compare/<preset>`` is locked by its own run while the top run holds ``<run>``, so no run
-waits on its parent. Within one process a lock is re-entrant (a count per folder), so a caller
-that already holds a folder may enter it again. Under torchrun only rank 0 takes it.
+waits on its parent. A hold belongs to the run that took it, i.e. to its thread: that thread may
+enter the folder again (a count per folder), while a run in another thread of the same process is
+refused exactly as another process is (the OS lock alone would let every thread of its process in).
+Under torchrun only rank 0 takes it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import contextlib
 import os
 import socket
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -43,9 +46,11 @@ HOLDER = ".ptrag.lock.json"
 class _Hold:
     lock: FileLock
     depth: int
+    thread: int  # threading.get_ident() of the run that holds it
 
 
 _HELD: dict[str, _Hold] = {}  # resolved folder -> this process's hold on it
+_GUARD = threading.Lock()  # one thread at a time decides who holds what
 
 
 def _alive(pid: int) -> bool:
@@ -85,12 +90,8 @@ def _write_holder(folder: Path) -> None:
                                  "since": datetime.now().isoformat(timespec="seconds"), "command": command[:300]})
 
 
-def acquire(folder: Path, flag: str = "--out") -> None:
-    """Take ``folder``'s lock (an existing folder), or refuse at once in one line naming the holder."""
-    key = str(folder.resolve())
-    if key in _HELD:
-        _HELD[key].depth += 1
-        return
+def _take(folder: Path, flag: str) -> FileLock:
+    """The folder's OS lock, taken now or refused in one line naming the holder."""
     lock = FileLock(str(folder / LOCK), timeout=0)
     try:
         lock.acquire()
@@ -101,7 +102,21 @@ def acquire(folder: Path, flag: str = "--out") -> None:
         raise RunFolderError(f"{flag} {folder}: the folder is not writable") from None
     except OSError as exc:
         raise RunFolderError(f"{flag} {folder}: cannot lock the folder ({exc.strerror or exc})") from None
-    _HELD[key] = _Hold(lock, 1)
+    return lock
+
+
+def acquire(folder: Path, flag: str = "--out") -> None:
+    """Take ``folder``'s lock (an existing folder), or refuse at once in one line naming the holder."""
+    key = str(folder.resolve())
+    with _GUARD:
+        held = _HELD.get(key)
+        if held is not None and held.thread == threading.get_ident():
+            held.depth += 1
+            return
+        if held is not None:
+            raise RunFolderError(f"{flag} {folder}: another ptrag run ({describe_holder(folder)}, in another thread "
+                                 "of this process) is running in this folder; wait for it or choose another --out")
+        _HELD[key] = _Hold(_take(folder, flag), 1, threading.get_ident())
     try:
         _write_holder(folder)
     except BaseException:
@@ -112,23 +127,24 @@ def acquire(folder: Path, flag: str = "--out") -> None:
 def release(folder: Path) -> None:
     """Give one hold back; the last one removes the sidecar and the lock file, then unlocks."""
     key = str(folder.resolve())
-    hold = _HELD.get(key)
-    if hold is None:
-        return
-    hold.depth -= 1
-    if hold.depth:
-        return
-    del _HELD[key]
-    try:  # removed while still locked, so no other process can have taken this lock file meanwhile
-        for name in (HOLDER, LOCK):
-            with contextlib.suppress(OSError):
-                (folder / name).unlink()
-    finally:
-        hold.lock.release()
+    with _GUARD:
+        hold = _HELD.get(key)
+        if hold is None or hold.thread != threading.get_ident():
+            return  # not this run's to give back
+        hold.depth -= 1
+        if hold.depth:
+            return
+        del _HELD[key]
+        try:  # removed while still locked, so no other process can have taken this lock file meanwhile
+            for name in (HOLDER, LOCK):
+                with contextlib.suppress(OSError):
+                    (folder / name).unlink()
+        finally:
+            hold.lock.release()
 
 
 def holds(folder: Path) -> bool:
-    """Whether this process holds ``folder``'s lock."""
+    """Whether a run of this process (any thread) holds ``folder``'s lock."""
     return str(folder.resolve()) in _HELD
 
 

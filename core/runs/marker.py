@@ -35,7 +35,7 @@ from ..files import before_write, read_json, temporary_name, write_json
 from . import lock
 
 MARKER = ".ptrag-run"
-KINDS = ("run", "prediction", "ablation")
+KINDS = ("run", "prediction", "knockdowns", "ablation")  # RunFolder identities' kinds, and a grid
 #: ptrag's own bookkeeping in any folder: the marker and the lock (runs/lock.py)
 BOOKKEEPING = frozenset({MARKER, lock.LOCK, lock.HOLDER})
 
@@ -115,13 +115,18 @@ def record(folder: Path, names: Iterable[str]) -> None:
             _write(folder, mark)
 
 
+#: the folders ``ptrag report`` and ``ptrag predict`` make inside a run by default
+DERIVED = ("report", "predict-", "knockdowns-")
+
+
 def adopt(folder: Path) -> None:
     """A new folder that ``ptrag report`` or ``ptrag predict`` makes in a run folder by default
-    (``<run>/report``, ``<run>/predict-<data>``) goes with that run: listed in its marker, so
-    ``--overwrite`` of the run removes it instead of refusing it. Any other folder made there is
-    not the run's (``--overwrite`` names it and refuses)."""
+    (``<run>/report``, ``<run>/predict-<data>``, ``<run>/knockdowns-<line>``) goes with that run:
+    listed in its marker, so ``--overwrite`` of the run removes it instead of refusing it. Any
+    other folder made there is not the run's (``--overwrite`` names it and refuses)."""
     folder = Path(folder)
-    if folder.exists() or not (folder.name == "report" or folder.name.startswith("predict-")):
+    if folder.exists() or not any(folder.name == d or (d.endswith("-") and folder.name.startswith(d))
+                                  for d in DERIVED):
         return
     with contextlib.suppress(RunFolderError):  # not a marker ptrag wrote: the run folder is only read
         if (mark := read(folder.parent)) is not None and mark.kind == "run":

@@ -48,13 +48,18 @@ class _Applied:
 
 
 def _predict_group(model: PtragModel, sampler: CellSetSampler, group: Group, neighbours: NeighbourTable,
-                   rng: np.random.Generator, device: torch.device, precision: str
+                   rng: np.random.Generator, device: torch.device, precision: str, n_cells: int | None = None
                    ) -> tuple[GroupPrediction, _Applied]:
     pert, context = group
     data, s = sampler.data, sampler.cell_set_len
-    real_idx = data.group_indices(pert, context)
-    ctrl_idx = sampler.matched_controls(context, real_idx, rng)
-    template = sampler.make_batch([group], rng, with_target=False)
+    if n_cells is None:  # a measured group: one matched control per real cell
+        real_idx = data.group_indices(pert, context)
+        ctrl_idx = sampler.matched_controls(context, real_idx, rng)
+        real = data.X[real_idx]
+    else:  # never measured: n_cells controls of the line, no real cells
+        ctrl_idx = sampler.control_draw(context, n_cells, rng)
+        real = np.empty((0, data.n_features), dtype=np.float32)
+    template = sampler.query_batch(group)
     preds, applied = [], _Applied()
     for start in range(0, len(ctrl_idx), s):
         chunk = ctrl_idx[start:start + s]
@@ -65,8 +70,7 @@ def _predict_group(model: PtragModel, sampler: CellSetSampler, group: Group, nei
             pred, selection = model(batch)
         preds.append(pred[0].float().cpu().numpy())
         applied.add(selection, len(chunk))
-    prediction = GroupPrediction(pert, context, np.concatenate(preds), data.X[real_idx], data.control_cells(context),
-                                 ctrl_idx)
+    prediction = GroupPrediction(pert, context, np.concatenate(preds), real, data.control_cells(context), ctrl_idx)
     return prediction, applied
 
 
@@ -83,8 +87,11 @@ def _trace_rows(prediction: GroupPrediction, neighbours: NeighbourTable, databas
     pert, context = group = prediction.pert, prediction.context
     scores, ids = neighbours.rows([group])
     valid = [i for i in ids[0].tolist() if i >= 0]
-    real_change = prediction.real.mean(axis=0) - prediction.ctrl.mean(axis=0)
-    similarity = dict(zip(valid, _similarity(real_change, np.asarray(database.response)[valid]), strict=True))
+    if len(prediction.real):
+        real_change = prediction.real.mean(axis=0) - prediction.ctrl.mean(axis=0)
+        similarity = dict(zip(valid, _similarity(real_change, np.asarray(database.response)[valid]), strict=True))
+    else:  # an unmeasured group: nothing to compare the candidates with
+        similarity = dict.fromkeys(valid, np.nan)
     rows = []
     for rank, (score, i) in enumerate(zip(scores[0].tolist(), ids[0].tolist(), strict=True)):
         if i < 0:
@@ -105,14 +112,16 @@ def predict(model: PtragModel, sampler: CellSetSampler, groups: list[Group], nei
             device: torch.device, precision: str = "auto", seed: int | None = None,
             positions: list[int] | None = None,
             rng: np.random.Generator | None = None, database: Any = None,
-            log: Callable[[str], None] = lambda message: None) -> tuple[list[GroupPrediction], pd.DataFrame]:
+            log: Callable[[str], None] = lambda message: None,
+            sizes: dict[Group, int] | None = None) -> tuple[list[GroupPrediction], pd.DataFrame]:
     """``GroupPrediction`` per group and the retrieval trace DataFrame (columns TRACE_COLUMNS);
     progress (bar on a terminal, plain lines through ``log`` elsewhere) per group.
 
     With ``seed``, each group's draws (matched controls; torch's generator for stochastic models)
     come from (seed, its position in the full list: ``positions``, default 0, 1, ...), so a group's
     prediction does not depend on which other groups are predicted, or by which process. Without
-    it, one ``rng`` is drawn from group after group."""
+    it, one ``rng`` is drawn from group after group. ``sizes``: groups that were never measured
+    (in-silico knock-downs), each predicted as that many cells from its line's control cells."""
     model.eval()
     database = database if database is not None else neighbours.database
     out, trace, cells = [], [], 0
@@ -122,7 +131,8 @@ def predict(model: PtragModel, sampler: CellSetSampler, groups: list[Group], nei
                 where = positions[done - 1] if positions is not None else done - 1
                 rng = np.random.default_rng([seed, 2, where])
                 torch.manual_seed(step_seed(seed, where, stream=2))
-            prediction, applied = _predict_group(model, sampler, group, neighbours, rng, device, precision)
+            prediction, applied = _predict_group(model, sampler, group, neighbours, rng, device, precision,
+                                                 (sizes or {}).get(group))
             out.append(prediction)
             trace += _trace_rows(prediction, neighbours, database, applied)
             cells += applied.n_cells

@@ -76,6 +76,7 @@ def run_meta(vocab: Vocab, database: ResponseDatabase, features: list[str]) -> d
             "n_cells": np.asarray(database.n_cells), "embeddings": np.asarray(database.embeddings),
             "response": np.asarray(database.response),
             "control_mean": {c: np.asarray(v) for c, v in database.control_mean.items()},
+            "modality": dict(database.modality),
         },
     }
 
@@ -102,6 +103,7 @@ class Prepared:
     log: Log
     started: float = field(default_factory=time.perf_counter)
     start_state: dict[str, Any] | None = None  # the model's weights before training (set by the train stage)
+    ensemble: Any = None  # an ensemble of whole groups: its members (runs/ensemble.py GroupMembers)
 
 
 @dataclass

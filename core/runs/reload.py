@@ -1,16 +1,18 @@
 """A finished run rebuilt from its folder, to predict new data (``ptrag predict``, ``ptrag.predict``),
-and an ensemble's members: finished runs turned into functions of a batch.
+and an ensemble's members: finished runs that predict for the ensemble.
 
 A member is rebuilt from its run folder (its configuration, best weights and saved index) and
-predicts the ensemble's cell sets with its own stage-1 neighbours and perturbation vocabulary, so
-any preset, a plugin's included, can be one. An ensemble run's members live in the top run's
+predicts with its own stage-1 neighbours and perturbation vocabulary, so any preset, a plugin's
+included, can be one: an ensemble that combines cell sets gets each member as a function of a
+batch (:class:`MemberModel`); one that combines whole groups gets the loaded member runs
+(``LoadedRun.members``; runs/ensemble.py). An ensemble run's members live in the top run's
 ``compare/`` folder (``comparator_folder``), where prediction finds them again.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +28,6 @@ from ..data.coverage import apply_embedding_policy
 from ..data.database import ResponseDatabase
 from ..data.dataset import PerturbationData
 from ..data.split import Split
-from ..data.validation import require_expression
 from ..errors import ConfigError, DataError
 from ..evaluation.scoring import GroupPrediction
 from ..interfaces import CellSetBatch, Retriever
@@ -50,6 +51,7 @@ class LoadedRun:
     database: ResponseDatabase
     meta: dict[str, Any]
     device: torch.device
+    members: dict[str, LoadedRun] = field(default_factory=dict)  # an ensemble of whole groups: preset -> run
 
 
 class MemberModel:
@@ -78,18 +80,29 @@ def comparator_folder(run_dir: Path, preset: str) -> Path:
     return top / "compare" / preset
 
 
+def load_members(folders: dict[str, Path], manager: PluginManager, device: torch.device) -> dict[str, LoadedRun]:
+    """An ensemble's member runs, each rebuilt from its folder."""
+    return {preset: load_run(folder, manager, device=str(device)) for preset, folder in folders.items()}
+
+
 def _attach(generator: Any, folders: dict[str, Path], manager: PluginManager, device: torch.device,
-            pert_embedding: dict[str, np.ndarray]) -> None:
-    if folders:
-        generator.attach_members({preset: MemberModel(load_run(folder, manager, device=str(device)), pert_embedding)
-                                  for preset, folder in folders.items()})
+            pert_embedding: dict[str, np.ndarray]) -> dict[str, LoadedRun]:
+    """Members for an ensemble: attached as batch functions (``combines="sets"``), or returned as
+    loaded runs for the engine to combine group by group (``combines="groups"``)."""
+    if not folders:
+        return {}
+    runs = load_members(folders, manager, device)
+    if generator.capabilities.combines == "groups":
+        return runs
+    generator.attach_members({preset: MemberModel(run, pert_embedding) for preset, run in runs.items()})
+    return {}
 
 
 def _database(meta: dict[str, Any]) -> ResponseDatabase:
     db = meta["database"]
     return ResponseDatabase(perts=list(db["perts"]), contexts=list(db["contexts"]), n_cells=db["n_cells"],
                             embeddings=db["embeddings"], response=db["response"],
-                            control_mean=dict(db["control_mean"]))
+                            control_mean=dict(db["control_mean"]), modality=dict(db.get("modality") or {}))
 
 
 def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") -> LoadedRun:
@@ -112,14 +125,17 @@ def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") 
     retriever = components.retriever
     components.fit(database, index=False)  # baselines keep plain-Python state too; buffers are overwritten below
     vectors = dict(zip(meta["perts"], meta["pert_embedding"], strict=True)) if emb is not None else {}
-    _attach(components.generator, {m: comparator_folder(run_dir, m) for m in components.generator.capabilities.members},
-            manager, dev, vectors)
+    members = _attach(components.generator,
+                      {m: comparator_folder(run_dir, m) for m in components.generator.capabilities.members},
+                      manager, dev, vectors)
     model = assemble_model(config, components, database, list(meta["contexts"]))
     load_weights(model, ck.get("best_model") or ck["model"], run_dir / "checkpoint.pt")
-    return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev)
+    return LoadedRun(run_dir, config, model.to(dev), retriever, database, meta, dev, members)
 
 
-def _groups_to_predict(run: LoadedRun, data: PerturbationData) -> list[tuple[str, str]]:
+def groups_to_predict(run: LoadedRun, data: PerturbationData) -> list[tuple[str, str]]:
+    """Every perturbation group of ``data`` that ``run`` can predict (its features, trained lines,
+    control cells of the line); anything else is one error naming the file."""
     path = data.source  # the file's path, or what an in-memory screen is called
     if list(data.features) != list(run.meta["features"]):
         raise DataError(f"{path}: its {data.n_features} expression features differ from the run's "
@@ -135,21 +151,22 @@ def _groups_to_predict(run: LoadedRun, data: PerturbationData) -> list[tuple[str
     return groups
 
 
-def predict_screen(run: LoadedRun, data: PerturbationData, *, log: Callable[[str], None] = lambda message: None
-                   ) -> tuple[list[GroupPrediction], pd.DataFrame, PerturbationData, list[dict]]:
-    """Predict every perturbation group of a loaded screen (a file, or an in-memory AnnData
-    through ``adata_to_data``); also returns the drop records (``Split.drops``) of groups left out.
+def predict_loaded(run: LoadedRun, data: PerturbationData, groups: list[tuple[str, str]], *,
+                   positions: list[int] | None = None, log: Callable[[str], None] = lambda message: None,
+                   sizes: dict[tuple[str, str], int] | None = None
+                   ) -> tuple[list[GroupPrediction], pd.DataFrame, list[dict]]:
+    """``groups`` of a screen predicted through a loaded run's model (cell set by cell set), with the
+    run's seed and each group's ``positions`` (default 0, 1, ...: its place in the list), as the
+    run itself would predict them; also the drop records of groups left out. ``sizes``: groups
+    never measured in ``data`` (in-silico knock-downs), each predicted as that many cells.
 
-    The data must hold log-normalised expression with the run's features (same names and order)
-    and only cell lines the run was trained on; genes new to the run get their embedding from the
-    run's gene-embedding source under the run's data.missing_embedding policy (data/coverage.py).
-    """
+    Genes new to the run get their embedding from the run's gene-embedding source under the run's
+    data.missing_embedding policy (data/coverage.py)."""
     config = run.config
-    require_expression(data)
-    groups = _groups_to_predict(run, data)
     known = list(run.meta["perts"])
     pert_embedding = dict(zip(known, run.meta["pert_embedding"], strict=True))
     new = sorted({p for p, _ in groups} - set(known))
+    where = dict(zip(groups, positions if positions is not None else range(len(groups)), strict=True))
     drops: list[dict] = []
     if new:
         log(f"{len(new)} perturbation(s) new to the run ({', '.join(new[:5])})")
@@ -167,16 +184,23 @@ def predict_screen(run: LoadedRun, data: PerturbationData, *, log: Callable[[str
     k = run.retriever.capabilities.k if run.retriever.capabilities.retrieves else 0
     neighbours = NeighbourTable(run.retriever, run.database, pert_embedding, k, config.model.exclude_same_gene)
     preds, trace = predict(run.model, sampler, groups, neighbours, seed=config.seed, device=run.device,
-                           precision=config.train.precision, log=log)
+                           positions=[where[g] for g in groups], precision=config.train.precision, log=log,
+                           sizes=sizes)
+    check_finite(run, preds, data)
+    return preds, trace, drops
+
+
+def check_finite(run: LoadedRun, preds: list[GroupPrediction], data: PerturbationData) -> None:
+    """Never written: a NaN prediction is no prediction."""
     bad = [p for p in preds if not np.isfinite(p.pred).all()]
-    if bad:  # never written: a NaN prediction is no prediction
+    if bad:
         raise DataError(f"{run.run_dir}: its model predicted non-finite values (NaN or inf) for {len(bad)} of "
                         f"{len(preds)} group(s) of {data.source} (first: {bad[0].pert} in {bad[0].context}); "
                         "nothing was written")
-    return preds, trace, data, drops
 
 
-def attach_members(prep: Any, members: list[Any], manager: PluginManager) -> None:
-    """Hand an ensemble generator its trained members (nothing to do for other generators)."""
-    _attach(prep.components.generator, {run.config.preset: run.run_dir for run in members}, manager, prep.device,
-            prep.sampler.vocab.pert_embedding)
+def attach_members(prep: Any, members: list[Any], manager: PluginManager) -> dict[str, LoadedRun]:
+    """Hand an ensemble generator its trained members (nothing to do for other generators); an
+    ensemble of whole groups gets nothing attached: its member runs are returned for the engine."""
+    return _attach(prep.components.generator, {run.config.preset: run.run_dir for run in members}, manager,
+                   prep.device, prep.sampler.vocab.pert_embedding)

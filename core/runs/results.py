@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,9 @@ from ..config import ExperimentConfig
 from ..data.dataset import PerturbationData
 from ..errors import ConfigError, RunFolderError
 from ..evaluation.aggregate import summary_frame
+from ..evaluation.verdict import describe_fit, start_name
 from ..files import read_json
+from ..markup import read_json_file
 from .cells import HeldCells
 from .folder import FINISHED
 
@@ -47,6 +48,12 @@ class RunResult(HeldCells):
     def aggregates(self) -> pd.DataFrame:
         """metrics.json's aggregates as a table: one row per metric."""
         return summary_frame(self.summary)
+
+    @property
+    def fit_summary(self) -> str | None:
+        """In words: an ensemble's fitted weights and what the selection rule kept, with both
+        validation scores (None for a run without a fit or a protected start)."""
+        return describe_fit(self.config.preset or self.config.generator.name, self.training, start_name(self.members))
 
 
 def recorded_fingerprint(folder: str | Path) -> dict[str, Any] | None:
@@ -126,7 +133,7 @@ def read_run(folder: str | Path) -> dict[str, Any]:
     path = Path(folder) / "metrics.json"
     if not path.is_file():
         raise ConfigError(f"{folder}: not a finished run (no metrics.json)")
-    return json.loads(path.read_text())
+    return read_json_file(path)
 
 
 def run_label(folder: Path) -> tuple[str, int | None]:

@@ -15,7 +15,14 @@ import torch
 
 from ..data.database import ResponseDatabase
 from ..hookspecs import BuildContext
-from ..interfaces import CandidateRelations, CellEncoding, CellSetBatch, EvidenceWeights, SelectorOutput
+from ..interfaces import (
+    CandidateRelations,
+    CellEncoding,
+    CellSetBatch,
+    EvidenceWeights,
+    MemberCells,
+    SelectorOutput,
+)
 
 B, S, K, G, E, H = 3, 5, 6, 12, 8, 16
 CONTEXTS = ("lineA", "lineB")
@@ -65,6 +72,20 @@ def members(names: tuple[str, ...]) -> dict[str, Callable[[CellSetBatch], torch.
     its own amounts, so members differ from each other and from the control cells."""
     return {name: (lambda batch, i=i: batch.ctrl * (1 + 0.1 * (i + 1)) + 0.05 * (i + 1))
             for i, name in enumerate(names)}
+
+
+def member_cells(names: tuple[str, ...], seed: int = 0, n: int = 7, with_real: bool = True) -> MemberCells:
+    """One group as an ensemble of whole groups sees it: member i's cells are the same control-like
+    cells shifted by its own amount, a few of them near 0 (so a shift can cross it); the real cells
+    lie between the members."""
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.0, 3.0, (n, G)).astype(np.float32)
+    base[0, :3] = 0.0
+    cells = {name: np.maximum(base + 0.3 * (i - 0.5) + rng.normal(0, 0.05, (n, G)), 0).astype(np.float32)
+             for i, name in enumerate(names)}
+    real = np.maximum(base.mean(axis=0) + 0.1 + rng.normal(0, 0.5, (n + 2, G)), 0).astype(np.float32)
+    return MemberCells(PERTS[seed % len(PERTS)], CONTEXTS[seed % len(CONTEXTS)], cells,
+                       real=real if with_real else None)
 
 
 def relations(batch: CellSetBatch, database: ResponseDatabase) -> CandidateRelations:

@@ -16,8 +16,9 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..components.guards import ContractError
 from ..data.cellsets import step_seed
-from ..errors import TrainingError
+from ..errors import PtragError, TrainingError
 from ..files import announce, write_text
+from ..markup import load_json
 from ..progress import LoopProgress
 from .checkpoints import load_checkpoint, load_weights, save_checkpoint
 from .device import autocast
@@ -56,6 +57,16 @@ class TrainResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     stop_reason: str = ""
     diverged_at: int | None = None  # the first step with a non-finite training loss or validation
+
+
+def _step_of(line: str) -> float:
+    """A log record's step; a line cut short by a kill (or not a record) counts as past any step,
+    so a resume drops it."""
+    try:
+        record = load_json(line, "log.jsonl")
+    except (ValueError, PtragError):
+        return math.inf
+    return record.get("step", 0) if isinstance(record, dict) and isinstance(record.get("step", 0), int) else math.inf
 
 
 def _finite(state: dict[str, torch.Tensor]) -> bool:
@@ -157,8 +168,7 @@ class Trainer:
         self.stopping.restore(ck.get("stopping") or  # checkpoints of ptrag 0.1
                               {"best": ck["best_val"], "best_step": ck["best_step"], "bad": ck["bad_vals"]})
         if self.dist.is_main and self.log_path.is_file():
-            kept = [line for line in self.log_path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", 0) <= self.step]
+            kept = [line for line in self.log_path.read_text().splitlines() if _step_of(line) <= self.step]
             write_text(self.log_path, "".join(line + "\n" for line in kept))  # never half a log
         before = ck.get("world_size", 1)
         more = f"; trained on {before} process(es) before, {self.dist.world_size} now" \

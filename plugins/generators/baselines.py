@@ -163,7 +163,8 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
     """Control cells plus the same gene's mean observed response in the *other* cell lines.
 
     shift(g, c) = mean of response(g, c') over training entries with gene g and line c' != c
-    (each line weighs the same). A gene with no entry in another line falls back to
+    of c's modality (each line weighs the same; CRISPRa evidence never stands in for CRISPRi,
+    data.modality_col). A gene with no entry in another line falls back to
     ``pert-mean`` of line c; when that is every held-out gene (a one-line screen, lines that share
     no gene) the run warns that it is ``pert-mean`` under another name. In a few-shot split this is
     the evidence a cross-context method must beat (docs/architecture.md, "What measurement taught us").
@@ -172,6 +173,7 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
     def fit(self, database) -> None:
         super().fit(database)
         response = np.asarray(database.response, dtype=np.float32)
+        self._modality = dict(getattr(database, "modality", None) or {})  # only lines of the query's modality
         self._by_gene: dict[str, list[tuple[str, np.ndarray]]] = {}
         for i, (pert, context) in enumerate(zip(database.perts, database.contexts, strict=False)):
             self._by_gene.setdefault(pert, []).append((context, response[i]))
@@ -180,7 +182,9 @@ class GeneOtherLinesBaseline(PertMeanBaseline):
         batch = inputs.batch
         shift = self.shift.to(batch.ctrl)[batch.context_index].clone()
         for b, (pert, line) in enumerate(zip(batch.perts, batch.contexts, strict=True)):
-            other = [r for c, r in getattr(self, "_by_gene", {}).get(pert, []) if c != line]
+            modality = getattr(self, "_modality", {})
+            other = [r for c, r in getattr(self, "_by_gene", {}).get(pert, [])
+                     if c != line and modality.get(c) == modality.get(line)]
             if other:
                 shift[b] = torch.from_numpy(np.mean(other, axis=0)).to(shift)
         return batch.ctrl + shift.unsqueeze(1)

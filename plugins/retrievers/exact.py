@@ -112,7 +112,7 @@ class ExactRetriever(Retriever):
             out = cls(device, info.get("batch_size", 1024))
         except ConfigError:  # trained on a GPU, predicting on a machine without one
             out = cls("cpu", info.get("batch_size", 1024))
-        out.keys = torch.from_numpy(np.load(path / "keys.npy")).to(out.device)
+        out.keys = torch.from_numpy(np.load(path / "keys.npy", allow_pickle=False)).to(out.device)
         return out
 
     def __len__(self) -> int:

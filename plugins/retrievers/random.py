@@ -80,7 +80,7 @@ class RandomRetriever(Retriever):
         path = Path(directory)
         info = json.loads((path / "retriever.json").read_text())
         out = cls(info["seed"], info["batch_size"])
-        out.keys = np.load(path / "keys.npy")
+        out.keys = np.load(path / "keys.npy", allow_pickle=False)
         out.rng.bit_generator.state = info["rng_state"]
         return out
 

@@ -1,0 +1,133 @@
+"""YAML, TOML and JSON that people write, parsed within limits: nesting depth and expanded size.
+
+The parsers recurse once per level, so a file of a few thousand brackets inside each other ends in
+a RecursionError deep inside them, and a document parsed at 900 levels fails later, in whatever
+walks it. YAML aliases add two more: an alias inside its own anchor makes a document that contains
+itself, and aliases of aliases (the "billion laughs") make a few lines expand to billions of
+values. Every file a user hands ptrag (configs, split files, grid files, --set values, run-folder
+records) is parsed here, and each of those is one line naming the file. Syntax errors are left to
+the callers, whose messages name the line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import ConfigError, PtragError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+#: sections, lists and values inside each other; ptrag's own files need fewer than ten
+MAX_DEPTH = 32
+#: values once YAML aliases are expanded (a split file of a genome-wide screen has about 10,000)
+MAX_VALUES = 1_000_000
+
+
+def _children(value: Any) -> list[Any] | None:
+    if isinstance(value, Mapping):
+        return list(value.values())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return list(value)
+    return None
+
+
+def measure(root: Any) -> tuple[int, int] | None:
+    """(depth, values) of a parsed document, shared parts counted each time they appear (as
+    anything that walks it would), in time linear in its distinct parts; None when it contains
+    itself."""
+    if _children(root) is None:
+        return 0, 1
+    memo: dict[int, tuple[int, int]] = {}
+    path: set[int] = set()  # containers being walked: the current one's ancestors
+    todo: list[tuple[Any, bool]] = [(root, False)]
+    while todo:
+        node, ready = todo.pop()
+        kids = _children(node)
+        if kids is None or (not ready and id(node) in memo):
+            continue
+        if ready:
+            path.discard(id(node))
+            inner = [memo[id(k)] if _children(k) is not None else (0, 1) for k in kids]
+            memo[id(node)] = (1 + max((d for d, _ in inner), default=0), 1 + sum(n for _, n in inner))
+            continue
+        if id(node) in path:
+            return None
+        path.add(id(node))
+        todo.append((node, True))
+        todo.extend((k, False) for k in kids)
+    return memo[id(root)]
+
+
+def check_limits(value: Any, where: str, error: type[PtragError] = ConfigError) -> Any:
+    """``value`` if it is within :data:`MAX_DEPTH` and :data:`MAX_VALUES`, else one line naming ``where``."""
+    size = measure(value)
+    if size is None:
+        raise error(f"{where}: contains itself (a YAML alias *name inside the &name it refers to); remove the alias")
+    depth, values = size
+    if depth > MAX_DEPTH:
+        raise error(f"{where}: nested {depth} levels deep (sections, lists or brackets inside each other), more "
+                    f"than the {MAX_DEPTH} ptrag reads; check its brackets and indentation")
+    if values > MAX_VALUES:
+        raise error(f"{where}: holds {values:,} values once its YAML aliases (*name) are expanded, more than the "
+                    f"{MAX_VALUES:,} ptrag reads; write the values out or remove the aliases")
+    return value
+
+
+def _too_deep(where: str, error: type[PtragError]) -> PtragError:
+    return error(f"{where}: nested too deeply to parse (sections, lists or brackets inside each other, more than "
+                 f"the {MAX_DEPTH} levels ptrag reads); check its brackets and indentation")
+
+
+def load_yaml(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
+    """``yaml.safe_load`` within the limits (``yaml.YAMLError`` is the caller's to word)."""
+    try:
+        value = yaml.safe_load(text)
+    except RecursionError:
+        raise _too_deep(where, error) from None
+    return check_limits(value, where, error)
+
+
+def load_toml(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
+    """``tomllib.loads`` within the limits (``TOMLDecodeError`` is the caller's to word)."""
+    try:
+        value = tomllib.loads(text)
+    except RecursionError:
+        raise _too_deep(where, error) from None
+    return check_limits(value, where, error)
+
+
+def load_json(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
+    """``json.loads`` within the limits (``ValueError`` is the caller's to word)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep(where, error) from None
+    return check_limits(value, where, error)
+
+
+def read_json_file(path: str | Path, error: type[PtragError] = ConfigError) -> Any:
+    """A JSON file (a run folder's record), within the limits; invalid JSON is one line naming it."""
+    return _json_or_error(Path(path).read_text(), str(path), error)
+
+
+def read_json_lines(path: str | Path, error: type[PtragError] = ConfigError) -> list[Any]:
+    """The records of a JSON-lines file (log.jsonl), each within the limits; blank lines skipped."""
+    lines = Path(path).read_text().splitlines()
+    return [_json_or_error(line, f"{path} line {i}", error) for i, line in enumerate(lines, 1) if line.strip()]
+
+
+def _json_or_error(text: str, where: str, error: type[PtragError]) -> Any:
+    try:
+        return load_json(text, where, error)
+    except json.JSONDecodeError as exc:
+        raise error(f"{where}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); it was not "
+                    "written by ptrag, or was cut short: restore it or run again") from None

@@ -1,0 +1,122 @@
+"""In-silico knock-downs: a trained run predicts perturbations never measured in a cell line.
+
+Each requested gene becomes a group of ``cells`` predicted cells, each from a control cell of the
+line (runs/predict.py: a group with no real cells), through the run's own model, or for an
+ensemble through its members (runs/ensemble.py). Per gene: the mean change from the line's
+control cells over every feature, the strongest up and down features, and a confidence: how
+consistent the gene's observed responses are in the other lines the run was trained on
+(:func:`cross_line_agreement`). docs/model.md#in-silico-knock-downs says what it is and how well
+it ranks errors on held-out data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from ..data.dataset import PerturbationData
+from ..data.split import Group
+from ..errors import ConfigError, DataError
+from ..evaluation.scoring import GroupPrediction
+from .ensemble import GroupMembers, combine_groups
+from .reload import LoadedRun, predict_loaded
+
+Log = Callable[[str], None]
+TOP = 5  # features named per direction in the effects table
+
+
+@dataclass
+class KnockdownPlan:
+    """What will be predicted: the groups, their cell counts and each gene's status in the line
+    (never measured, held out of training, or in the run's training data)."""
+
+    groups: list[Group]
+    sizes: dict[Group, int]
+    status: dict[str, str]  # gene -> in silico | held out | in training
+
+
+def plan_knockdowns(run: LoadedRun, data: PerturbationData, genes: Sequence[str], line: str,
+                    cells: int | None) -> KnockdownPlan:
+    """Check the request against the run and the screen holding the line's control cells."""
+    wanted = list(dict.fromkeys(g.strip() for g in genes if g.strip()))
+    if not wanted:
+        raise ConfigError("--genes: no gene given; list gene symbols separated by commas (--genes MAPK1,TP53)")
+    lines = list(run.meta["contexts"])
+    if line not in lines:
+        raise ConfigError(f"--line {line}: the run was trained on {', '.join(lines)}; predict one of those lines")
+    if not len(data.control_indices(line)):
+        raise DataError(f"{data.source}: no control cells of line {line} to start the knock-downs from")
+    if list(data.features) != list(run.meta["features"]):
+        raise DataError(f"{data.source}: its {data.n_features} expression features differ from the run's "
+                        f"{len(run.meta['features'])}; give the screen the run was trained on (--data)")
+    if cells is not None and cells < 1:
+        raise ConfigError(f"--cells {cells}: predict at least one cell per knock-down")
+    n = cells or _typical_group_size(data, line)
+    trained = {(p, c) for p, c in zip(run.database.perts, run.database.contexts, strict=True)}
+    measured = set(data.groups)
+    status = {g: "in training" if (g, line) in trained else "held out" if (g, line) in measured else "in silico"
+              for g in wanted}
+    groups = [(g, line) for g in wanted]
+    return KnockdownPlan(groups, dict.fromkeys(groups, n), status)
+
+
+def _typical_group_size(data: PerturbationData, line: str) -> int:
+    """Cells per knock-down when not asked: the line's median group size (100 if it has none)."""
+    sizes = [len(data.group_indices(p, c)) for p, c in data.groups if c == line]
+    return int(np.median(sizes)) if sizes else 100
+
+
+def predict_planned(run: LoadedRun, data: PerturbationData, plan: KnockdownPlan, *,
+                       log: Log = lambda message: None) -> tuple[list[GroupPrediction], list[dict]]:
+    """The run's predicted cells of every planned group, each from ``plan.sizes`` control cells of
+    its line whether or not the screen measured it, and the drop records."""
+    positions, sizes = list(range(len(plan.groups))), dict(plan.sizes)
+    if not run.members:
+        preds, _, drops = predict_loaded(run, data, plan.groups, positions=positions, log=log, sizes=sizes)
+        return preds, drops
+    members = GroupMembers(run.members, data, reuse_saved=False, log=log, sizes=sizes)
+    return (combine_groups(run.model.generator, members, plan.groups, positions,
+                           nonnegative=run.config.model.nonnegative), members.drops)
+
+
+def cross_line_agreement(run: LoadedRun, gene: str, line: str) -> tuple[float, int]:
+    """How consistent ``gene``'s observed responses are across the run's training lines other than
+    ``line``: the mean pairwise Pearson correlation over features (NaN with fewer than two such
+    lines), and how many lines measured it."""
+    db = run.database
+    rows = [i for i in db.entries_of(gene) if db.contexts[i] != line]
+    if len(rows) < 2:
+        return float("nan"), len(rows)
+    r = np.corrcoef(np.asarray(db.response, dtype=np.float64)[rows])
+    upper = r[np.triu_indices(len(rows), k=1)]
+    return float(np.nanmean(upper)) if np.isfinite(upper).any() else float("nan"), len(rows)
+
+
+def effects_table(run: LoadedRun, preds: Sequence[GroupPrediction], plan: KnockdownPlan,
+                  data: PerturbationData) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ranked effects (strongest predicted mean change first) and the mean change per gene x
+    feature: the predicted cells' mean minus the mean of the control cells they were predicted
+    from (so the draw of control cells does not count as an effect)."""
+    names = np.asarray([str(f) for f in data.features])
+    rows, changes = [], {}
+    for p in preds:
+        start = data.X[p.ctrl_index].mean(axis=0) if p.ctrl_index is not None else p.ctrl.mean(axis=0)
+        change = p.pred.mean(axis=0) - start
+        changes[p.pert] = change
+        order = np.argsort(change)
+        agreement, lines = cross_line_agreement(run, p.pert, p.context)
+        rows.append({
+            "gene": p.pert, "line": p.context, "cells": len(p.pred), "status": plan.status.get(p.pert, ""),
+            "effect": float(np.linalg.norm(change)), "mean_abs_change": float(np.abs(change).mean()),
+            "top_up": ", ".join(f"{names[i]} {change[i]:+.2f}" for i in order[::-1][:TOP] if change[i] > 0),
+            "top_down": ", ".join(f"{names[i]} {change[i]:+.2f}" for i in order[:TOP] if change[i] < 0),
+            "confidence": agreement, "measured_in_other_lines": lines,
+        })
+    table = pd.DataFrame(rows).sort_values("effect", ascending=False, kind="stable").reset_index(drop=True)
+    table.insert(0, "rank", np.arange(1, len(table) + 1))
+    matrix = pd.DataFrame.from_dict(changes, orient="index", columns=list(names))
+    matrix.index.name = "gene"
+    return table, matrix.loc[table.gene]
