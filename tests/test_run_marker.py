@@ -185,3 +185,11 @@ def test_no_key_sends_a_run_outside_its_folder(tmp_path):
 def _write(path, body):
     path.write_text(yaml.safe_dump(body))
     return path
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", ".hidden", ".."])
+def test_a_plugin_preset_cannot_name_a_folder_outside_compare(name):
+    from ptrag.core.hookspecs import PresetSpec
+
+    with pytest.raises(TypeError, match="a preset's name is a folder name"):
+        PresetSpec(name, {"generator": {"name": "pert-mean"}})
