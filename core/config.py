@@ -370,6 +370,11 @@ def resolve_config(
         config = ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, where)) from None
+    for name in config.compare:  # known presets before anything runs (each runs in <run>/compare/<preset>)
+        try:
+            registry.preset(name)
+        except ConfigError as exc:
+            raise ConfigError(f"compare: {exc}") from None
     if manager is not None:
         config = validate_components(config, manager)
     return config

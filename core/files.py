@@ -6,6 +6,7 @@ fails (a full disk, a file-size limit) removes the temporary file and raises the
 target. JSON is written valid (``null`` where a value is NaN or infinite), indented for people.
 An ``.h5ad`` is checked for room first (:func:`write_h5ad`): HDF5 cannot recover from a write that
 fails midway, and h5py then crashes the process when it closes the file (a segmentation fault).
+Every write is announced first (:func:`announce`), so a run folder can list what ptrag wrote into it.
 """
 
 from __future__ import annotations
@@ -52,9 +53,27 @@ def temporary_name(path: Path) -> Path:
     return path.with_name(f".{path.stem}.partial{path.suffix}")
 
 
+#: called with each path before ptrag writes it (runs/marker.py: a run folder lists what ptrag wrote)
+_BEFORE_WRITE: list[Callable[[Path], None]] = []
+
+
+def before_write(hook: Callable[[Path], None]) -> None:
+    """Call ``hook(path)`` before every file ptrag writes (once per hook); it may refuse by raising."""
+    if hook not in _BEFORE_WRITE:
+        _BEFORE_WRITE.append(hook)
+
+
+def announce(path: str | Path) -> None:
+    """Say that ``path`` is about to be written (by :func:`atomic_write`, or by a caller that
+    appends to a file or lets a component write a folder)."""
+    for hook in _BEFORE_WRITE:
+        hook(Path(path))
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     """``write(tmp)`` to a hidden sibling, then rename it over ``path``."""
     path = Path(path)
+    announce(path)
     tmp = temporary_name(path)
     try:
         write(tmp)

@@ -10,6 +10,7 @@ which ``--preset``, ``compare`` lists and an ensemble's members use by name.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
@@ -120,6 +121,10 @@ SPEC_TYPES: dict[str, type[ComponentSpec]] = {
 }
 
 
+#: a preset's name: a comparison or an ensemble member runs in <run>/compare/<preset>
+PRESET_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
+
+
 @dataclass(frozen=True)
 class PresetSpec:
     """A named experiment configuration a plugin offers, written as registry.yaml's presets are
@@ -133,6 +138,9 @@ class PresetSpec:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise TypeError(f"a preset needs a non-empty string name, got {self.name!r}")
+        if not PRESET_NAME.fullmatch(self.name):  # it names a folder: <run>/compare/<preset>
+            raise TypeError(f"preset {self.name!r}: a preset's name is a folder name, letters, digits and - _ . + "
+                            "only, starting with a letter or digit")
         if not isinstance(self.config, dict):
             raise TypeError(f"preset {self.name!r}: config must be a dict, got {type(self.config).__name__}")
 

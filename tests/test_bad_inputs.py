@@ -17,7 +17,17 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from bad_inputs import cases_core, cases_data, cases_plugins, cases_robustness, cases_runs, cases_security
+from bad_inputs import (
+    cases_core,
+    cases_data,
+    cases_fenced,
+    cases_folders,
+    cases_labels,
+    cases_plugins,
+    cases_robustness,
+    cases_runs,
+    cases_security,
+)
 from bad_inputs.case import Case, file_size_limit, fixture_on_path, held_in_thread
 from typer.testing import CliRunner
 
@@ -28,7 +38,8 @@ DOC = ROOT / "docs" / "bad-inputs.md"
 
 
 #: each: CASES and prepare(root, env)
-FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins, cases_security, cases_robustness]
+FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins, cases_security, cases_robustness, cases_folders,
+            cases_fenced, cases_labels]
 CASES: list[Case] = [case for family in FAMILIES for case in family.CASES]
 
 

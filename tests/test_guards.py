@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from ptrag.cli.common import warnings_as_lines
+from ptrag.core.components.fence import FencedError
 from ptrag.core.components.guards import (
     ContractError,
     calling,
@@ -213,10 +214,33 @@ def test_a_components_exception_becomes_one_line_and_keeps_its_cause():
         with calling(component, "search"):
             raise KeyError("q")
     assert isinstance(info.value.__cause__, KeyError)
-    for passes in (DataError("ptrag's own words"), MemoryError(), KeyboardInterrupt()):
+    for passes in (DataError("ptrag's own words"), MemoryError()):
         with pytest.raises(type(passes)):
             with calling(component, "search"):
                 raise passes
+
+
+def test_a_plugins_exit_or_own_interrupt_is_its_failure_a_users_ctrl_c_is_not(capsys):
+    import os
+    import signal
+
+    component = SimpleNamespace(_ptrag_label=LABEL)
+    with pytest.raises(FencedError, match=r"search failed \(it called sys.exit\(0\)"):
+        with calling(component, "search"):
+            sys.exit(0)
+    with pytest.raises(FencedError, match="raised KeyboardInterrupt though nobody pressed Ctrl-C"):
+        with calling(component, "search"):
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt) as info:  # the user's Ctrl-C (a real SIGINT) stops the run as before
+        with calling(component, "search"):
+            os.kill(os.getpid(), signal.SIGINT)
+            for _ in range(1000):  # the handler runs between bytecodes
+                pass
+    assert not isinstance(info.value, FencedError)
+    with calling(component, "search"):
+        print("plugin chatter")
+    out, err = capsys.readouterr()
+    assert out == "" and err == "plugin chatter\n"  # a plugin's print never reaches stdout
 
 
 # --------------------------------------------------------------------------- a third-party package

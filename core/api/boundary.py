@@ -1,7 +1,8 @@
 """The API's one error path: every user-facing problem leaves as a one-line :class:`PtragError`.
 
 Filesystem errors become PtragError with the path and the system's words; a run interrupted by
-Ctrl-C leaves as :class:`RunInterrupted` (a KeyboardInterrupt) that says how to resume it.
+Ctrl-C leaves as :class:`RunInterrupted` (a KeyboardInterrupt) that says how to resume it; a
+``sys.exit`` from code ptrag calls is an error, never a quiet success.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ def one_error(func: F) -> F:
             if exc.errno == errno.EPIPE:
                 raise
             raise PtragError(os_error_message(exc)) from None
+        except SystemExit as exc:  # plugin calls are fenced (components/fence.py): this came from elsewhere
+            raise PtragError(f"{func.__name__} was ended by sys.exit({exc.code!r}) from code outside ptrag (a "
+                             "plugin's method ptrag does not fence, or a callback); nothing was finished") from None
 
     return wrapper  # type: ignore[return-value]
 

@@ -15,6 +15,7 @@ from ..components.manager import PluginManager, build_manager
 from ..data.loading import load_screen
 from ..errors import ConfigError
 from ..files import atomic_write, write_csv, write_json
+from ..runs import marker
 from ..runs.cells import cell_eval_data
 from ..runs.fingerprints import data_fingerprint, input_files
 from ..runs.folder import RunFolder, occupied
@@ -79,6 +80,8 @@ def predict_knockdowns(
         if named:
             log(f"note: {len(named)} of the genes were measured in {line} ({status}): {', '.join(named[:5])}; "
                 "they are predicted like the others, and the effects table says so")
+    if out is not None:
+        marker.adopt(Path(out))  # <run>/knockdowns-<line> (ptrag predict's default) goes with its run
     with occupied(out) if out is not None else contextlib.nullcontext():
         folder = None
         if out is not None:

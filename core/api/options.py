@@ -84,7 +84,8 @@ RUN_OPTIONS: tuple[Option, ...] = (
 CONFIG = Option("config", ("--config", "-c"), "Experiment YAML.", Path, api_type="Any")
 SET = Option("set", ("--set",), "Override any key: --set train.steps=200 (repeatable).", list[str],
              api_type="Sequence[str]")
-OVERWRITE = Option("overwrite", ("--overwrite",), "Replace the run that --out holds (its files are deleted first); "
+OVERWRITE = Option("overwrite", ("--overwrite",), "Replace the run that --out holds: the files ptrag wrote there "
+                   "(listed in its .ptrag-run) are deleted first, and a folder that also holds other files is refused; "
                    "without it a folder holding another or a finished run is refused.", bool, api_type="bool")
 COMPONENT_OPTIONS = ("retriever", "selector", "generator")
 BY_NAME = {option.name: option for option in RUN_OPTIONS}

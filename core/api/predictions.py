@@ -27,6 +27,7 @@ from ..evaluation.scoring import score as score_groups
 from ..files import read_json
 from ..hookspecs import BuildContext
 from ..reporting.folders import paired_comparison
+from ..runs import marker
 from ..runs.cells import CellEvalData, HeldCells, cell_eval_data, write_metrics
 from ..runs.fingerprints import data_fingerprint, input_files, memory_input
 from ..runs.folder import RunFolder, occupied
@@ -144,6 +145,8 @@ def predict(
     else:
         raise ConfigError(f"data: expected an AnnData or an .h5ad path, got {type(data).__name__}")
     folder, sets_name = None, str(sets_path) if sets_path else None
+    if out is not None:
+        marker.adopt(Path(out))  # <run>/predict-<data> (ptrag predict's default) goes with its run
     with occupied(out) if out is not None else contextlib.nullcontext():  # held, and cleaned if it fails
         if out is not None:
             identity = {"kind": "prediction",

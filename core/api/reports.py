@@ -12,6 +12,7 @@ import pandas as pd
 from ..components.manager import PluginManager, build_manager
 from ..reporting.report import build_report
 from ..reporting.tables import rich_table
+from ..runs import marker
 from ..runs.ablate import Grid, load_grid, run_grid
 from ..runs.folder import occupied
 from .boundary import one_error, threads_kept
@@ -25,6 +26,7 @@ def report(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, compare
     """Table, paired comparison, figures and report.html of finished runs (``ptrag report``); with
     ``against``, every run paired with that baseline setting by setting (wins / ties / losses). A
     report that fails (a bad run, a full disk) removes the files it wrote and the folders it made."""
+    marker.adopt(Path(out))  # <run>/report (ptrag report's default) goes with its run
     with occupied(Path(out), keep_changed=True):
         return build_report(runs, out, compare=compare, genes=genes, against=against)
 

@@ -19,7 +19,7 @@ from ..files import read_json
 from ..runs.compare import run_comparisons as compare_presets
 from ..runs.experiment import run_experiment
 from ..runs.fingerprints import data_fingerprint
-from ..runs.folder import new_run_dir
+from ..runs.folder import new_run_dir, resumable
 from ..runs.results import RunResult, recorded_fingerprint
 from ..training.distributed import broadcast, from_env, setup
 from .boundary import Log, RunInterrupted, default_log, one_error, threads_kept
@@ -63,9 +63,7 @@ def _base(config: Any, resume: Any) -> tuple[Any, Path | None]:
     if resume is None:
         return config, None
     resume = Path(resume)
-    if not (resume / "config.yaml").is_file():
-        raise ConfigError(f"--resume {resume}: not a run folder (no config.yaml); give the folder `ptrag run` "
-                          "printed last")
+    resumable(resume)  # a run folder of this ptrag (its marker) before its config.yaml is read
     return resume / "config.yaml", resume
 
 
@@ -86,7 +84,17 @@ def _configure(config: Any = None, *, set: Sequence[str] = (), manager: PluginMa
     if isinstance(config, Path) and resume is None and options.get("out") is None and cfg.output.dir and \
             Path(cfg.output.dir).resolve() == config.resolve().parent:
         cfg.output.dir = None  # a run's own config.yaml (older ones name their folder): rerun it elsewhere
+    _one_folder(cfg, options.get("out"), resume)
     return cfg
+
+
+def _one_folder(cfg: ExperimentConfig, out: Any, resume: Path | None) -> None:
+    """--out (or --resume) names the run folder; an output.dir set after it (--set, set=...) may not
+    send the run elsewhere."""
+    flag, given = ("--resume", resume) if resume is not None else ("--out", out)
+    if given is not None and Path(cfg.output.dir or "") != Path(given):
+        raise ConfigError(f"output.dir={cfg.output.dir} and {flag} {given} name two folders; a run writes into its "
+                          f"{flag} folder only: drop output.dir from --set")
 
 
 @one_error

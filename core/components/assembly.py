@@ -17,8 +17,10 @@ from ..errors import PluginError, PtragError
 from ..hookspecs import BuildContext
 from ..interfaces import Generator, Metric, Retriever, Selector
 from .adapters import adapt
+from .fence import fenced
 from .guards import calling, check_kind, who
 from .manager import PluginManager
+from .readonly import Untouched
 
 
 def describe(kind: str, name: str, manager: PluginManager) -> str:
@@ -35,7 +37,8 @@ def build(kind: str, choice: ComponentChoice, manager: PluginManager, ctx: Build
     params = component_params(choice, kind, manager)
     label = describe(kind, choice.name, manager)
     try:
-        component = spec.build(params, ctx)
+        with fenced(label, "its factory"):
+            component = spec.build(params, ctx)
     except PtragError:
         raise
     except Exception as exc:
@@ -70,10 +73,14 @@ class Components:
         """The retriever indexes the database's keys (``index``; not for a loaded one) and the
         generator sees the database; a plugin's exception is one line naming it."""
         if index:
+            untouched = Untouched([("keys", database.embeddings)])  # the candidates' features too
             with calling(self.retriever, "build"):
                 self.retriever.build(database.embeddings, database.meta)
+            untouched.check(self.retriever, "build")
+        untouched = Untouched([("database", database)])
         with calling(self.generator, "fit"):
             self.generator.fit(database)
+        untouched.check(self.generator, "fit")
 
     def load_retriever(self, directory: Path) -> None:
         """The run's saved index in place of the freshly built retriever (same name, capabilities, label)."""

@@ -23,6 +23,7 @@ import torch
 
 from ..errors import PluginError, PtragError
 from ..interfaces import CellEncoding, Generator, Metric, RetrievalResult, Retriever, Selector, SelectorOutput
+from .fence import fenced
 
 KIND_TYPES = {"retriever": Retriever, "selector": Selector, "generator": Generator, "metric": Metric}
 SCORE_TOL = 1e-4  # rows must be sorted by score up to float rounding
@@ -49,17 +50,28 @@ def _first_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
+def _read_only_hint(exc: BaseException) -> str:
+    """numpy's words for a write into a read-only input, and what the plugin must do instead."""
+    if isinstance(exc, ValueError) and "read-only" in str(exc):
+        return "; a metric's pred, real and ctrl are read-only: copy an array before changing it (arr.copy())"
+    return ""
+
+
 @contextlib.contextmanager
 def calling(component: Any, what: str) -> Iterator[None]:
     """A component's own exception as one line naming it, the call and the exception's first line
-    (like a factory that fails); ptrag's errors, interrupts and out-of-memory errors pass unchanged.
-    The exception stays the cause (``__cause__``) for a Python caller who wants the traceback."""
-    try:
-        yield
-    except _NOT_THE_PLUGIN:
-        raise
-    except Exception as exc:
-        raise ContractError(f"{who(component)}: {what} failed ({_first_line(exc)})") from exc
+    (like a factory that fails); ptrag's errors, the user's Ctrl-C and out-of-memory errors pass
+    unchanged. The call is fenced (:mod:`.fence`): its prints go to stderr, its sys.exit or
+    KeyboardInterrupt is its failure. The exception stays the cause (``__cause__``) for a Python
+    caller who wants the traceback."""
+    with fenced(who(component), what):
+        try:
+            yield
+        except _NOT_THE_PLUGIN:
+            raise
+        except Exception as exc:
+            raise ContractError(f"{who(component)}: {what} failed ({_first_line(exc)}{_read_only_hint(exc)})") \
+                from exc
 
 
 def check_kind(kind: str, component: Any, label: str) -> None:

@@ -33,6 +33,7 @@ from ..hookspecs import (
     PtragHookSpecs,
 )
 from ..registry import Preset, load_registry
+from .fence import FencedError, fenced
 
 STRICT_ENV = "PTRAG_STRICT_PLUGINS"
 
@@ -137,6 +138,8 @@ class PluginManager:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
+    if isinstance(exc, FencedError):  # it names the plugin already: what it did is after the colon
+        return text[0].partition(": ")[2]
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
@@ -145,7 +148,8 @@ def _load_builtins(modules: Iterable[str], extras: dict[str, str]) -> list[tuple
     for module_path in modules:
         record = PluginRecord(_builtin_name(module_path), "ptrag", __version__, builtin=True)
         try:
-            loaded.append((record, importlib.import_module(module_path)))
+            with fenced(_who(record), "import"):
+                loaded.append((record, importlib.import_module(module_path)))
         except Exception as exc:
             if isinstance(exc, ModuleNotFoundError) and module_path in extras:  # its extra is not installed
                 record.status, record.error = "absent", _install_hint(extras[module_path], exc)
@@ -175,7 +179,8 @@ def _load_entry_points(group: str) -> list[tuple[PluginRecord, Any]]:
         seen.add((ep.name, ep.value))
         record = PluginRecord(ep.name, package, version, builtin=False)
         try:
-            loaded.append((record, ep.load()))
+            with fenced(_who(record), "import"):
+                loaded.append((record, ep.load()))
         except Exception as exc:
             record.status, record.error = "failed", _describe(exc)
             loaded.append((record, None))
@@ -263,7 +268,8 @@ def _hook_results(hook: Any, by_obj: dict[int, PluginRecord], strict: bool,
         if record.status == "failed":
             continue
         try:
-            specs = list(impl.function() or [])
+            with fenced(_who(record), f"hook {hook.name}"):
+                specs = list(impl.function() or [])
             check(specs)
         except Exception as exc:
             if strict:

@@ -9,6 +9,7 @@ import pandas as pd
 
 from .dataset import BATCH, PerturbationData
 from .split import Group
+from .validation import spelling
 
 
 @dataclass
@@ -30,8 +31,8 @@ class ResponseDatabase:
     _by_pert: dict[str, list[int]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        for i, p in enumerate(self.perts):
-            self._by_pert.setdefault(p, []).append(i)
+        for i, p in enumerate(self.perts):  # by spelling: a query of `cct7` must not retrieve `CCT7`
+            self._by_pert.setdefault(spelling(p), []).append(i)
 
     def __len__(self) -> int:
         return len(self.perts)
@@ -67,7 +68,11 @@ class ResponseDatabase:
         return self.modality.get(context) == self.modality.get(other)
 
     def entries_of(self, pert: str, context: str | None = None) -> list[int]:
-        return [i for i in self._by_pert.get(pert, []) if context is None or self.contexts[i] == context]
+        """The entries of gene ``pert`` (in ``context``), labels compared whatever their case and
+        surrounding spaces (a screen spells each gene one way, data/validation.py; a screen given
+        to ``ptrag predict`` may spell it otherwise than the run's)."""
+        line = None if context is None else spelling(context)
+        return [i for i in self._by_pert.get(spelling(pert), []) if line is None or spelling(self.contexts[i]) == line]
 
     def other_lines_mean(self) -> tuple[np.ndarray, np.ndarray]:
         """Per entry (gene g, line c): the mean response of g's entries in the *other* lines [N,G]

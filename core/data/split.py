@@ -13,8 +13,10 @@ Split files follow STATE's TOML layout so Arc's and PT-RAG's files work unchange
     test = ["AARS", "NUP107"]         # these perturbations of k562 are held out
 
 Everything not held out trains. YAML files with the same keys work too, and a cell line may be
-named without the ``dataset.`` prefix. Names that the data lacks are reported, never skipped
-silently; a perturbation listed under both val and test is in both (as in STATE's files).
+named without the ``dataset.`` prefix. Names match the data's whatever their case and surrounding
+spaces (``cct7`` names the data's ``CCT7``: a screen never holds both, data/validation.py). Names
+that the data lacks are reported, never skipped silently; a perturbation listed under both val
+and test is in both (as in STATE's files).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import yaml
 from ..errors import DataError
 from ..markup import load_toml, load_yaml
 from .dataset import PerturbationData
+from .validation import spelling
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -214,19 +217,19 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
     spec = read_split_spec(path)
     names = _dataset_names(spec)
     dataset = _pick_dataset(names, dataset, data, path)
-    contexts = {c.lower(): c for c in data.contexts}
+    contexts = {spelling(c): c for c in data.contexts}  # case and surrounding spaces do not count
     notes: list[str] = []
     drops: list[dict] = []
 
     def context_of(key: str, section: str) -> str | None:
-        if key.lower() in contexts:  # a bare cell line name (YAML convenience)
-            return contexts[key.lower()]
+        if spelling(key) in contexts:  # a bare cell line name (YAML convenience)
+            return contexts[spelling(key)]
         ds, _, line = key.partition(".")
         if not line:
             ds, line = "", key
         if ds and dataset and ds != dataset:
             return None  # another dataset's entry
-        hit = contexts.get(line.lower())
+        hit = contexts.get(spelling(line))
         if hit is None:
             notes.append(f"{path}: [{section}] names cell line {line!r}, which the data lacks "
                          f"(cell lines: {', '.join(data.contexts)})")
@@ -252,20 +255,19 @@ def read_split(path: str | Path, data: PerturbationData, dataset: str | None = N
             continue
         if not isinstance(roles, dict):
             raise DataError(f"{path}: [fewshot.{key!r}] must hold val = [...] and/or test = [...], got {_what(roles)}")
-        available = {p.upper(): p for p, c in data.groups if c == context}
+        available = {spelling(p): p for p, c in data.groups if c == context}
         for role, perts in roles.items():
             if role not in ("val", "test"):
                 raise DataError(f"{path}: [fewshot.{key!r}] has {role!r}; expected val and/or test")
             perts = gene_list(path, f"fewshot.{json.dumps(str(key))}.{role}", perts)
-            absent = [p for p in perts if str(p).upper() not in available]
+            absent = [p for p in perts if spelling(p) not in available]
             if absent:
                 notes.append(f"{path}: {len(absent)} of {len(perts)} {role} perturbation(s) of {context} are not in "
                              f"the data (first: {_first(absent)})")
                 drops.append({"reason": f"named by the split but not in the data ({context})",
                               "groups": {role: len(absent)}, "perturbations": len(absent),
                               "first": [str(p) for p in absent[:5]]})
-            groups = {(available[str(p).upper()], context) for p in perts if str(p).upper() not in
-                      {a.upper() for a in absent}}
+            groups = {(available[spelling(p)], context) for p in perts if spelling(p) in available}
             (held_val if role == "val" else held_test).update(groups)
 
     training = spec.get("training")

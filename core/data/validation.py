@@ -2,7 +2,8 @@
 
 ``plan_cells`` works on the labels alone (cheap, before the matrix is read): required columns,
 empty labels, duplicated cell names, control cells per cell line, labels that look like controls
-but are not declared (:func:`control_like_labels`), and groups below ``min_cells`` (dropped and
+but are not declared (:func:`control_like_labels`), a gene or cell line spelled in two ways
+(:func:`spelling_variants`: ``CCT7`` and ``cct7 ``), and groups below ``min_cells`` (dropped and
 reported). ``ValueCheck`` accumulates NaN/inf, negative and non-integer values, the
 value range and library sizes over the row blocks of the matrix as it is read, so raw counts and
 all-zero or constant matrices are caught before any training (:func:`require_expression`).
@@ -96,6 +97,48 @@ def control_like_message(found: list[tuple[str, int, list[str]]], cfg: Any, sour
             "data.allow_control_like if they are real perturbations")
 
 
+# --------------------------------------------------------------------------- one label per gene
+
+
+def spelling(label: Any) -> str:
+    """How labels are compared for identity: case and surrounding whitespace do not count
+    (``CCT7``, ``cct7`` and ``CCT7 `` are one gene)."""
+    return str(label).strip().casefold()
+
+
+def spelling_variants(values: pd.Series) -> list[list[tuple[str, int]]]:
+    """Groups of labels that differ only in case or surrounding whitespace, each label with its
+    number of cells, most cells first."""
+    counts = values.astype(str).value_counts()
+    by_key: dict[str, list[tuple[str, int]]] = {}
+    for label, n in counts.items():
+        if n:
+            by_key.setdefault(spelling(label), []).append((str(label), int(n)))
+    return [group for group in by_key.values() if len(group) > 1]
+
+
+def spelling_message(groups: list[list[tuple[str, int]]], col: str, what: str, source: str) -> str:
+    """One line naming the file, the column and both spellings, and what to do."""
+    first = groups[0]
+    shown = " and ".join(f"{label!r} ({n:,} cells)" for label, n in first[:3])
+    more = f"; {len(groups) - 1} more such {what}(s)" if len(groups) > 1 else ""
+    return (f"{source}: obs[{col!r}] spells one {what} in {len(first)} ways, {shown}, differing only in case or "
+            f"surrounding spaces{more}; ptrag would take them for different {what}s (one could train while the "
+            f"other is held out and scored), so give every cell of a {what} the same label")
+
+
+def _one_label_each(norm: pd.DataFrame, cfg: Any, source: str, control_like: str, notes: list[str]) -> None:
+    """Refuse (or, when only reporting, note) a gene or cell line spelled in two ways."""
+    for name, col, what in ((PERT, cfg.pert_col, "gene"), (CONTEXT, cfg.context_col, "cell line")):
+        groups = spelling_variants(norm[name])
+        if not groups:
+            continue
+        message = spelling_message(groups, col, what, source)
+        if control_like == "error":
+            raise DataError(message)
+        notes.append(message)
+
+
 def _merge_controls(norm: pd.DataFrame, cfg: Any, source: str, notes: list[str]) -> pd.DataFrame:
     """Cells of ``data.control_labels`` relabelled as ``data.control_label`` (they are controls too)."""
     extra = [label for label in getattr(cfg, "control_labels", ()) if label != cfg.control_label]
@@ -155,6 +198,7 @@ def plan_cells(obs: pd.DataFrame, cfg: Any, source: str, *, control_like: str = 
     undeclared = control_like_message(found, cfg, source) if found else None
     if undeclared and control_like == "error":
         raise DataError(undeclared)
+    _one_label_each(norm, cfg, source, control_like, notes)
     contexts = sorted(norm[CONTEXT].astype(str).unique())
     ctrl_contexts = set(norm.loc[is_ctrl, CONTEXT].astype(str))
     lacking = [c for c in contexts if c not in ctrl_contexts]

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from ..components.guards import calling, check_metric_value, check_set_values, who
+from ..components.readonly import frozen
 from ..data.pca import N_PCS, PCA, fit_pca
 from ..interfaces import LineCells, Metric, SetMetric
 
@@ -52,14 +53,16 @@ class _Spaces:
         self._ctrl: dict[str, np.ndarray] = {}
 
     def of(self, i: int, space: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Read-only views (a metric that writes into one fails, and changes no other metric's
+        input nor the written cells)."""
         p = self.predictions[i]
         if space != "pca50":
-            return p.pred, p.real, p.ctrl
+            return frozen(p.pred), frozen(p.real), frozen(p.ctrl)
         if i not in self._projected:
             pca = self.pcas[p.context]
             if p.context not in self._ctrl:
-                self._ctrl[p.context] = pca.transform(p.ctrl)
-            self._projected[i] = (pca.transform(p.pred), pca.transform(p.real), self._ctrl[p.context])
+                self._ctrl[p.context] = frozen(pca.transform(p.ctrl))
+            self._projected[i] = (frozen(pca.transform(p.pred)), frozen(pca.transform(p.real)), self._ctrl[p.context])
         return self._projected[i]
 
 

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..components.guards import calling, check_encoding, check_generation, check_selection, who
+from ..components.readonly import Untouched
 from ..interfaces import CellSetBatch, GenerationInput, Generator, SelectionInput, Selector, SelectorOutput
 from .candidates import CandidateEncoder, RelationTable
 
@@ -66,8 +67,10 @@ class PtragModel(nn.Module):
         ids = batch.neighbour_ids
         if self.candidates is None or ids is None or ids.shape[-1] == 0:
             return self._generate(GenerationInput(batch)), no_selection()
+        untouched = Untouched([("batch", batch)])
         with calling(self.generator, "encode"):
             encoding = self.generator.encode(batch)
+        untouched.check(self.generator, "encode")
         b, s, _ = batch.shape
         check_encoding(encoding, b, s, self.hidden_dim, who(self.generator))
         candidates = self.candidates(ids).to(encoding.states.dtype)
@@ -75,15 +78,19 @@ class PtragModel(nn.Module):
         inputs = SelectionInput(cell_states=encoding.states, query=encoding.query, candidates=candidates,
                                 scores=batch.neighbour_scores, mask=mask,
                                 relations=self.relations(batch) if self.relations is not None else None, batch=batch)
+        untouched = Untouched([("inputs", inputs)])
         with calling(self.selector, "forward"):
             selection = self.selector(inputs)
+        untouched.check(self.selector, "forward")
         check_selection(selection, b, s, ids.shape[-1], candidates.shape[-1], mask, who(self.selector),
                         values=not self.training, finite=self._check_finite)
         return self._generate(GenerationInput(batch, encoding, selection)), selection
 
     def _generate(self, inputs: GenerationInput) -> torch.Tensor:
+        untouched = Untouched([("inputs.batch", inputs.batch), ("inputs.selection", inputs.selection)])
         with calling(self.generator, "forward"):
             pred = self.generator(inputs)
+        untouched.check(self.generator, "forward")
         batch = inputs.batch
         check_generation(pred, batch.shape, who(self.generator), finite=self._check_finite,
                          groups=[f"{p} in {c}" for p, c in zip(batch.perts, batch.contexts, strict=False)])

@@ -52,7 +52,7 @@ def precompute_neighbours(retriever: Retriever, database: Any, queries: list[Gro
                         f"database has {len(database)}; rebuild the retriever on database.embeddings")
     exclude = exclusion_lists(database, queries, exclude_same_gene)
     with calling(retriever, "search"):
-        result = retriever.search(q, check_k(k), exclude)
+        result = retriever.search(q, check_k(k), [list(ids) for ids in exclude])  # its own copy: checked below
     check_retrieval(result, len(queries), k, len(database), exclude, who(retriever),
                     lambda row: f"{queries[row][0]} in {queries[row][1]}", _explain(database, queries))
     return RetrievalResult(result.scores.detach().to("cpu", torch.float32),

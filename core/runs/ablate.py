@@ -40,12 +40,15 @@ from ..config import ExperimentConfig, read_yaml, resolve_config
 from ..errors import ConfigError, RunFolderError
 from ..files import write_csv, write_json
 from ..training.distributed import from_env
+from . import marker
 from .experiment import run_experiment
 from .fingerprints import run_identity
-from .folder import inspect_folder, occupied
+from .folder import inspect_folder, is_legacy, legacy_message, occupied
 from .results import comparison_table
 
 RUN_KEYS = {"name", "preset", "set"}
+#: what the grid writes into its folder beside the runs (listed in its marker, runs/marker.py)
+GRID_FILES = ("ablation.json", "comparison.csv")
 
 
 @dataclass
@@ -145,12 +148,17 @@ def grid_configs(grid: Grid, out: Path, manager: Any = None) -> list[tuple[GridR
         for seed in grid.seeds:  # seed-major: an interrupted grid has every configuration's first seeds
             for run in grid.runs:
                 extra = _merge(grid.base, run.overrides)
-                extra = _merge(extra, {"seed": seed, "output": {"dir": str(run_dir_for(out, run, seed, label))}})
+                folder = str(run_dir_for(out, run, seed, label))
+                extra = _merge(extra, {"seed": seed, "output": {"dir": folder}})
                 try:
                     cfg = resolve_config(None, preset=run.preset, sets=[*run.sets, *setting, *grid.sets],
                                          extra=extra, manager=manager)
                 except ConfigError as exc:
                     raise ConfigError(f"{grid.source}: run {run.name!r}: {exc}") from None
+                if cfg.output.dir != folder:  # a set, a setting or --set moved it: never outside --out
+                    raise ConfigError(f"{grid.source}: run {run.name!r} sets output.dir ({cfg.output.dir}); a grid "
+                                      f"writes each run into its --out, here {folder}: remove output.dir from the "
+                                      "grid and --set")
                 configs.append((run, seed, cfg.model_copy(update={"compare": []})))
     return configs
 
@@ -165,9 +173,34 @@ def run_grid(grid: Grid, out: str | Path, manager: Any, *,
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"--out {out}: exists and is a file, not a folder; give a folder path")
     configs = grid_configs(grid, out, manager)
-    with occupied(out, clean=False) if from_env().is_main else contextlib.nullcontext():  # rank 0 holds it
+    main = from_env().is_main
+    with occupied(out, clean=False) if main else contextlib.nullcontext():  # rank 0 holds it
+        mark = _grid_folder(out) if main else None
         states = _states(configs, overwrite)
-        return _run_all(grid, out, manager, configs, states, log, runner)
+        made = main and mark is None
+        if made:
+            marker.create(out, "ablation")
+        try:
+            return _run_all(grid, out, manager, configs, states, log, runner)
+        except BaseException:
+            if made and not any((out / name).exists() for name in marker.read(out).files):
+                (out / marker.MARKER).unlink()  # nothing of the grid's stayed: the folder is as it was
+            raise
+
+
+def _grid_folder(out: Path) -> marker.Marker | None:
+    """The grid folder's marker (None: none yet). It may hold the user's files, never where the
+    grid writes; a folder of another kind, or a grid of a ptrag before markers, is refused."""
+    mark = marker.read(out)
+    if mark is None and is_legacy(out):
+        raise RunFolderError(legacy_message(out, "--out", "grid" if (out / "ablation.json").is_file() else "run"))
+    if mark is not None and mark.kind != "ablation":
+        raise RunFolderError(f"--out {out}: holds a ptrag {mark.kind}, not an ablation grid; choose another --out")
+    taken = [name for name in GRID_FILES if (out / name).exists() and (mark is None or name not in mark.files)]
+    if taken:
+        raise RunFolderError(f"--out {out}: holds {', '.join(taken)}, which ptrag did not write, where the grid writes "
+                             "its table; move it away or choose another --out")
+    return mark
 
 
 def _states(configs: list[tuple[GridRun, int, ExperimentConfig]], overwrite: bool) -> list[Any]:
@@ -178,6 +211,8 @@ def _states(configs: list[tuple[GridRun, int, ExperimentConfig]], overwrite: boo
         if state.kind == "foreign":
             raise RunFolderError(f"{folder}: holds files that are not a ptrag run ({state.differences[0]}); "
                                  "move them or choose another --out")
+        if state.kind == "legacy":
+            raise RunFolderError(legacy_message(folder, "--out"))
         if state.kind in ("different", "new-kind") and not overwrite:
             changed = sum(s.kind in ("different", "new-kind") for s in states)
             raise RunFolderError(f"{folder}: holds a run of another configuration "

@@ -1,29 +1,36 @@
 """Run folders that never lie: one rule for reusing a folder.
 
-A folder holds exactly one run (or one `ptrag predict` output); ``fingerprint.json``
-(:mod:`.fingerprints`) records what made it.
+A folder holds exactly one run (or one `ptrag predict` output); ``.ptrag-run`` (:mod:`.marker`)
+says that ptrag made it and lists every entry ptrag wrote there, and ``fingerprint.json``
+(:mod:`.fingerprints`) records what made the run.
 
 :meth:`RunFolder.claim` decides before any data is read whether a folder may be used:
 
 - absent or empty: a new run (a folder that cannot be created fails now, in one line);
+- without the marker: never a run, whatever it holds (a config.yaml is not enough): refused,
+  a run folder of a ptrag before markers in words of its own (it stays readable: ptrag report,
+  ptrag predict --run);
 - the same configuration, stopped before its first checkpoint: started again (its own files go);
 - the same configuration with a checkpoint but no metrics.json: only ``resume`` continues it;
 - ``resume``: the folder's config.yaml with only the keys in :data:`RESUME_MAY_CHANGE` changed;
 - anything else, a finished run of the same configuration included, is refused in one line that
-  names the differing keys, unless ``overwrite``, which clears a run folder (never a folder that
-  holds no ptrag run).
+  names the differing keys, unless ``overwrite``, which removes exactly what the marker lists.
+
+Starting again and ``overwrite`` refuse, naming them, when the folder also holds files ptrag did
+not write (a notebook, figures): those are never deleted, nor mixed with a new run.
 
 :meth:`RunFolder.begin`, once the data is read, checks its content against the folder's (a resumed
-run must see the same data and split) and writes config.yaml and fingerprint.json. Result files
-are written under a temporary name and renamed (``ptrag.core.files``), so a crash never leaves
-half a file, and metrics.json is written last: its presence marks a finished run.
+run must see the same data and split) and writes the marker, config.yaml and fingerprint.json.
+Result files are written under a temporary name and renamed (``ptrag.core.files``), so a crash
+never leaves half a file, and metrics.json is written last: its presence marks a finished run.
 
 :func:`occupied` holds a folder for one invocation: it creates it if needed, takes its lock
-(:mod:`.lock`: a second process is refused at once), and when the invocation fails with a ptrag
-or filesystem error it removes exactly what that invocation created: every entry that is new or
-replaced since it took the folder (a resumed run keeps what it changed: its checkpoint and log
-are progress), then the folders it created. A folder that held a finished run is never touched,
-and Ctrl-C or a crash keeps everything, so ``--resume`` can continue from the checkpoint.
+(:mod:`.lock`: a second process is refused at once), lists in the marker what the invocation
+writes there, and when the invocation fails with a ptrag or filesystem error it removes exactly
+what that invocation created: every entry that is new or replaced since it took the folder (a
+resumed run keeps what it changed: its checkpoint and log are progress), then the folders it
+created. A folder that held a finished run is never touched, and Ctrl-C or a crash keeps
+everything, so ``--resume`` can continue from the checkpoint.
 """
 
 from __future__ import annotations
@@ -41,22 +48,26 @@ from typing import Any
 import yaml
 
 from ..errors import PtragError, RunFolderError
-from ..files import json_safe, read_json, write_json, write_text
+from ..files import announce, json_safe, read_json, write_json, write_text
 from ..markup import load_yaml
 from ..training.distributed import SINGLE, Dist, on_main
-from . import lock
+from . import lock, marker
+from .marker import MARKER
 
 CONFIG = "config.yaml"
 FINGERPRINT = "fingerprint.json"
 FINISHED = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
-#: what a run writes into its folder; a stopped run whose folder holds nothing else may restart
+#: what a run writes into its folder (its marker lists each as it is written, runs/marker.py)
 RUN_FILES = frozenset({
-    CONFIG, FINGERPRINT, FINISHED, CHECKPOINT, "metrics.csv", "log.jsonl", "predictions.h5ad",
+    MARKER, CONFIG, FINGERPRINT, FINISHED, CHECKPOINT, "metrics.csv", "log.jsonl", "predictions.h5ad",
     "real.h5ad", "retrieval.csv", "retrieval_summary.json", "retriever", "compare", "compare.csv", "verdict.csv",
 })
 #: the folder's lock and who holds it: never content of the folder (an empty folder may hold them)
 LOCK_FILES = frozenset({lock.LOCK, lock.HOLDER})
+#: beside a config.yaml, what tells a run folder of a ptrag before markers (runs/marker.py) from a
+#: folder of other files (a grid's folder: its ablation.json)
+LEGACY_SIGNS = (FINGERPRINT, FINISHED, CHECKPOINT, "log.jsonl")
 #: keys a resumed run may change: where and how fast it runs, not what it computes
 RESUME_MAY_CHANGE = ("device", "train.threads")
 
@@ -115,7 +126,7 @@ def _input_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[s
 class FolderState:
     """What a folder holds, seen from a run that wants to use it."""
 
-    kind: str  # absent | empty | foreign | new-kind | different | finished | checkpoint | stopped
+    kind: str  # absent | empty | foreign | legacy | new-kind | different | finished | checkpoint | stopped
     differences: list[str] = field(default_factory=list)
     stored: dict[str, Any] | None = None
 
@@ -135,18 +146,30 @@ def stored_identity(path: Path) -> dict[str, Any] | None:
     return None
 
 
-def inspect_folder(path: str | Path, identity: Mapping[str, Any]) -> FolderState:
+def is_legacy(path: Path) -> bool:
+    """A run (or grid) folder of a ptrag before markers: readable, never written (runs/marker.py)."""
+    if (path / MARKER).exists():
+        return False
+    run = (path / CONFIG).is_file() and any((path / name).exists() for name in LEGACY_SIGNS)
+    return run or (path / "ablation.json").is_file()
+
+
+def inspect_folder(path: str | Path, identity: Mapping[str, Any], flag: str = "--out") -> FolderState:
     path = Path(path)
     if not path.exists():
         return FolderState("absent")
     entries = [p.name for p in path.iterdir() if p.name not in LOCK_FILES]
     if not entries:
         return FolderState("empty")
+    mark = marker.read(path, flag)
+    if mark is None:
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        return FolderState("legacy" if is_legacy(path) else "foreign", [shown])
     stored = stored_identity(path)
-    if stored is None:
-        return FolderState("foreign", [", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")])
-    if stored.get("kind", "run") != identity["kind"]:
-        return FolderState("new-kind", [f"it holds a ptrag {stored.get('kind', 'run')} output"], stored)
+    if mark.kind != identity["kind"]:
+        return FolderState("new-kind", [f"it holds a ptrag {mark.kind}"], stored)
+    if stored is None:  # marked, stopped before its fingerprint was written: nothing of value
+        return FolderState("stopped", [], None)
     diffs = differences(stored.get("config") or {}, identity["config"])
     if diffs and stored.get("resolved"):  # the same request, resolved against the data when it ran
         diffs = diffs if differences(stored["resolved"], identity["config"]) else []
@@ -166,16 +189,23 @@ def make_folder(path: Path, flag: str = "--out") -> list[Path]:
     permission); the folders it created, leaf first."""
     if path.exists() and not path.is_dir():
         raise RunFolderError(f"{flag} {path}: exists and is a file, not a folder; give a folder path")
-    missing, p = [], path
-    while not p.exists():
-        missing.append(p)
-        p = p.parent
+    missing = _missing(path)
+    p = missing[-1].parent if missing else path
     if not p.is_dir():
         raise RunFolderError(f"{flag} {path}: cannot create the folder: {p} is a file")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RunFolderError(f"{flag} {path}: cannot create the folder ({exc.strerror or exc})") from None
+    return missing
+
+
+def _missing(path: Path) -> list[Path]:
+    """The folders of ``path`` that do not exist yet, leaf first."""
+    missing, p = [], path
+    while not p.exists():
+        missing.append(p)
+        p = p.parent
     return missing
 
 
@@ -219,16 +249,19 @@ def _discard(path: Path, before: dict[str, tuple[int, ...]], keep_changed: bool)
 @contextlib.contextmanager
 def _occupied_here(path: Path, flag: str, keep_changed: bool, clean: bool) -> Iterator[None]:
     """:func:`occupied` in the process that holds the folder."""
+    for folder in reversed(_missing(path)):  # made inside a held run folder (compare/): listed there first
+        announce(folder)
     created = make_folder(path, flag)
     try:
         lock.acquire(path, flag)
     except BaseException:
         _remove_if_empty(created)
         raise
+    marker.hold(path)
     before, failed = _entries(path), False
     try:
         yield
-    except (PtragError, OSError):
+    except (PtragError, OSError, SystemExit):  # SystemExit: from code ptrag calls (api/boundary.py)
         failed = True
         raise
     finally:
@@ -237,6 +270,7 @@ def _occupied_here(path: Path, flag: str, keep_changed: bool, clean: bool) -> It
                 with contextlib.suppress(OSError):  # the error that failed the run is the one to report
                     _discard(path, before, keep_changed)
         finally:
+            marker.release(path)
             lock.release(path)
             _remove_if_empty(created)
 
@@ -257,11 +291,54 @@ def occupied(path: str | Path, *, flag: str = "--out", keep_changed: bool = Fals
         yield
 
 
-def _clear(path: Path, only: frozenset[str] | None = None) -> None:
+def _clear(path: Path, mark: marker.Marker) -> None:
+    """Remove what the marker lists (and ptrag's half-written files), the marker last."""
     for entry in path.iterdir():
-        if entry.name in LOCK_FILES or (only is not None and entry.name not in only and ".partial" not in entry.name):
-            continue
-        _remove(entry)
+        if marker.ptrags(entry.name, mark):
+            _remove(entry)
+    with contextlib.suppress(FileNotFoundError):
+        (path / MARKER).unlink()
+
+
+def resumable(path: Path) -> None:
+    """What --resume checks before it reads the folder's config.yaml: a run folder of this ptrag."""
+    if path.exists() and not path.is_dir():
+        raise RunFolderError(f"--resume {path}: exists and is a file, not a run folder; give the folder `ptrag run` "
+                             "printed last")
+    mark = marker.read(path, "--resume")
+    if mark is None:
+        raise RunFolderError(legacy_message(path, "--resume") if is_legacy(path) else
+                             f"--resume {path}: not a run folder (no {MARKER}); give the folder `ptrag run` printed "
+                             "last")
+    if mark.kind != "run" or not (path / CONFIG).is_file():
+        what = f"it holds a ptrag {mark.kind}" if mark.kind != "run" else "no config.yaml: it stopped as it began"
+        raise RunFolderError(f"--resume {path}: holds no run to resume ({what}); give the folder `ptrag run` "
+                             "printed last")
+
+
+def legacy_message(path: Path, flag: str, what: str = "run") -> str:
+    return (f"{flag} {path}: holds a {what} made by an earlier ptrag (it has no {MARKER} marker): ptrag reads it "
+            "(ptrag report, ptrag predict --run) but never resumes, reuses or overwrites it; choose another folder")
+
+
+def _replaceable(path: Path, identity: Mapping[str, Any], flag: str) -> None:
+    """--overwrite replaces a run or a prediction, never a grid of runs, never the user's files."""
+    mark = marker.read(path, flag)
+    if mark is not None and "ablation" in (mark.kind, identity["kind"]) and mark.kind != identity["kind"]:
+        raise RunFolderError(f"{flag} {path}: holds a ptrag {mark.kind}, not a {identity['kind']}; --overwrite "
+                             "never replaces one with the other: choose another folder")
+    _only_ptrags(path, flag, "--overwrite")
+
+
+def _only_ptrags(path: Path, flag: str, what: str) -> marker.Marker:
+    """The folder's marker, once it is sure the folder holds nothing else (before ``what``)."""
+    mark = marker.read(path, flag)
+    others = marker.not_ptrags(path, mark) if mark is not None else []
+    if others:
+        raise RunFolderError(f"{flag} {path}: also holds files ptrag did not write ({marker.shown(others)}); "
+                             f"{what} deletes only ptrag's own files and would leave yours beside a new run: move "
+                             "them out of the folder first, or choose another --out")
+    return mark
 
 
 @dataclass
@@ -272,6 +349,7 @@ class RunFolder:
     identity: dict[str, Any]
     mode: str
     stored: dict[str, Any] | None = None
+    flag: str = "--out"
 
     @classmethod
     def claim(cls, path: str | Path, identity: Mapping[str, Any], *, resume: bool = False,
@@ -282,18 +360,21 @@ class RunFolder:
             raise RunFolderError(f"{flag} {path}: exists and is a file, not a folder; give a folder path")
         if resume:
             return cls._resume(path, identity)
-        state = inspect_folder(path, identity)
+        state = inspect_folder(path, identity, flag)
         if state.kind in ("absent", "empty"):
             if state.kind == "absent":
                 _probe_creatable(path, flag)
             elif not os.access(path, os.W_OK):
                 raise RunFolderError(f"{flag} {path}: the folder is not writable")
-            return cls(path, identity, "new")
+            return cls(path, identity, "new", flag=flag)
         if state.kind == "foreign":
             raise RunFolderError(f"{flag} {path}: the folder is not empty and holds no ptrag {identity['kind']} "
                                  f"({state.differences[0]}); choose a new or empty folder")
+        if state.kind == "legacy":
+            raise RunFolderError(legacy_message(path, flag))
         if overwrite:
-            return cls(path, identity, "overwrite", state.stored)
+            _replaceable(path, identity, flag)
+            return cls(path, identity, "overwrite", state.stored, flag)
         if state.kind in ("different", "new-kind"):
             raise RunFolderError(f"{flag} {path}: holds a different {identity['kind']} ({_shown(state.differences)}); "
                                  "choose another folder, or pass --overwrite to replace it")
@@ -303,16 +384,12 @@ class RunFolder:
         if state.kind == "checkpoint":
             raise RunFolderError(f"{flag} {path}: holds an unfinished run of this configuration; continue it with "
                                  f"--resume {path}, or pass --overwrite to start it again")
-        if any(e.name not in RUN_FILES | LOCK_FILES and ".partial" not in e.name for e in path.iterdir()):
-            raise RunFolderError(f"{flag} {path}: holds a stopped run of this configuration and other files; "
-                                 "pass --overwrite to clear it and start again")
-        return cls(path, identity, "restart", state.stored)
+        _only_ptrags(path, flag, "starting its stopped run again")
+        return cls(path, identity, "restart", state.stored, flag)
 
     @classmethod
     def _resume(cls, path: Path, identity: dict[str, Any]) -> RunFolder:
-        if not (path / CONFIG).is_file():
-            raise RunFolderError(f"--resume {path}: not a run folder (no config.yaml); give the folder `ptrag run` "
-                                 "printed last")
+        resumable(path)
         if not (path / CHECKPOINT).is_file():
             raise RunFolderError(f"--resume {path}: nothing to resume (no checkpoint.pt: the run stopped before its "
                                  f"first checkpoint); start it again with --out {path} --overwrite")
@@ -350,11 +427,11 @@ class RunFolder:
                 raise RunFolderError(f"--resume {self.path}: the {', '.join(diffs)} differ from the run's (content "
                                      "hash); resume on the inputs it was trained on, or start a new run with --out")
             return self.path
-        if self.mode == "overwrite":
-            _clear(self.path)
-        elif self.mode == "restart":
-            _clear(self.path, RUN_FILES)
+        if self.mode in ("overwrite", "restart"):  # checked again: files may have come since the claim
+            _clear(self.path, _only_ptrags(self.path, self.flag, "--overwrite" if self.mode == "overwrite" else
+                                           "starting its stopped run again"))
         self.path.mkdir(parents=True, exist_ok=True)
+        marker.create(self.path, self.identity["kind"])
         if config_yaml is not None:
             write_text(self.path / CONFIG, config_yaml)
         write_json(self.path / FINGERPRINT, {**self.identity, "resolved": dict(resolved) if resolved else None,

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import __version__
 from ..components.guards import calling
-from ..files import write_csv, write_json
+from ..files import announce, write_csv, write_json
 from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
 from .evaluate import Evaluation
 from .fingerprints import fingerprint_summary
@@ -66,6 +66,7 @@ def write_results(prep: Prepared, evaluation: Evaluation, training: dict[str, An
     """On rank 0: metrics.csv, the retriever, the cell files, the retrieval trace, metrics.json."""
     run_dir = prep.run_dir
     write_csv(run_dir / "metrics.csv", evaluation.metrics)
+    announce(run_dir / "retriever")  # a folder the plugin writes: listed in the run folder's marker first
     with calling(prep.components.retriever, "save"):
         prep.components.retriever.save(run_dir / "retriever")
     info = run_info(prep, training)

@@ -17,7 +17,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..components.guards import ContractError
 from ..data.cellsets import step_seed
 from ..errors import PtragError, TrainingError
-from ..files import write_text
+from ..files import announce, write_text
 from ..markup import load_json
 from ..progress import LoopProgress
 from .checkpoints import load_checkpoint, load_weights, save_checkpoint
@@ -212,6 +212,7 @@ class Trainer:
 
     def _record(self, record: dict[str, Any]) -> None:
         if self.dist.is_main:
+            announce(self.log_path)  # appended, not replaced: listed in the run folder's marker first
             with self.log_path.open("a") as fh:
                 fh.write(json.dumps(record) + "\n")
 

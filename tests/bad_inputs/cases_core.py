@@ -30,7 +30,7 @@ CASES = [
     Case("resume-with-other-settings", ["run", "--resume", "{run_tr}", "--set", "model.hidden_dim=64"],
          "the checkpoint was trained with other settings (model.hidden_dim: 16 -> 64)"),
     Case("resume-with-other-steps", ["run", "--resume", "{killed}", "--steps", "8"], "train.steps: 4 -> 8"),
-    Case("resume-not-a-run", ["run", "--resume", "{notes}"], "not a run folder (no config.yaml)"),
+    Case("resume-not-a-run", ["run", "--resume", "{notes}"], "not a run folder (no .ptrag-run)"),
     Case("resume-without-checkpoint", ["run", "--resume", "{no_ckpt}"], "nothing to resume"),
     # ---------------------------------------------------------------- run: names, values, files
     Case("run-unknown-retriever", ["run", "--retriever", "nosuch", "--out", "{new}"], "unknown retriever 'nosuch'"),
@@ -230,6 +230,7 @@ def prepare(root: Path, env: dict[str, str]) -> None:
     env["killed"] = str(root / "killed")
     (root / "no_ckpt").mkdir()
     (root / "no_ckpt" / "config.yaml").write_text((root / "run_tr" / "config.yaml").read_text())
+    (root / "no_ckpt" / ".ptrag-run").write_text((root / "run_tr" / ".ptrag-run").read_text())  # ptrag's
     env["no_ckpt"] = str(root / "no_ckpt")
 
     grid = {"base": {"data": {"synth_preset": "tiny"}, "metrics": ["mse"]}, "seeds": [0],
