@@ -8,7 +8,7 @@ each run's ``compare/`` runs count too. For every finished run of the chosen pre
 line, exactly what ``ptrag predict --genes`` makes. Per run (one setting, one seed):
 
 - error per perturbation: 1 - pearson-delta (how wrong the predicted profile of change is) and energy;
-- the confidence ``ptrag predict --genes`` reports (runs/knockdowns.py ``cross_line_agreement``)
+- the confidence ``ptrag predict --genes`` reports (runs/knockdowns.py ``expected_correlation``)
   and, beside it, the predicted effect size (norm of the predicted mean change);
 - Spearman correlation of each with the error, sign turned so that higher = better ranking, over the
   perturbations with a defined confidence (measured in two or more other lines of the modality).
@@ -30,7 +30,8 @@ import pandas as pd
 from scipy.stats import spearmanr, wilcoxon
 
 from ptrag.core.components.manager import build_manager
-from ptrag.core.runs.knockdowns import cross_line_agreement
+from ptrag.core.data.loading import load_screen
+from ptrag.core.runs.knockdowns import cross_line_evidence, expected_correlation, measurement_noise
 from ptrag.core.runs.reload import load_run
 
 MODELS = ["gene-other-lines", "ptrag-evidence", "ptrag-stack"]
@@ -62,14 +63,17 @@ def per_perturbation(folder: Path, manager) -> pd.DataFrame:
     run = load_run(folder, manager, device="cpu")
     control = run.config.data.control_label
     pred = _group_means(folder / "predictions.h5ad", run.config.data.pert_col, run.config.data.context_col)
+    screen = load_screen(run.config.data)  # the line's control cells, for the measurement noise
     metrics = pd.read_csv(folder / "metrics.csv")
     wide = metrics[metrics.metric.isin(["pearson-delta", "energy"])].pivot_table(
         index=["pert", "context"], columns="metric", values="value")
     rows = []
     for (gene, line), m in wide.iterrows():
-        agreement, lines = cross_line_agreement(run, gene, line)
+        evidence = cross_line_evidence(run, gene, line)
+        noise = measurement_noise(screen, line, len(screen.group_indices(gene, line)))
         effect = float(np.linalg.norm(pred[(gene, line)] - pred[(control, line)]))
-        rows.append({"pert": gene, "line": line, "confidence": agreement, "other_lines": lines, "effect": effect,
+        rows.append({"pert": gene, "line": line, "confidence": expected_correlation(evidence, noise),
+                     "agreement": evidence.agreement, "other_lines": evidence.lines, "effect": effect,
                      "error_pd": 1 - m["pearson-delta"], "error_energy": m["energy"]})
     return pd.DataFrame(rows)
 
@@ -78,7 +82,7 @@ def rank_quality(table: pd.DataFrame) -> dict:
     ok = table.dropna(subset=["confidence"])
     out = {"n": len(ok), "coverage": len(ok) / max(len(table), 1)}
     for err in ("error_pd", "error_energy"):
-        for score in ("confidence", "effect"):
+        for score in ("confidence", "agreement", "effect"):
             rho = spearmanr(ok[score], ok[err]).statistic if len(ok) > 2 else np.nan
             out[f"{score} | {err}"] = -rho
     return out
@@ -109,9 +113,11 @@ def main() -> None:
             keep = np.isfinite(conf) & np.isfinite(eff)
             diff = conf[keep] - eff[keep]
             p = float(wilcoxon(diff).pvalue) if len(diff) > 1 and np.any(diff != 0) else float("nan")
+            agree = np.nanmean(g[f"agreement | {err}"])
             print(f"  {preset:<18} {family:<8} runs {keep.sum():>2}, perturbations {int(g.n.sum()):>4} "
-                  f"(coverage {g.coverage.mean():.0%}): confidence {np.nanmean(conf):+.3f}, effect size "
-                  f"{np.nanmean(eff):+.3f}, confidence better in {np.mean(diff > 0):.0%} of runs, p {p:.2g}")
+                  f"(coverage {g.coverage.mean():.0%}): confidence {np.nanmean(conf):+.3f} (agreement alone "
+                  f"{agree:+.3f}), effect size {np.nanmean(eff):+.3f}, confidence better in {np.mean(diff > 0):.0%} "
+                  f"of runs, p {p:.2g}")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from ptrag.cli.app import app
 from ptrag.core.components.manager import build_manager
 from ptrag.core.data.database import ResponseDatabase
 from ptrag.core.data.synth import synth_screen
-from ptrag.core.runs.knockdowns import cross_line_agreement
+from ptrag.core.runs.knockdowns import cross_line_evidence, expected_correlation
 from ptrag.core.runs.reload import load_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -106,15 +106,25 @@ def test_a_stack_predicts_unmeasured_knock_downs_through_its_members(screen_file
     assert np.isfinite(found.mean_change.to_numpy()).all()
 
 
-def test_cross_line_agreement_is_the_mean_correlation_of_the_genes_other_lines():
+def test_the_confidence_comes_from_the_genes_responses_in_the_other_lines():
     rng = np.random.default_rng(0)
     base = rng.normal(size=50)
     response = np.stack([base + rng.normal(0, s, 50) for s in (0.1, 0.1, 3.0, 0.1)]).astype(np.float32)
     db = ResponseDatabase(perts=["A", "A", "A", "B"], contexts=["l1", "l2", "l3", "l1"], n_cells=np.ones(4, int),
                           embeddings=np.zeros((4, 2), np.float32), response=response, control_mean={})
     run = type("Run", (), {"database": db})()
-    agreement, lines = cross_line_agreement(run, "A", "l4")
-    r = np.corrcoef(response[:3].astype(np.float64))
-    assert lines == 3 and agreement == pytest.approx((r[0, 1] + r[0, 2] + r[1, 2]) / 3)
-    assert cross_line_agreement(run, "A", "l3")[0] == pytest.approx(r[0, 1])  # l3 itself is left out
-    assert np.isnan(cross_line_agreement(run, "B", "l2")[0]) and cross_line_agreement(run, "B", "l2")[1] == 1
+    evidence = cross_line_evidence(run, "A", "l4")
+    r64 = response[:3].astype(np.float64)
+    r = np.corrcoef(r64)
+    assert evidence.lines == 3 and evidence.agreement == pytest.approx((r[0, 1] + r[0, 2] + r[1, 2]) / 3)
+    gram = r64 @ r64.T
+    assert evidence.shared == pytest.approx((gram[0, 1] + gram[0, 2] + gram[1, 2]) / 3)
+    assert evidence.total == pytest.approx(np.trace(gram) / 3)
+    alike = cross_line_evidence(run, "A", "l3")  # l3, the odd one, is the query's own line: left out
+    assert alike.agreement == pytest.approx(r[0, 1]) and alike.agreement > evidence.agreement
+    # alike responses make a confident prediction; noise of the measurement lowers it
+    assert expected_correlation(alike, 0.0) > expected_correlation(evidence, 0.0)
+    assert expected_correlation(alike, 0.0) > expected_correlation(alike, 50.0) > 0
+    assert expected_correlation(alike, 0.0) == pytest.approx(alike.shared / np.sqrt(alike.total * alike.shared))
+    lone = cross_line_evidence(run, "B", "l2")
+    assert lone.lines == 1 and np.isnan(lone.agreement) and np.isnan(expected_correlation(lone, 1.0))

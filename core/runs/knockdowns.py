@@ -3,9 +3,10 @@
 Each requested gene becomes a group of ``cells`` predicted cells, each from a control cell of the
 line (runs/predict.py: a group with no real cells), through the run's own model, or for an
 ensemble through its members (runs/ensemble.py). Per gene: the mean change from the line's
-control cells over every feature, the strongest up and down features, and a confidence: how
-consistent the gene's observed responses are in the other lines the run was trained on
-(:func:`cross_line_agreement`). docs/model.md#in-silico-knock-downs says what it is and how well
+control cells over every feature, the strongest up and down features, and a confidence: the
+correlation to expect between the predicted and a measured change, from how alike and how strong
+the gene's observed responses are in the other lines the run was trained on
+(:func:`expected_correlation`). docs/model.md#in-silico-knock-downs says what it is and how well
 it ranks errors on held-out data.
 """
 
@@ -82,17 +83,45 @@ def predict_planned(run: LoadedRun, data: PerturbationData, plan: KnockdownPlan,
                            nonnegative=run.config.model.nonnegative), members.drops)
 
 
-def cross_line_agreement(run: LoadedRun, gene: str, line: str) -> tuple[float, int]:
-    """How consistent ``gene``'s observed responses are across the run's training lines other than
-    ``line`` (of ``line``'s modality): the mean pairwise Pearson correlation over features (NaN
-    with fewer than two such lines), and how many lines measured it."""
+@dataclass
+class Evidence:
+    """What the run's training lines say about one gene, for its prediction in another line."""
+
+    lines: int  # other training lines (of the line's modality) that measured the gene
+    agreement: float  # mean pairwise Pearson correlation of its responses there (NaN with < 2 lines)
+    shared: float  # the power its responses share across those lines: mean of <r_l, r_l'> over pairs, >= 0
+    total: float  # their mean power, mean of ||r_l||^2
+
+
+def cross_line_evidence(run: LoadedRun, gene: str, line: str) -> Evidence:
+    """``gene``'s observed responses in the run's training lines other than ``line`` (of ``line``'s
+    modality): how many, how alike, and the power they share."""
     db = run.database
     rows = [i for i in db.entries_of(gene) if db.contexts[i] != line and db.comparable(line, db.contexts[i])]
     if len(rows) < 2:
-        return float("nan"), len(rows)
-    r = np.corrcoef(np.asarray(db.response, dtype=np.float64)[rows])
-    upper = r[np.triu_indices(len(rows), k=1)]
-    return float(np.nanmean(upper)) if np.isfinite(upper).any() else float("nan"), len(rows)
+        return Evidence(len(rows), float("nan"), float("nan"), float("nan"))
+    r = np.asarray(db.response, dtype=np.float64)[rows]
+    gram, k = r @ r.T, len(rows)
+    corr = np.corrcoef(r)[np.triu_indices(k, k=1)]
+    agreement = float(np.nanmean(corr)) if np.isfinite(corr).any() else float("nan")
+    shared = max(float((gram.sum() - np.trace(gram)) / (k * (k - 1))), 0.0)
+    return Evidence(k, agreement, shared, float(np.trace(gram) / k))
+
+
+def expected_correlation(evidence: Evidence, noise: float) -> float:
+    """The confidence: an estimate of the Pearson correlation to expect between the predicted and a
+    measured mean change, shared / sqrt(total x (shared + noise)); ``noise``: the power of the
+    sampling noise of a measured group's mean change (the line's control variance over its cells).
+    High when the gene's response is alike across lines and strong against that noise."""
+    if not np.isfinite(evidence.shared) or evidence.total <= 0:
+        return float("nan")
+    return float(evidence.shared / np.sqrt(evidence.total * (evidence.shared + noise)))
+
+
+def measurement_noise(data: PerturbationData, line: str, cells: int) -> float:
+    """The expected power of the sampling noise in the mean change of ``cells`` measured cells:
+    the sum over features of the line's control-cell variance, divided by ``cells``."""
+    return float(np.asarray(data.control_cells(line), dtype=np.float64).var(axis=0).sum() / max(cells, 1))
 
 
 def effects_table(run: LoadedRun, preds: Sequence[GroupPrediction], plan: KnockdownPlan,
@@ -107,13 +136,15 @@ def effects_table(run: LoadedRun, preds: Sequence[GroupPrediction], plan: Knockd
         change = p.pred.mean(axis=0) - start
         changes[p.pert] = change
         order = np.argsort(change)
-        agreement, lines = cross_line_agreement(run, p.pert, p.context)
+        evidence = cross_line_evidence(run, p.pert, p.context)
+        confidence = expected_correlation(evidence, measurement_noise(data, p.context, len(p.pred)))
         rows.append({
             "gene": p.pert, "line": p.context, "cells": len(p.pred), "status": plan.status.get(p.pert, ""),
             "effect": float(np.linalg.norm(change)), "mean_abs_change": float(np.abs(change).mean()),
             "top_up": ", ".join(f"{names[i]} {change[i]:+.2f}" for i in order[::-1][:TOP] if change[i] > 0),
             "top_down": ", ".join(f"{names[i]} {change[i]:+.2f}" for i in order[:TOP] if change[i] < 0),
-            "confidence": agreement, "measured_in_other_lines": lines,
+            "confidence": confidence, "cross_line_agreement": evidence.agreement,
+            "measured_in_other_lines": evidence.lines,
         })
     table = pd.DataFrame(rows).sort_values("effect", ascending=False, kind="stable").reset_index(drop=True)
     table.insert(0, "rank", np.arange(1, len(table) + 1))
