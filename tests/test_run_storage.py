@@ -122,3 +122,17 @@ def test_overwriting_a_comparison_leaves_the_main_runs_files(tree, tmp_path):
            "--out", copy / "compare" / "gene-other-lines", "--overwrite")
     assert (copy / "real.h5ad").read_bytes() == main  # another screen there now; the main run's cells untouched
     assert not os.path.samefile(copy / "real.h5ad", copy / "compare" / "gene-other-lines" / "real.h5ad")
+
+
+def test_a_weight_that_copies_the_database_is_stored_once_in_meta(tmp_path):
+    from ptrag.core.training.checkpoints import load_checkpoint, save_checkpoint
+
+    response = np.arange(12, dtype=np.float32).reshape(3, 4)
+    meta = {"features": ["a", "b", "c", "d"], "database": {"response": response, "embeddings": np.ones((3, 2))}}
+    weights = {"candidates.db_response": torch.from_numpy(response.copy()), "w": torch.ones(3, 4)}
+    save_checkpoint(tmp_path / "checkpoint.pt", {"model": weights, "best_model": None, "step": 1, "meta": meta})
+    raw = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert not torch.is_tensor(raw["model"]["candidates.db_response"]) and torch.is_tensor(raw["model"]["w"])
+    back = load_checkpoint(tmp_path / "checkpoint.pt")
+    assert torch.equal(back["model"]["candidates.db_response"], weights["candidates.db_response"])
+    assert torch.equal(back["model"]["w"], weights["w"]) and back["meta"]["features"] == meta["features"]

@@ -3,7 +3,9 @@
 A checkpoint's ``meta`` (what prediction needs besides the weights: vocabularies, the retrieval
 database, feature names; the same for every run of one data split) is kept beside it in
 ``meta.pkl``, written only when its bytes change, so the runs of one run tree can share one copy
-(runs/shared.py hard-links identical files). A model without weights of its own (a baseline
+(runs/shared.py hard-links identical files); a weight that is a copy of one of its arrays (models
+keep the retrieval database as buffers) is stored there only, as a reference the loader resolves.
+A model without weights of its own (a baseline
 rebuilt by ``fit`` from that database) has no checkpoint.pt at all: :func:`load_checkpoint` then
 reads meta.pkl alone, with no weights to load. A finished run keeps only the weights it predicted
 with (:func:`keep_for_prediction`).
@@ -15,6 +17,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -46,12 +49,58 @@ def load_meta(path: Path) -> dict[str, Any]:
                           f"{exc})") from None
 
 
+#: the weights of a checkpoint (state dicts) whose copies of meta's arrays are stored as references
+STATES = ("model", "best_model", "start_model")
+#: meta's arrays a model may copy into its buffers, and what stands for one in a state dict
+META_ARRAYS = (("database", "response"), ("database", "embeddings"), ("pert_embedding",))
+META_REF = "in meta.pkl"
+
+
+def _meta_arrays(meta: dict[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for keys in META_ARRAYS:
+        value: Any = meta
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, np.ndarray) and value.size:
+            out["/".join(keys)] = value
+    return out
+
+
+def _copy_of(tensor: torch.Tensor, arrays: dict[str, np.ndarray]) -> str | None:
+    for name, array in arrays.items():
+        if tuple(tensor.shape) == array.shape and torch.from_numpy(array).dtype == tensor.dtype and \
+                torch.equal(tensor.detach().cpu(), torch.from_numpy(array)):
+            return name
+    return None
+
+
+def _by_reference(state: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """A state dict whose tensors equal to one of meta's arrays name it instead."""
+    if not isinstance(state, dict) or not arrays:
+        return state
+    out = {}
+    for key, value in state.items():
+        name = _copy_of(value, arrays) if torch.is_tensor(value) else None
+        out[key] = {META_REF: name} if name else value
+    return out
+
+
+def _resolved(state: Any, arrays: dict[str, np.ndarray]) -> Any:
+    if not isinstance(state, dict):
+        return state
+    return {key: torch.from_numpy(arrays[value[META_REF]].copy())
+            if isinstance(value, dict) and META_REF in value else value for key, value in state.items()}
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """checkpoint.pt, its ``meta`` in meta.pkl beside it."""
+    """checkpoint.pt, its ``meta`` in meta.pkl beside it (with the arrays its weights copy)."""
     path = Path(path)
     if isinstance(payload.get("meta"), dict):
         save_meta(path.parent, payload["meta"])
-        payload = {**payload, "meta": META}
+        arrays = _meta_arrays(payload["meta"])
+        payload = {**payload, **{k: _by_reference(payload[k], arrays) for k in STATES if k in payload},
+                   "meta": META}
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
@@ -73,6 +122,8 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             raise ConfigError(f"{meta}: missing; checkpoint.pt keeps its vocabularies and database there, so "
                               "copy the run folder whole")
         ck["meta"] = load_meta(meta)
+        arrays = _meta_arrays(ck["meta"])
+        ck.update({k: _resolved(ck[k], arrays) for k in STATES if k in ck})
     return ck
 
 
