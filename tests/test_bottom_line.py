@@ -54,3 +54,15 @@ def test_retrieval_helped_only_when_a_verdict_says_so():
 
 def test_nothing_to_compare_has_no_bottom_line():
     assert bottom_line([scored("state", BASE_E, BASE_P, trained=True)], []) is None
+
+
+def test_rounding_noise_on_a_correlation_near_zero_is_no_difference():
+    from ptrag.core.evaluation.paired import paired_tests
+
+    near_zero = np.r_[RNG.uniform(0.3, 0.6, 39), 0.01]
+    a = scored("ptrag-evidence", BASE_E, near_zero, trained=True, retrieval=True)
+    b = scored("gene-other-lines", BASE_E, near_zero + np.r_[np.zeros(39), -2e-8])  # float32 noise, as measured
+    test = paired_tests(a.metrics, b.metrics, DIRS).set_index("metric")
+    assert test.loc["pearson-delta", "identical"]
+    real = scored("gene-other-lines", BASE_E, near_zero + np.r_[np.zeros(39), 1e-3])  # a real change stays one
+    assert not paired_tests(a.metrics, real.metrics, DIRS).set_index("metric").loc["pearson-delta", "identical"]

@@ -93,9 +93,12 @@ def _retrieval_text(verdicts: Sequence[Verdict], primary: Sequence[str]) -> str:
         return f"retrieval helped: {', '.join(helped)} beat the best baseline on {both}"
     same = [v for v in verdicts if len(v.tests) and bool(v.tests["identical"].all())]
     text = f"retrieval did not help: no retrieval model or ensemble beat the best baseline on {both}"
-    if same:
-        text += " (" + "; ".join(f"{v.run} scores identically to {', '.join(dict.fromkeys(v.tests.baseline))}"
-                                 for v in same) + ")"
+    by_baseline: dict[str, list[str]] = {}
+    for v in same:
+        by_baseline.setdefault(" and ".join(dict.fromkeys(v.tests.baseline)), []).append(v.run)
+    if by_baseline:
+        text += " (" + "; ".join(f"{' and '.join(runs)} score{'s' if len(runs) == 1 else ''} identically to {base}"
+                                 for base, runs in by_baseline.items()) + ")"
     return text
 
 

@@ -16,7 +16,7 @@ from .folders import directions, per_perturbation, select_runs
 from .labels import RunKey
 from .plotting import grid, name_points, pick_extremes, plt_module, save
 
-#: log.jsonl's name of training's keep ratio (ptrag < 0.3 logged it as ``keep_ratio``)
+#: log.jsonl's name of training's keep ratio (earlier logs: ``keep_ratio``)
 TRAINING_KEEP = ("training_keep_ratio", "keep_ratio")
 
 
@@ -112,11 +112,12 @@ def plot_keep_ratio(folders: Sequence[Path], path: Path, names: Mapping[Path, st
         colour, labelled = _colours(plt, list(runs), names)
         for f, c in runs.items():
             name = names[f] if f in labelled else None
+            dots = "." if len(c) < 5 else None  # a short log: its few points visible
             if kind == "keep":
-                ax.plot(c["step"], c[keep_key], color=colour[f], lw=1, alpha=0.8, label=name)
+                ax.plot(c["step"], c[keep_key], color=colour[f], lw=1, alpha=0.8, label=name, marker=dots)
             else:
                 for key, style in (("evidence_same", "-"), ("evidence_near", "--"), ("evidence_dev", ":")):
-                    ax.plot(c["step"], c[key], color=colour[f], ls=style, lw=1, alpha=0.8,
+                    ax.plot(c["step"], c[key], color=colour[f], ls=style, lw=1, alpha=0.8, marker=dots,
                             label=f"{name}: {key.removeprefix('evidence_')}" if name else None)
         ax.set_xlabel("training step", fontsize=8)
         if kind == "keep":
