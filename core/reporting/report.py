@@ -107,17 +107,17 @@ def _run_figures(firsts: Sequence[Path], changes: Mapping[Path, Changes | None],
 def check_genes(changes: Mapping[Path, Changes | None], genes: Sequence[str]) -> None:
     """``--genes`` must name read-out genes or held-out perturbations of the runs (checked before a
     report writes anything)."""
-    known = [c for c in changes.values() if c is not None]
+    known = {f: c for f, c in changes.items() if c is not None}
     if not known:
         return
-    features = {g for c in known for g in c.genes}
-    perturbed = {p for c in known for p, _ in c.groups}
+    features = {g for c in known.values() for g in c.genes}
+    perturbed = {p for c in known.values() for p, _ in c.groups}
     unknown = [g for g in genes if g not in features and g not in perturbed]
     if unknown:
-        first = known[0]
-        raise DataError(f"--genes: unknown gene(s) {', '.join(unknown)}: neither a read-out gene nor a held-out "
-                        f"perturbation of the runs; read-out genes: {', '.join(first.genes[:5])}, ...; held-out "
-                        f"perturbations: {', '.join(sorted(perturbed)[:5])}, ...")
+        folder, first = next(iter(known.items()))
+        raise DataError(f"--genes: {', '.join(unknown)} in {folder}: neither a read-out gene (first: "
+                        f"{', '.join(first.genes[:4])}) nor a held-out perturbation (first: "
+                        f"{', '.join(sorted(perturbed)[:4])}) of the reported runs; name genes of either kind")
 
 
 def fit_texts(folders: Sequence[Path], names: Mapping[Path, str]) -> list[str]:
