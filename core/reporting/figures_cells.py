@@ -92,16 +92,16 @@ def plot_mean_change(changes: Changes, genes: Sequence[str], path: Path, label: 
         x, y = changes.real[:, j].astype(float), changes.pred[:, j].astype(float)
         ax.scatter(x, y, s=12, alpha=0.8)
         lims = [min(x.min(), y.min()), max(x.max(), y.max())]
-        ax.plot(lims, lims, color="grey", lw=0.8, label="y = x: predicted = real")
+        ax.plot(lims, lims, color="grey", lw=0.8)
         far = np.argsort(-np.abs(y - x), kind="stable")[:5]
         name_points(ax, x[far], y[far], [names[i] for i in far])
         ax.set_title(f"read-out gene {gene} (r = {fmt(_pearson(x, y))})", fontsize=9)
         ax.set_xlabel("real mean change from control (log1p)", fontsize=7)
         ax.set_ylabel("predicted mean change (log1p)", fontsize=7)
-        ax.legend(fontsize=6, loc="upper left", frameon=False)
     lines = sorted({c for _, c in changes.groups})
     how = "chosen with --genes" if chosen else "the genes whose real change varies most across perturbations"
     fig.suptitle(f"{label}: each point is one of the {len(changes.groups)} held-out perturbations "
-                 f"({', '.join(map(str, lines))}); named: the 5 furthest from the diagonal\nread-out genes: {how}",
+                 f"({', '.join(map(str, lines))}); grey line: predicted = real; named: the 5 furthest from it\n"
+                 f"read-out genes: {how}",
                  fontsize=8)
     return save(fig, path)
