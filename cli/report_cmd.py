@@ -15,21 +15,24 @@ from .common import console, escape, friendly_errors
 
 @friendly_errors
 def report(
-    runs: list[Path] = typer.Argument(..., help="Run folders, an ablation folder, or a folder of runs."),
+    runs: list[Path] = typer.Argument(..., help="Run folders (each with its compare/ runs), an ablation folder, "
+                                                "or a folder of runs."),
     compare: list[str] | None = typer.Option(None, "--compare",
                                              help="Two runs (folders or names) to compare per perturbation: "
                                                   "--compare A --compare B, or --compare 'A B'."),
     genes: str | None = typer.Option(None, "--genes",
-                                     help="Comma-separated features for the mean-change scatter; "
-                                          "default: the 4 most variable."),
+                                     help="Comma-separated genes: held-out perturbations for the per-perturbation "
+                                          "figures (default: the 4 strongest real responses) and read-out genes for "
+                                          "the mean-change scatter (default: the 4 most variable)."),
     out: Path | None = typer.Option(None, "--out", "-o", help="Report folder; default: <first run>/report."),
     against: str | None = typer.Option(None, "--against",
                                        help="A baseline run name (e.g. gene-other-lines): pair every run with it "
                                             "setting by setting and count wins / ties / losses (p < 0.01)."),
 ) -> None:
-    """Print the metric x run table (best in bold green, direction noted, seeds as mean ± sd) and
-    write summary.csv, PNG figures and report.html; with --compare, a paired test per metric; with
-    --against, every run against one baseline in every setting (grid setting x seed)."""
+    """Print the bottom line and the metric x run table (best in bold green, direction noted, seeds
+    as mean ± sd; runs named by preset) and write summary.csv, de_genes.csv, PNG figures and
+    report.html; with --compare, a paired test per metric; with --against, every run against one
+    baseline in every setting (a run and its comparisons, or a grid setting, x seed)."""
     pair = None
     if compare:
         names = [n for item in compare for n in item.split()]
@@ -40,6 +43,8 @@ def report(
     result = api.reports.report(runs, folder, compare=pair, genes=[g for g in (genes or "").split(",") if g] or None,
                                 against=against)
     con = console()
+    for line in result.get("bottom_line", []):
+        con.print(line, markup=False, style="bold")
     con.print(api.reports.rich_table(result["table"], title=f"ptrag report: {len(result['folders'])} run folder(s)",
                          best=result.get("comparable", True)))
     if result["paired"] is not None:
@@ -77,7 +82,8 @@ def against_tables(versus: dict) -> list[Table]:
     for col in ("run", "metric", "settings", "wins", "ties", "losses", "mean improvement"):
         summary.add_column(col, justify="left" if col in ("run", "metric") else "right", no_wrap=col == "run")
     for _, r in versus["summary"].iterrows():
-        summary.add_row(escape(r["run"]), escape(r["metric"]), str(r["settings"]), str(r["wins"]), str(r["ties"]),
+        ties = f"{r['ties']} ({r['identical']} identical)" if r.get("identical") else str(r["ties"])
+        summary.add_row(escape(r["run"]), escape(r["metric"]), str(r["settings"]), str(r["wins"]), ties,
                         str(r["losses"]), f"{r['mean_improvement']:+.1%}")
     head = Table(title="headline: energy and pearson-delta")
     for col in versus["headline"].columns:

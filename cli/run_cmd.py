@@ -42,8 +42,10 @@ def run(**options: Any) -> None:
 
     With no arguments: the default preset on the built-in dataset. Precedence: preset < --budget <
     --config YAML < --retriever/--selector/--generator < --steps/--seed/--device/--data/--split/--out
-    < --set. With the preset's `compare:` runs, the last lines say whether each retrieval model beat
-    the best simple baseline (paired test over perturbations).
+    < --set. The run's report (table, figures, DE genes, report.html; its comparisons included) goes
+    to <run>/report. With the preset's `compare:` runs, the last lines are the bottom line (the
+    best run per headline metric, what the paired tests support) and whether each retrieval model
+    beat the best simple baseline (paired test over perturbations).
     `--config RUN/config.yaml` reruns a run into a new folder; a run folder is never reused
     silently (see --resume and --overwrite).
     """
@@ -71,10 +73,28 @@ def run(**options: Any) -> None:
     for run in [result, *(result.comparisons or [])]:  # what each ensemble fitted and kept, in words
         if run.members and run.fit_summary:
             con.print(run.fit_summary, markup=False)
+    made = write_report(result, con) if api.is_main_process() else None
+    for line in (made or {}).get("bottom_line", []):  # the bottom line, then the verdicts it rests on
+        con.print(line, markup=False, style="bold")
     for verdict in result.verdicts or []:  # last, just before the folder: scripts read them there
         con.print(verdict.text, markup=False, style="bold green" if verdict.beat else "bold red")
     if api.is_main_process():
         typer.echo(str(result.run_dir))
+
+
+def write_report(result: Any, con: Any) -> dict | None:
+    """<run>/report: the run and its comparisons as `ptrag report` shows them; a report that cannot
+    be written is a warning (the run itself is finished and whole)."""
+    folder = result.run_dir / "report"
+    try:
+        made = api.reports.report([result.run_dir], folder)
+    except api.PtragError as exc:
+        con.print(f"[yellow]warning:[/] {escape(f'no report written ({exc}); try: ptrag report {result.run_dir}')}",
+                  highlight=False)
+        return None
+    con.print(f"report: {made['html']} ({len(made['figures'])} figures; de_genes.csv, summary.csv)", markup=False,
+              highlight=False)
+    return made
 
 
 _with_options(run)

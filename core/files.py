@@ -11,12 +11,14 @@ Every write is announced first (:func:`announce`), so a run folder can list what
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import hashlib
 import json
 import math
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -140,9 +142,10 @@ def with_room(write: Callable[[Path], Any], nbytes: int) -> Callable[[Path], Any
     return checked
 
 
-def write_h5ad(path: str | Path, adata: Any) -> Path:
+def write_h5ad(path: str | Path, adata: Any, compression: str | None = None) -> Path:
     """``adata`` as .h5ad, whole or not at all, room checked first (see the module docstring)."""
-    return atomic_write(path, with_room(adata.write_h5ad, h5ad_bytes(adata)))
+    return atomic_write(path, with_room(lambda tmp: adata.write_h5ad(tmp, compression=compression),
+                                        h5ad_bytes(adata)))
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -155,6 +158,50 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 def write_csv(path: str | Path, frame: Any) -> Path:
     return atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def content_hash(path: Path) -> str:
+    """sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _link_name(path: Path) -> Path:
+    """Where a hard link is made before it is renamed over ``path``: the partial name a run folder
+    knows as ptrag's debris."""
+    return temporary_name(path)
+
+
+def link_if_identical(path: str | Path, twins: Sequence[Path]) -> Path | None:
+    """Replace ``path`` by a hard link to the first of ``twins`` with the same bytes (sha256), so one
+    copy is stored; returns that twin, or None (no twin, or hard links impossible here: the file
+    stays a copy). The link replaces the name by a rename, never writing into either file; readers
+    of either path see whole files throughout."""
+    path = Path(path)
+    size, mine = path.stat().st_size, None
+    for twin in twins:
+        try:
+            if not twin.is_file() or twin.stat().st_size != size:
+                continue
+            if os.path.samefile(twin, path):
+                return twin  # one copy already
+            mine = mine or content_hash(path)
+            if content_hash(twin) != mine:
+                continue
+            tmp = _link_name(path)
+            if tmp.exists():
+                tmp.unlink()
+            os.link(twin, tmp)
+            os.replace(tmp, path)
+            return twin
+        except OSError:  # another filesystem, no hard links, no permission: keep the copy
+            with contextlib.suppress(OSError):
+                _link_name(path).unlink()
+            return None
+    return None
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

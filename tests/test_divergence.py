@@ -85,7 +85,9 @@ def test_a_nan_training_loss_stops_training_naming_its_first_step(tmp_path, monk
     result = run_experiment(config(tmp_path / "r", "train.steps=8", "train.val_every=2"), manager(),
                             log=lines.append)
     assert result.training["diverged_at_step"] == 3 and result.training["steps"] == 4
-    assert "training diverged at step 3: non-finite training loss; stopped there" in lines
+    said = [line for line in lines if "diverged" in line]  # once, with the weights the run goes on with
+    assert said == ["training stopped at step 4: diverged at step 3 (non-finite training loss); predictions use the "
+                    "weights of step 2 (the best validation before it)"]
     assert [step for step, _ in result.training["validation"]] == [0, 2]  # the NaN weights were never validated
 
 

@@ -72,6 +72,9 @@ def test_default_run_compares_with_the_baselines_and_ends_with_the_retrieval_ver
     verdicts = [line for line in lines if line.startswith("retrieval vs best baseline:")]
     assert [v.split()[4] for v in verdicts] == ["ptrag", "ptrag-evidence", "ptrag-stack"]
     assert lines[-4:-1] == verdicts
+    assert lines[-5].startswith("Best on this split (paired Wilcoxon")  # the bottom line, just before them
+    summary = pd.read_csv(out / "report" / "summary.csv")  # ptrag run wrote its report, every comparison in it
+    assert list(dict.fromkeys(summary.run)) == ["ptrag", *compared]
     table = pd.read_csv(out / "verdict.csv")
     assert set(table.run) == {"ptrag", "ptrag-evidence", "ptrag-stack"}
     assert set(table.metric) == {"energy", "pearson-delta"}

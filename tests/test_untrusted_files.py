@@ -167,7 +167,7 @@ def test_a_crafted_checkpoint_is_refused_and_its_code_does_not_run(killed, tmp_p
     folder = tmp_path / "r"
     shutil.copytree(killed, folder)
     checkpoint = torch.load(folder / "checkpoint.pt", weights_only=False)  # this test's own file
-    checkpoint["meta"]["note"] = touch(tmp_path / "written")
+    checkpoint["note"] = touch(tmp_path / "written")
     torch.save(checkpoint, folder / "checkpoint.pt")
     with pytest.raises(ConfigError) as refused:
         load_checkpoint(folder / "checkpoint.pt")
@@ -182,6 +182,17 @@ def test_a_crafted_checkpoint_is_refused_and_its_code_does_not_run(killed, tmp_p
     assert line.startswith(f"error: {folder / 'checkpoint.pt'}: not loaded: ")
     assert not (tmp_path / "written").exists()
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == before  # the folder as it was
+
+
+def test_a_crafted_meta_beside_the_checkpoint_is_refused_and_its_code_does_not_run(killed, tmp_path):
+    folder = tmp_path / "r"
+    shutil.copytree(killed, folder)
+    meta = torch.load(folder / "meta.pt", weights_only=False)  # this test's own file
+    meta["note"] = touch(tmp_path / "written")
+    torch.save(meta, folder / "meta.pt")
+    with pytest.raises(ConfigError, match="meta.pt: not loaded: it holds more than tensors"):
+        load_checkpoint(folder / "checkpoint.pt")
+    assert not (tmp_path / "written").exists()
 
 
 @pytest.mark.parametrize("protocol", [0, 2, 4])

@@ -1,8 +1,10 @@
 """Paired comparisons over perturbations: two runs scored on the same held-out groups.
 
-Two scores of one perturbation that differ by at most ``IDENTICAL`` (relative) are equal: the same
-predictions scored twice can differ in the last bits (summation order), and a signed-rank test
-would read that noise as a difference. Runs equal on every perturbation are reported identical.
+Two scores of one perturbation that differ by at most ``IDENTICAL`` relative to the larger, or
+absolutely for scores below 1, are equal: the same predictions scored twice can differ in the last
+bits (summation order), and a signed-rank test would read that noise as a difference. The noise
+is that of the score's float32 inputs, so a correlation near 0 carries it too (2e-8 on a pearson
+of 0.01 is not a difference). Runs equal on every perturbation are reported identical.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pandas as pd
 from scipy.stats import wilcoxon
 
 COLUMNS = ["metric", "direction", "n", "mean_a", "mean_b", "mean_diff", "win_rate_a", "wilcoxon_p", "identical"]
-IDENTICAL = 1e-6  # relative difference under which two scores of one perturbation are equal
+IDENTICAL = 1e-6  # difference (relative, absolute below 1) under which two scores of one perturbation are equal
 
 
 def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str]) -> pd.DataFrame:
@@ -25,7 +27,7 @@ def paired_tests(long_a: pd.DataFrame, long_b: pd.DataFrame, dirs: dict[str, str
         g = g[np.isfinite(g.value_a) & np.isfinite(g.value_b)]
         a, b = g.value_a.to_numpy(), g.value_b.to_numpy()
         diff = a - b
-        diff[np.abs(diff) <= IDENTICAL * np.maximum(np.abs(a), np.abs(b))] = 0.0
+        diff[np.abs(diff) <= IDENTICAL * np.maximum(np.maximum(np.abs(a), np.abs(b)), 1.0)] = 0.0
         sign = -1.0 if dirs.get(metric, "lower") == "lower" else 1.0
         better = sign * diff
         try:

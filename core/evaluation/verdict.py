@@ -39,7 +39,9 @@ class Verdict:
 
 
 def _label(result: Any) -> str:
-    return result.config.preset or "custom"
+    """A run's name: a report's label, else the preset it ran."""
+    label = getattr(result, "label", None)
+    return label if isinstance(label, str) else (result.config.preset or "custom")
 
 
 def is_baseline(result: Any) -> bool:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, PtragError
 from ..evaluation.paired import paired_tests
-from ..markup import read_json_file
-from ..runs.results import require_same_data, run_label
+from ..markup import load_yaml, read_json_file
+from ..runs.results import require_same_data
+from .labels import RunKey, label_runs
 
 
 def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
-    """Run folders named by ``paths``: a run folder, an ablation folder, or a folder of runs."""
+    """Run folders named by ``paths``: a run folder with its comparisons (``compare/<preset>``), an
+    ablation folder, or a folder of runs (each with its comparisons)."""
     out: list[Path] = []
     for raw in paths:
         path = Path(raw)
@@ -22,12 +25,27 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
             body = read_json_file(path / "ablation.json")
             out += [path / f for r in body["runs"] for f in r["folders"] if (path / f / "metrics.json").is_file()]
         elif (path / "metrics.json").is_file():
-            out.append(path)
+            out += with_comparisons(path)
         elif path.is_dir() and (found := sorted(p.parent for p in path.glob("*/metrics.json"))):
-            out += found
+            out += [run for f in found for run in with_comparisons(f)]
         else:
             raise ConfigError(f"{path}: not a run folder (no metrics.json), an ablation folder or a folder of runs")
     return list(dict.fromkeys(out))
+
+
+def with_comparisons(folder: Path) -> list[Path]:
+    """A run and its finished ``compare/`` runs, in the order its config lists them (an ensemble's
+    members after); a grid run's members are not its comparisons, so it comes alone."""
+    if "@" in folder.name or (folder.parent / "ablation.json").is_file():
+        return [folder]
+    found = {p.name: p for p in sorted((folder / "compare").glob("*")) if (p / "metrics.json").is_file()}
+    try:
+        path = folder / "config.yaml"
+        listed = list((load_yaml(path.read_text(), str(path)) or {}).get("compare") or [])
+    except (OSError, yaml.YAMLError, PtragError):
+        listed = []
+    order = [n for n in listed if n in found] + [n for n in found if n not in listed]
+    return [folder, *(found[n] for n in order)]
 
 
 def per_perturbation(folders: Sequence[Path]) -> pd.DataFrame:
@@ -42,13 +60,15 @@ def per_perturbation(folders: Sequence[Path]) -> pd.DataFrame:
     return long.groupby(["pert", "context", "metric"], sort=False, as_index=False)["value"].mean()
 
 
-def select_runs(name: str, folders: Sequence[Path]) -> list[Path]:
+def select_runs(name: str, folders: Sequence[Path], keys: Mapping[Path, RunKey] | None = None) -> list[Path]:
+    """The runs ``name`` means: a run folder, or every run (seeds) of that name in the report."""
     path = Path(name)
     if (path / "metrics.csv").is_file():
         return [path]
-    chosen = [f for f in folders if run_label(f)[0] == name or f.name == name]
+    keys = keys or label_runs(folders)
+    chosen = [f for f in folders if keys[f].label == name or f.name == name]
     if not chosen:
-        known = ", ".join(dict.fromkeys(run_label(f)[0] for f in folders)) or "none"
+        known = ", ".join(dict.fromkeys(keys[f].label for f in folders)) or "none"
         raise ConfigError(f"--compare {name}: no such run folder or run name; runs: {known}")
     return chosen
 
@@ -61,9 +81,10 @@ def directions(folders: Sequence[Path]) -> dict[str, str]:
     return out
 
 
-def paired_comparison(a: str | Path, b: str | Path, folders: Sequence[Path] = ()) -> pd.DataFrame:
+def paired_comparison(a: str | Path, b: str | Path, folders: Sequence[Path] = (),
+                      keys: Mapping[Path, RunKey] | None = None) -> pd.DataFrame:
     """Per metric, over the perturbations both runs scored: mean of A - B, A's win rate (ties
     count half, direction-aware) and the Wilcoxon signed-rank p-value of the paired differences."""
-    fa, fb = select_runs(str(a), folders), select_runs(str(b), folders)
+    fa, fb = select_runs(str(a), folders, keys), select_runs(str(b), folders, keys)
     require_same_data(fa, fb, (str(a), str(b)))
     return paired_tests(per_perturbation(fa), per_perturbation(fb), directions([*fa, *fb]))

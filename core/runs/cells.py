@@ -4,7 +4,8 @@
 cells + the same control cells) are written so that Arc Institute's cell-eval accepts them as they
 are: identical ``var_names`` in the same order, the same perturbation labels (control included),
 the input's obs column names, and non-negative values below 15 (predictions are clipped only when
-needed, and the number of clipped values is reported). ``predictions.h5ad`` also names each
+needed, and the number of clipped values is reported); gzip-compressed, which every h5ad reader
+reads as it is. ``predictions.h5ad`` also names each
 predicted cell's matched control cell (``ctrl_cell_barcode``, as STATE's output does), so an
 ensemble can reuse a member's saved cells with their controls.
 """
@@ -34,6 +35,10 @@ def write_metrics(run_dir: str | Path, table: pd.DataFrame, summary: Mapping[str
     write_csv(run_dir / "metrics.csv", table)
     write_json(run_dir / "metrics.json", {"run": dict(run_info), "metrics": dict(summary)})
 
+
+#: the cell files' matrices are gzip-compressed HDF5 datasets (any h5ad reader, cell-eval's included,
+#: reads them as they are): a third smaller for predictions, over half for real cells
+COMPRESSION = "gzip"
 
 #: predictions.h5ad's column naming each predicted cell's matched control cell (as STATE's output does)
 CONTROL_CELL = "ctrl_cell_barcode"
@@ -71,8 +76,8 @@ class CellEvalData:
 
     def write(self, run_dir: str | Path) -> dict[str, Any]:
         run_dir = Path(run_dir)
-        write_h5ad(run_dir / "predictions.h5ad", self.predictions)
-        write_h5ad(run_dir / "real.h5ad", self.real)
+        write_h5ad(run_dir / "predictions.h5ad", self.predictions, compression=COMPRESSION)
+        write_h5ad(run_dir / "real.h5ad", self.real, compression=COMPRESSION)
         return self.info
 
 

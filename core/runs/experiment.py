@@ -39,7 +39,8 @@ def run_experiment(
     loaded: PerturbationData | None = None,
 ) -> RunResult:
     """Train (if the generator is trainable) and evaluate one config; ``resume`` continues the
-    run folder's ``checkpoint.pt``; ``overwrite`` replaces the run the folder holds (the folder
+    run folder's ``checkpoint.pt`` (a finished run of this configuration and inputs is read back,
+    so its comparisons can go on); ``overwrite`` replaces the run the folder holds (the folder
     rules: runs/folder.py). ``data``: a screen already loaded (an in-memory AnnData, validated by
     ``adata_to_data``) in place of ``data.path``; ``keep_cells`` holds predictions.h5ad/real.h5ad
     in the result (rank 0). ``loaded``: ``config.data`` already read (the main run's screen, for
@@ -49,6 +50,9 @@ def run_experiment(
     refused, and a run that fails with a ptrag error removes what it created there."""
     dist = setup(config.device)
     config = _pinned(config, dist)
+    if resume and inspect_folder(config.output.dir, run_identity(config, data)).kind == "finished":
+        log(f"{config.preset or 'the run'}: finished already in {config.output.dir}, reused")
+        return read_result(Path(config.output.dir), config)  # e.g. to continue its comparisons
     with occupied(config.output.dir, flag="--resume" if resume else "--out", keep_changed=resume, dist=dist):
         return _run(config, manager, log=log, resume=resume, overwrite=overwrite, data=data, keep_cells=keep_cells,
                     loaded=loaded)

@@ -58,10 +58,12 @@ CONFIG = "config.yaml"
 FINGERPRINT = "fingerprint.json"
 FINISHED = "metrics.json"
 CHECKPOINT = "checkpoint.pt"
+META = "meta.pt"  # a model without weights of its own: what predict reads in place of a checkpoint
 #: what a run writes into its folder (its marker lists each as it is written, runs/marker.py)
 RUN_FILES = frozenset({
     MARKER, CONFIG, FINGERPRINT, FINISHED, CHECKPOINT, "metrics.csv", "log.jsonl", "predictions.h5ad",
     "real.h5ad", "retrieval.csv", "retrieval_summary.json", "retriever", "compare", "compare.csv", "verdict.csv",
+    META, "calibration.csv", "report",
 })
 #: the folder's lock and who holds it: never content of the folder (an empty folder may hold them)
 LOCK_FILES = frozenset({lock.LOCK, lock.HOLDER})
@@ -390,7 +392,7 @@ class RunFolder:
     @classmethod
     def _resume(cls, path: Path, identity: dict[str, Any]) -> RunFolder:
         resumable(path)
-        if not (path / CHECKPOINT).is_file():
+        if not (path / CHECKPOINT).is_file() and not (path / META).is_file():
             raise RunFolderError(f"--resume {path}: nothing to resume (no checkpoint.pt: the run stopped before its "
                                  f"first checkpoint); start it again with --out {path} --overwrite")
         try:

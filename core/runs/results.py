@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -142,16 +143,18 @@ def run_label(folder: Path) -> tuple[str, int | None]:
     return (m.group(1), int(m.group(2))) if m else (folder.name, None)
 
 
-def comparison_table(folders: list[Path]) -> pd.DataFrame:
+def comparison_table(folders: list[Path],
+                     name_of: Callable[[Path], tuple[str, int | None]] = run_label) -> pd.DataFrame:
     """One row per configuration x metric: mean over seeds of the run means, their sd, and the
-    per-run 95% bootstrap intervals' mean ends (a single run: its own interval)."""
+    per-run 95% bootstrap intervals' mean ends (a single run: its own interval); ``name_of``:
+    a folder's (configuration name, seed), by default from its folder name."""
     rows = []
     for folder in folders:
         folder = Path(folder)
         if not (folder / "metrics.json").is_file():
             continue
         body = read_run(folder)
-        name, seed = run_label(folder)
+        name, seed = name_of(folder)
         for metric, agg in body["metrics"].items():
             rows.append({"run": name, "seed": seed, "metric": metric, "mean": agg["mean"],
                          "ci95_lo": agg["ci95"][0], "ci95_hi": agg["ci95"][1],

@@ -14,7 +14,7 @@ import numpy as np
 
 from ..data.cellsets import EpochSchedule, step_seed
 from ..model.neighbours import NeighbourTable
-from ..training.checkpoints import save_checkpoint
+from ..training.checkpoints import save_checkpoint, save_meta
 from ..training.distributed import Dist, broadcast, on_main
 from ..training.losses import fit_pc_space, sample_blocks, uses_pc_space
 from ..training.trainer import Trainer
@@ -84,8 +84,8 @@ def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
     prep.start_state = trainer.start_state
     prep.log(f"trained {result.steps} steps in {result.seconds:.1f} s; best validation energy "
              f"{result.best_val:.4g} at step {result.best_step}")
+    prep.log(f"training stopped at step {result.steps}: {result.stop_reason}")  # each fact once: the trainer is silent
     start = result.history[0]["val_energy"] if result.history and result.history[0]["step"] == 0 else None
-    prep.log(f"training stopped at step {result.steps}: {result.stop_reason}")
     return {"steps": result.steps, "best_step": result.best_step,
             "best_val_energy": None if not np.isfinite(result.best_val) else result.best_val,
             "start_val_energy": start, "seconds": round(result.seconds, 3), "stopped_early": result.stopped_early,
@@ -94,12 +94,24 @@ def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
             "validation": [(r["step"], r["val_energy"]) for r in result.history]}
 
 
+def has_own_weights(prep: Prepared) -> bool:
+    """Whether the model holds state that ``fit`` on the database does not rebuild: parameters, or
+    what an ensemble calibrated."""
+    return any(True for _ in prep.model.parameters()) or prep.components.generator.capabilities.calibrates
+
+
 def save_untrained(prep: Prepared) -> None:
-    """A model that did not train (a baseline, train.steps=0) still gets the checkpoint predict reads."""
+    """A model that did not train still leaves what ``ptrag predict`` reads: the checkpoint of its
+    weights (a trainable model at train.steps=0, a calibrated ensemble), or, for a model without
+    weights of its own that ``fit`` rebuilds from the database (the baselines), meta.pt alone."""
     path = prep.run_dir / "checkpoint.pt"
 
     def save() -> None:
-        if not path.is_file():
+        if path.is_file():
+            return
+        if not has_own_weights(prep):
+            save_meta(prep.run_dir, prep.meta)
+        else:
             save_checkpoint(path, {"model": prep.model.state_dict(), "best_model": None, "step": 0, "meta": prep.meta})
 
     on_main(save, prep.dist)

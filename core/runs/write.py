@@ -6,6 +6,8 @@ the components and whether retrieval was used, the training summary, fingerprint
 
 from __future__ import annotations
 
+import os
+import shutil
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -14,11 +16,13 @@ import numpy as np
 
 from .. import __version__
 from ..components.guards import calling
-from ..files import announce, write_csv, write_json
+from ..files import announce, temporary_name, write_csv, write_json
+from ..training.checkpoints import keep_for_prediction
 from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
 from .evaluate import Evaluation
 from .fingerprints import fingerprint_summary
 from .prepare import Prepared
+from .shared import share_with_tree
 from .trace import keep_ratio, write_retrieval
 
 
@@ -58,21 +62,39 @@ def _retrieval_used(prep: Prepared, evaluation: Evaluation, info: dict[str, Any]
     info["retrieval_used"] = bool(not np.isfinite(ratio) or ratio > 0)
     if not info["retrieval_used"]:
         prep.log(f"warning: the {prep.config.selector.name} selector kept none of the retrieved candidates for any "
-                 "held-out query, so retrieval did not affect these predictions (keep_ratio in log.jsonl; "
+                 "held-out query, so retrieval did not affect these predictions (training_keep_ratio in log.jsonl; "
                  "docs/model.md: the sparsity penalty can switch retrieval off)")
 
 
+def save_retriever(prep: Prepared) -> None:
+    """retriever/, written whole under a temporary name and renamed into place, so a file it shares
+    with a sibling run (runs/shared.py) is replaced, never written into."""
+    final = prep.run_dir / "retriever"
+    tmp = temporary_name(final)
+    announce(final)  # a folder the plugin writes: listed in the run folder's marker first
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    with calling(prep.components.retriever, "save"):
+        prep.components.retriever.save(tmp)
+    if final.exists():
+        shutil.rmtree(final)
+    if tmp.exists():
+        os.replace(tmp, final)
+
+
 def write_results(prep: Prepared, evaluation: Evaluation, training: dict[str, Any] | None) -> CellEvalData:
-    """On rank 0: metrics.csv, the retriever, the cell files, the retrieval trace, metrics.json."""
+    """On rank 0: metrics.csv, the retriever, the cell files, the retrieval trace, metrics.json;
+    then checkpoint.pt keeps only the weights the predictions used, and the files the run shares
+    byte for byte with its run tree become hard links (runs/shared.py)."""
     run_dir = prep.run_dir
     write_csv(run_dir / "metrics.csv", evaluation.metrics)
-    announce(run_dir / "retriever")  # a folder the plugin writes: listed in the run folder's marker first
-    with calling(prep.components.retriever, "save"):
-        prep.components.retriever.save(run_dir / "retriever")
+    save_retriever(prep)
     info = run_info(prep, training)
     cells = cell_eval_data(evaluation.predictions, prep.data, where=run_dir)
     info["outputs"] = cells.write(run_dir)  # predictions.h5ad, real.h5ad
     prep.log(describe_cell_eval_files(info["outputs"]))
     _retrieval_used(prep, evaluation, info)
     write_json(run_dir / "metrics.json", {"run": info, "metrics": evaluation.summary})  # last: the run is finished
+    keep_for_prediction(run_dir / "checkpoint.pt")
+    share_with_tree(run_dir)
     return cells

@@ -47,6 +47,11 @@ def make_optimizer(params: list[torch.Tensor], cfg: Any) -> torch.optim.Optimize
     return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+#: selector statistics under their log.jsonl names: the keep ratio of training's sampled decisions is
+#: not the run's keep ratio (the evaluation's, in metrics.json and retrieval_summary.json: docs/metrics.md)
+TRAINING_NAMES = {"keep_ratio": "training_keep_ratio"}
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -254,9 +259,8 @@ class Trainer:
                            reason, self.diverged.step if self.diverged else None)
 
     def _diverge(self, step: int, what: str) -> bool:
-        """Record the divergence and say so in one line; True: training stops."""
+        """Record the divergence (said once, in the stop reason); True: training stops."""
         self.diverged = Divergence(step, what)
-        self.log(f"training diverged at step {step}: {what}; stopped there")
         return True
 
     def _loss_diverged(self) -> bool:
@@ -317,7 +321,7 @@ class Trainer:
                   "aux": {k: round(float(v.detach()), 6) for k, v in sel.aux_losses.items()},
                   "lr": self.scheduler.get_last_lr()[0],
                   "cells_per_s": round(self._window_cells / max(now - self._window_start, 1e-9), 1),
-                  **{k: round(v, 4) for k, v in sel.stats.items()}}
+                  **{TRAINING_NAMES.get(k, k): round(v, 4) for k, v in sel.stats.items()}}
         self._record(record)
         self._window_start, self._window_cells = now, 0
         progress.update(self.step, loss=record["loss"], keep=sel.stats.get("keep_ratio"),
@@ -339,6 +343,4 @@ class Trainer:
             self.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
         if self.dist.is_main:
             save_checkpoint(self.checkpoint_path, self.state())
-        if decision.stop:
-            self.log(f"early stop at step {self.step}: {self.stopping.reason}")
-        return decision.stop
+        return decision.stop  # why: the stop reason, said once by whoever runs the trainer

@@ -32,6 +32,9 @@ CASES = [
     Case("resume-with-other-steps", ["run", "--resume", "{killed}", "--steps", "8"], "train.steps: 4 -> 8"),
     Case("resume-not-a-run", ["run", "--resume", "{notes}"], "not a run folder (no .ptrag-run)"),
     Case("resume-without-checkpoint", ["run", "--resume", "{no_ckpt}"], "nothing to resume"),
+    Case("resume-a-finished-run", ["run", "--resume", "{run_pm}"], "finished already in", code=0,
+         why="read back, not run again (a finished checkpoint keeps only the weights that predicted); the "
+             "comparisons of an interrupted ptrag run go on this way"),
     # ---------------------------------------------------------------- run: names, values, files
     Case("run-unknown-retriever", ["run", "--retriever", "nosuch", "--out", "{new}"], "unknown retriever 'nosuch'"),
     Case("run-unknown-option", ["run", "--stepz", "3"], "No such option: --stepz", code=2),
@@ -118,7 +121,8 @@ CASES = [
          "the two were made on different data"),
     Case("report-different-data", ["report", "{run_pm}", "{run_pm_other_data}", "--out", "{new}"],
          "were made on different data", code=0),
-    Case("report-unknown-gene", ["report", "{run_pm}", "--genes", "NOPE", "--out", "{new}"], "unknown gene(s) NOPE"),
+    Case("report-unknown-gene", ["report", "{run_pm}", "--genes", "NOPE", "--out", "{new}"],
+         "neither a read-out gene (first: RRM1, TYMS, HBG1, POLR3E) nor a held-out perturbation"),
     # ---------------------------------------------------------------- data, genes, plugins
     Case("data-split-test-fraction", ["data", "split", "{tiny}", "--test-fraction", "1.5", "-o", "{new}/s.toml"],
          "--test-fraction: Input should be less than 1 (got 1.5)"),
