@@ -114,7 +114,10 @@ class DataConfig(_Strict):
         default_factory=list, description="labels that look like controls (non-targeting, NT, control, ...) but are "
         "real perturbations; any other such label stops a run (docs/data.md#control-like-labels)")
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
-    gene_embeddings: str | None = Field(None, description="gene-embedding table; empty = built-in")
+    gene_embeddings: str | None = Field(
+        None, description="gene-embedding table: a file, builtin:human (every human protein-coding gene) or "
+        "builtin:demo (the built-in data's genes); empty or auto = builtin:demo when it covers every perturbed gene, "
+        "else builtin:human (docs/genes.md)")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
     duplicate_embeddings: Literal["error", "first"] = Field(
         "error", description="a gene-embedding table that lists a gene twice (symbols match case-insensitively): "
