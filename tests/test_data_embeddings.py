@@ -145,7 +145,7 @@ def test_auto_takes_the_human_table_for_a_screen_of_real_symbols():
 def test_builtin_names_and_files_resolve_as_named(tmp_path):
     from ptrag.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="builtin:mouse: no such built-in table; use builtin:demo, builtin:human"):
+    with pytest.raises(ConfigError, match="'builtin:mouse': no such built-in table; use builtin:demo, builtin:human"):
         load_gene_embeddings("builtin:mouse", ["TP53"])
     path = tmp_path / "auto.npz"  # a file keeps meaning that file, whatever its name
     np.savez(path, names=np.asarray(["TP53"]), embeddings=np.ones((1, 3), dtype=np.float32))

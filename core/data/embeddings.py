@@ -385,7 +385,7 @@ _BUILTIN: dict[str, GeneEmbeddings] = {}
 def builtin_embeddings(name: str) -> GeneEmbeddings:
     """A packaged table by name (``demo``, ``human``), read once per process."""
     if name not in BUILTIN_TABLES:
-        raise ConfigError(f"data.gene_embeddings=builtin:{name}: no such built-in table; use "
+        raise ConfigError(f"data.gene_embeddings={'builtin:' + name!r}: no such built-in table; use "
                           f"{', '.join('builtin:' + n for n in BUILTIN_TABLES)}, {AUTO} (or empty), or a file")
     if name not in _BUILTIN:
         path = BUILTIN_TABLES[name]
