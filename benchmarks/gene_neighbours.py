@@ -2,8 +2,9 @@
 
 For RPL7, MED14, POLR2G, NDUFS3, PSMD9, MCM4, EIF2S1, SF3A3, CDK9 and SUPT5H this prints the k
 nearest genes by cosine similarity, in a full table (e.g. the ~22.5k genes of
-`ptrag genes build --fetch -o genes.npz`) and within the built-in dataset's genes (the shipped
-table), and the fraction that are complex partners. The reference is ptrag.core.data.gene_modules
+`ptrag genes build --fetch -o genes.npz`), in the shipped human protein-coding table (compressed,
+builtin:human) and within the built-in dataset's genes (the shipped demo table), and the fraction
+that are complex partners. The reference is ptrag.core.data.gene_modules
 .GENE_MODULES, which is PARTIAL (e.g. 20 of the ~47 large-subunit ribosomal proteins): a real
 partner missing from it counts as a miss, so the fractions are lower bounds. Chance level is what
 k random genes of the same table would give.
@@ -24,6 +25,7 @@ from ptrag.core.genes import read_table
 
 QUERIES = ("RPL7", "MED14", "POLR2G", "NDUFS3", "PSMD9", "MCM4", "EIF2S1", "SF3A3", "CDK9", "SUPT5H")
 SHIPPED = resources.files("ptrag.core.data") / "resources" / "builtin_gene_embeddings.npz"
+HUMAN = resources.files("ptrag.core.data") / "resources" / "human_gene_embeddings.npz"
 
 
 def neighbours(names: list[str], emb: np.ndarray, k: int) -> tuple[dict[str, list[tuple[str, float]]], float, float]:
@@ -67,6 +69,10 @@ def main() -> None:
     if args.full is not None:
         names, emb, prov = read_table(args.full)
         report(f"full table {args.full.name} ({prov.get('model', {}).get('name', '?')})", names, emb, args.k)
+    with resources.as_file(HUMAN) as path:
+        if path.is_file():
+            names, emb, prov = read_table(path)
+            report(f"shipped human_gene_embeddings.npz ({prov['compression']['method']} int8)", names, emb, args.k)
     with resources.as_file(SHIPPED) as path:
         names, emb, _ = read_table(path)
     report("built-in perturbed genes (shipped builtin_gene_embeddings.npz)", names, emb, args.k)

@@ -87,7 +87,9 @@ def inspect(
     control_labels: list[str] | None = typer.Option(None, "--control-labels", help=CONTROL_LABELS_HELP),
     allow_control_like: list[str] | None = typer.Option(None, "--allow-control-like", help=ALLOW_HELP),
     gene_embeddings: str | None = typer.Option(None, "--gene-embeddings",
-                                               help="Table to check coverage against; default: the built-in one."),
+                                               help="Table to check coverage against: a file, builtin:human or "
+                                                    "builtin:demo; default auto (the demo table when it covers "
+                                                    "every perturbed gene, else builtin:human)."),
     duplicate_embeddings: str | None = typer.Option(None, "--duplicate-embeddings",
                                                     help="A gene listed twice in the table: error (default) or "
                                                          "first (data.duplicate_embeddings)."),
@@ -131,8 +133,10 @@ def inspect(
                       f"{row.batches}", median, *modality)
     con.print(table)
     emb = found.embeddings
-    con.print(f"  gene embeddings: {escape(emb.source)} (dim {emb.dim}): {found.covered}/{len(data.perturbations)} "
+    con.print(f"  gene embeddings: {escape(emb.name)} (dim {emb.dim}): {found.covered}/{len(data.perturbations)} "
               "perturbed genes covered")
+    if emb.chosen:
+        con.print(f"  {emb.chosen}", markup=False)
     message = found.coverage_note
     if message:
         con.print(f"  {message}", markup=False)

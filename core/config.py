@@ -120,7 +120,10 @@ class DataConfig(_Strict):
     combination_sep: str | None = Field("+", description="separator of combinatorial perturbations (A+B): those "
                                         "groups are left out with a note; null: labels are single genes as given")
     embed_key: str = Field("X_hvg", description="obsm key holding expression, or 'X' for .X")
-    gene_embeddings: str | None = Field(None, description="gene-embedding table; empty = built-in")
+    gene_embeddings: str | None = Field(
+        None, description="gene-embedding table: a file, builtin:human (every human protein-coding gene) or "
+        "builtin:demo (the built-in data's genes); empty or auto = builtin:demo when it covers every perturbed gene, "
+        "else builtin:human (docs/genes.md)")
     missing_embedding: Literal["drop", "zero", "error"] = "drop"
     duplicate_embeddings: Literal["error", "first"] = Field(
         "error", description="a gene-embedding table that lists a gene twice (symbols match case-insensitively): "

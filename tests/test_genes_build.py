@@ -348,3 +348,118 @@ def test_cli_writes_go_sets_as_gmt(annotation, tmp_path):
     bad = runner.invoke(app, ["genes", "sets", "--orgdb", str(org), "--godb", str(go), "-o", str(out),
                               "--min-size", "1"])
     assert bad.exit_code == 1 and "--min-size 1" in bad.output
+
+
+def test_protein_coding_only_leaves_out_go_annotated_ncrna(annotation):
+    _, org, go = annotation
+    sel = load_gene_facts(org, go, types="protein-coding-only")
+    assert sorted(f.symbol for f in sel.facts) == ["BIGGENE", "DUP1", "MED14", "ND6", "RPL5", "RPL7"]  # no MIR123
+    assert {f.gene_type for f in sel.facts} == {"protein-coding"} and _by_symbol(sel)["DUP1"].entrez_id == "90005"
+
+
+def test_unambiguous_aliases_name_one_gene_and_no_official_symbol(annotation):
+    from ptrag.core.genes.annotation import unambiguous_aliases
+
+    _, org, _ = annotation
+    with sqlite3.connect(org) as con:  # SHARED names two genes; RPL5 is MED14's alias but RPL5's own symbol
+        con.executemany("INSERT INTO alias VALUES (?, ?)", [(2, "SHARED"), (3, "shared"), (3, "RPL5")])
+    aliases = unambiguous_aliases(org)
+    assert aliases["L7"] == "RPL7" and aliases["humL7-1"] == "RPL7" and aliases["MTND6"] == "ND6"
+    assert aliases["CRSP150"] == "MED14"
+    assert not {"SHARED", "shared", "RPL5", "RPL7", "ND6"} & set(aliases)
+
+
+def _structured(n: int = 300, dim: int = 48, seed: int = 0) -> np.ndarray:
+    """Unit vectors around 12 centres: neighbours that compression must keep."""
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((12, dim))
+    x = centres[rng.integers(0, 12, n)] + 0.4 * rng.standard_normal((n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def test_pca_int8_codec_round_trip_and_fidelity():
+    from ptrag.core.data.codec import decode, encode
+    from ptrag.core.genes.compress import compress, neighbour_fidelity, parse_spec
+
+    x = _structured()
+    arrays, share = encode(x, 48)  # every axis kept: only the int8 rounding is lost
+    assert arrays["codes"].dtype == np.int8 and np.abs(arrays["codes"]).max() == 127 and share.sum() > 0.999
+    back = decode(arrays)
+    np.testing.assert_allclose(np.linalg.norm(back, axis=1), 1.0, atol=1e-5)
+    assert (back * x).sum(1).min() > 0.999
+    small = compress(x, 8)
+    fid = small.provenance["fidelity"]
+    assert small.arrays["codes"].shape == (300, 8) and small.arrays["basis"].shape == (8, 48)
+    assert fid["k"] == 32 and fid["queries"] == 300 and 0 < fid["top_k_overlap_mean"] < 1
+    assert fid["cosine_to_full_mean"] < neighbour_fidelity(x, back)["cosine_to_full_mean"]
+    same = neighbour_fidelity(x, x)
+    assert same["top_k_overlap_min"] == 1.0 and same["spearman_min"] > 0.9999
+    # a random table shares no neighbours with x: overlap near chance (32 / 299)
+    assert neighbour_fidelity(x, _structured(seed=1))["top_k_overlap_mean"] < 0.3
+    assert parse_spec(None) is None and parse_spec("none") is None and parse_spec("PCA:256") == 256
+    for bad in ("pca", "pca:0", "int8", "pca:12:x"):
+        with pytest.raises(ConfigError, match="use pca:D"):
+            parse_spec(bad)
+    with pytest.raises(DataError, match="dims must be between 1 and the table's 48"):
+        encode(x, 49)
+
+
+def test_compressed_table_with_aliases_reads_in_the_data_layer(tmp_path):
+    from ptrag.core.data.embeddings import read_gene_embeddings
+    from ptrag.core.genes.compress import compress
+
+    x = _structured(n=40, dim=16)
+    names = [f"G{i}" for i in range(40)]
+    packed = compress(x, 16)
+    path = write_table(tmp_path / "c.npz", names, x, {"compression": packed.provenance},
+                       compressed=packed.arrays, aliases={"OLD3": "G3", "oldname-7": "G7"})
+    with np.load(path, allow_pickle=False) as z:
+        assert "embeddings" not in z.files and z["codes"].dtype == np.int8 and z["alias_names"].dtype.kind == "U"
+    table = read_gene_embeddings(path)
+    assert table.dim == 16 and table.names == names
+    np.testing.assert_allclose(table.lookup(["G5"])[0][0], x[5], atol=0.02)
+    np.testing.assert_allclose(table.lookup(["old3"])[0][0], table.lookup(["G3"])[0][0])  # aliases: any case
+    assert table.matched_by_alias(["G1", "OLD3", "OLDNAME-7", "NOPE"]) == {"OLD3": "G3", "OLDNAME-7": "G7"}
+    assert "2 matched through an alias or renamed symbol (OLD3 -> G3, OLDNAME-7 -> G7)" in \
+        table.coverage_message(["G1", "OLD3", "OLDNAME-7"], "drop")
+    got_names, got, _ = read_table(path)
+    assert got_names == names and got.shape == (40, 16)
+    with pytest.raises(ConfigError, match="--compress or --aliases needs an .npz output"):
+        write_table(tmp_path / "c.pkl", names, x, {}, aliases={"OLD3": "G3"})
+
+
+def test_cli_refuses_bad_compression_options_before_any_work(annotation, tmp_path):
+    _, org, go = annotation
+    base = ["genes", "build", "--orgdb", str(org), "--godb", str(go)]
+    cases = [(["--compress", "pca:x", "-o", str(tmp_path / "a.npz")], "--compress 'pca:x': use pca:D"),
+             (["--compress", "pca:64", "-o", str(tmp_path / "a.pkl")], "needs an .npz output"),
+             (["--aliases", "-o", str(tmp_path / "a.pickle")], "needs an .npz output"),
+             (["--compress", "pca:64", "--dtype", "float16", "-o", str(tmp_path / "a.npz")],
+              "a compressed table stores int8 codes")]
+    for extra, message in cases:
+        result = CliRunner().invoke(app, base + extra)
+        assert result.exit_code == 1, result.output
+        assert message in result.output and result.output.count("error:") == 1 and "Traceback" not in result.output
+    assert not list(tmp_path.glob("a.*"))
+
+
+@needs_extra
+def test_cli_builds_a_compressed_table_with_aliases(annotation, tmp_path):
+    from ptrag.core.data.embeddings import load_gene_embeddings
+
+    _, org, go = annotation
+    out = tmp_path / "human.npz"
+    result = CliRunner().invoke(app, ["genes", "build", "--orgdb", str(org), "--godb", str(go), "--types",
+                                      "protein-coding-only", "--compress", "pca:4", "--aliases", "-o", str(out),
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert "compressed (pca:4" in result.output and "unambiguous aliases stored" in result.output
+    table = load_gene_embeddings(str(out), ["RPL7", "L7", "MT-ND6", "CRSP150"])
+    assert sorted(table.names) == ["BIGGENE", "DUP1", "MED14", "ND6", "RPL5", "RPL7"] and table.dim == 384
+    assert table.matched_by_alias(["RPL7", "L7", "MT-ND6", "CRSP150"]) == {"L7": "RPL7", "MT-ND6": "ND6",
+                                                                           "CRSP150": "MED14"}
+    prov = table.provenance
+    assert "--types protein-coding-only --compress pca:4 --aliases" in prov["command"]
+    assert prov["compression"]["dims"] == 4 and prov["compression"]["from_dims"] == 384
+    assert prov["compression"]["fidelity"]["queries"] == 6 and prov["aliases"]["n"] == 4  # L7, humL7-1, MTND6, ...
+    assert prov["dtype"].startswith("int8") and set(prov["build"]["seconds_before_writing"]) >= {"embed", "compress"}

@@ -1,5 +1,6 @@
 """ptrag installs under one import name; no bare `core`/`cli`/`plugins` in site-packages."""
 
+from fnmatch import fnmatch
 from importlib import metadata
 from pathlib import Path
 
@@ -37,6 +38,16 @@ def test_every_package_directory_is_declared():
         for p in (ROOT / top).rglob("__init__.py")
     }
     assert found <= declared, f"add to pyproject [tool.setuptools] packages: {sorted(found - declared)}"
+
+
+def test_the_gene_tables_ship_as_package_data():
+    """Both gene-embedding tables and their READMEs match a package-data pattern, so wheel and sdist carry them."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    data = ROOT / "core" / "data"
+    files = [p.relative_to(data).as_posix() for p in (data / "resources").iterdir() if p.is_file()]
+    assert {"resources/builtin_gene_embeddings.npz", "resources/human_gene_embeddings.npz",
+            "resources/human_gene_embeddings.README.md"} <= set(files)
+    assert [f for f in files if not any(fnmatch(f, p) for p in patterns["ptrag.core.data"])] == []
 
 
 def test_registry_ships_with_the_package():

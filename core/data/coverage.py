@@ -1,5 +1,6 @@
 """Perturbed genes without a gene embedding: kept, zeroed, dropped or refused, never silently.
 
+Which table ``data.gene_embeddings=auto`` chose and which genes matched through an alias are logged.
 A gene without an embedding is kept as it is when no component of the run reads embeddings;
 otherwise ``data.missing_embedding`` decides (``drop`` | ``zero`` | ``error``), and a drop of more
 than ``data.max_dropped_test`` of the test groups is an error that says how to provide embeddings
@@ -25,7 +26,13 @@ def _first(names: Iterable[str], k: int = 5) -> str:
 
 def apply_embedding_policy(split: Any, table: Any, perts: list[str], *, policy: str, max_dropped_test: float,
                            users: list[str], log: Log) -> tuple[Any, dict[str, np.ndarray]]:
-    """(split, gene -> vector) under ``data.missing_embedding``; see the module docstring."""
+    """(split, gene -> vector) under ``data.missing_embedding``; see the module docstring. Which table
+    ``auto`` chose (when not the demo one) and genes matched through an alias are said, never silent."""
+    if table.chosen:
+        log(f"gene embeddings: {table.chosen}")
+    aliased = table.alias_note(perts)
+    if aliased:
+        log(f"gene embeddings: {aliased} in {table.source}")
     have = [table.has(p) for p in perts]
     missing = [p for p, ok in zip(perts, have, strict=False) if not ok]
     matrix, _ = table.lookup(perts, "zero")

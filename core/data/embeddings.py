@@ -1,19 +1,28 @@
-"""Gene-embedding tables: symbol -> vector, their file readers, and the policy for missing genes.
+"""Gene-embedding tables: symbol -> vector, their file readers, which table a run uses, and the policy for
+missing genes.
 
 Formats (chosen by suffix): GenePT's own pickle (dict symbol -> list of floats), ``.npz``
-(``names`` [V] str, ``embeddings`` [V,E], optional ``provenance`` JSON string, as written by
-``ptrag genes build``), ``.csv``/``.tsv`` (first column symbol, with or without a header),
-``.parquet`` (symbols in the index or the first column) and STATE's perturbation-feature files
-(``.pt``: a torch-saved dict symbol -> 1-D tensor, read with ``weights_only=True``); a pickled
-pandas DataFrame (genes as index) loads too. Pickles are read as data (:mod:`ptrag.core.pickles`):
-a pickle that names any other function or class is refused before it runs. Symbols match
-case-insensitively, then through a small table of renamed HGNC symbols (e.g. an old embedding
-keyed by ``SEPT7`` serves ``SEPTIN7``). A table that lists a gene twice is an error unless
-``data.duplicate_embeddings=first``: which row a gene gets must never depend on the order of a file.
+(``names`` [V] str, ``embeddings`` [V,E] -- or the compressed arrays of codec.py --, optional
+``provenance`` JSON string and ``alias_names``/``alias_targets``, as written by ``ptrag genes
+build``), ``.csv``/``.tsv`` (first column symbol, with or without a header), ``.parquet`` (symbols
+in the index or the first column) and STATE's perturbation-feature files (``.pt``: a torch-saved
+dict symbol -> 1-D tensor, read with ``weights_only=True``); a pickled pandas DataFrame (genes as
+index) loads too. Pickles are read as data (:mod:`ptrag.core.pickles`): a pickle that names any
+other function or class is refused before it runs. Symbols match case-insensitively, then through
+a small table of renamed HGNC symbols (e.g. an old embedding keyed by ``SEPT7`` serves
+``SEPTIN7``), then through the table's own aliases (each names one gene); every such match is
+reported. A table that lists a gene twice is an error unless ``data.duplicate_embeddings=first``:
+which row a gene gets must never depend on the order of a file.
+
+Which table (``data.gene_embeddings``): a file; ``builtin:demo`` (the built-in dataset's 250
+genes) or ``builtin:human`` (every human protein-coding gene, compressed); empty or ``auto``: the
+demo table when it covers every perturbed gene -- so the built-in data keeps its exact vectors --,
+else ``builtin:human``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import numbers
@@ -24,10 +33,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..pickles import RefusedGlobal, load_data, torch_refusal
+from .codec import KEYS as COMPRESSED_KEYS
+from .codec import decode
 
 BUILTIN_EMBEDDINGS = Path(__file__).parent / "resources" / "builtin_gene_embeddings.npz"
+HUMAN_EMBEDDINGS = Path(__file__).parent / "resources" / "human_gene_embeddings.npz"
+#: the packaged tables by name (data.gene_embeddings=builtin:NAME); both all-MiniLM-L6-v2, 384-d, one recipe
+BUILTIN_TABLES = {"demo": BUILTIN_EMBEDDINGS, "human": HUMAN_EMBEDDINGS}
+AUTO = "auto"
 SHAPE = "one vector per gene: a table [genes x dims], or a dict gene symbol -> list of floats"
 SAFE_FORMATS = ".npz, .csv, .parquet or a pickle of a plain dict gene symbol -> list of floats"
 log = logging.getLogger("ptrag.data")
@@ -41,6 +56,7 @@ ALIASES: dict[str, str] = {
     "C11ORF98": "ERCC6L2-AS1", "WDR61": "SKIC8", "SKIV2L": "SKIC2", "TTC37": "SKIC3", "NOP53": "NOP53",
     "GLTSCR2": "NOP53", "SHFM1": "SEM1", "ADRBK1": "GRK2", "MKL1": "MRTFA", "TCEB1": "ELOC",
     "TCEB2": "ELOB", "KIAA1429": "VIRMA", "C9ORF114": "SPOUT1", "FAM58A": "CCNQ", "ZNF259": "ZPR1",
+    "KIAA1804": "MAP3K21",  # Norman et al. 2019 label it so; org.Hs.eg.db 3.16 lists only MLK4 as its alias
 }
 
 
@@ -50,6 +66,9 @@ class GeneEmbeddings:
     matrix: np.ndarray  # [V,E] float32
     source: str = "<memory>"
     provenance: dict | None = field(default=None)
+    aliases: dict[str, str] = field(default_factory=dict)  # another name -> a table name (the file's own)
+    label: str | None = None  # builtin:demo / builtin:human for the packaged tables
+    chosen: str | None = None  # how data.gene_embeddings=auto chose this table, when it is worth saying
 
     def __post_init__(self) -> None:
         self.names = [str(n) for n in self.names]
@@ -59,6 +78,13 @@ class GeneEmbeddings:
         self._index: dict[str, int] = {}
         for i, name in enumerate(self.names):
             self._index.setdefault(name.upper(), i)  # files have none (read_gene_embeddings checks them)
+        self._alias_index = {a.upper(): self._index[t.upper()] for a, t in self.aliases.items()
+                             if t.upper() in self._index and a.upper() not in self._index}
+
+    @property
+    def name(self) -> str:
+        """What messages call the table: builtin:NAME (path) or the path."""
+        return f"{self.label} ({self.source})" if self.label else self.source
 
     @property
     def dim(self) -> int:
@@ -73,14 +99,34 @@ class GeneEmbeddings:
             for old, new in ALIASES.items():
                 if new == key and old in self._index:
                     return self._index[old]
+        if j is None and self._alias_index:  # the table's own aliases; MT-ND6 is listed as MTND6
+            j = self._alias_index.get(key, self._alias_index.get(key.replace("-", "")))
         return j
 
     def has(self, gene: str) -> bool:
         return self._row(gene) is not None
 
     def aliased(self, genes: list[str]) -> list[str]:
-        """Genes found only through the alias table (worth reporting)."""
-        return [g for g in genes if g.upper() not in self._index and self._row(g) is not None]
+        """Genes found only through a renamed symbol or an alias (worth reporting)."""
+        return list(self.matched_by_alias(genes))
+
+    def matched_by_alias(self, genes: list[str]) -> dict[str, str]:
+        """Gene -> the table name it was matched to, for genes not in the table under their own name."""
+        out = {}
+        for g in genes:
+            if g.upper() not in self._index:
+                j = self._row(g)
+                if j is not None:
+                    out[g] = self.names[j]
+        return out
+
+    def alias_note(self, genes: list[str]) -> str | None:
+        """``n matched through an alias or renamed symbol (KIAA0100 -> BLTP2, ...)``, or None."""
+        matched = self.matched_by_alias(genes)
+        if not matched:
+            return None
+        shown = ", ".join(f"{g} -> {t}" for g, t in list(matched.items())[:5]) + (", ..." if len(matched) > 5 else "")
+        return f"{len(matched)} matched through an alias or renamed symbol ({shown})"
 
     def lookup(self, genes: list[str], policy: str = "error") -> tuple[np.ndarray, list[str]]:
         """Vectors for ``genes`` [len(genes),E] and the names that had none.
@@ -104,13 +150,13 @@ class GeneEmbeddings:
     def coverage_message(self, genes: list[str], policy: str) -> str | None:
         """One line on missing and aliased genes, or None when every gene matched directly."""
         missing = [g for g in genes if not self.has(g)]
-        aliased = self.aliased(genes)
         parts = []
         if missing:
             parts.append(f"{len(missing)} of {len(genes)} perturbed gene(s) have no embedding "
                          f"(first: {', '.join(missing[:5])}); policy {policy}")
+        aliased = self.alias_note(genes)
         if aliased:
-            parts.append(f"{len(aliased)} matched through renamed symbols (first: {', '.join(aliased[:5])})")
+            parts.append(aliased)
         return f"gene embeddings {self.source}: " + "; ".join(parts) if parts else None
 
 
@@ -135,7 +181,7 @@ def read_gene_embeddings(path: str | Path, duplicates: str = "error") -> GeneEmb
         raise DataError(f"{path}: unknown gene-embedding format {suffix or '(no suffix)'!r}; use "
                         ".pkl (GenePT), .npz, .csv/.tsv, .parquet or .pt (STATE)")
     try:
-        names, matrix, provenance = readers[suffix](path)
+        names, matrix, provenance, *more = readers[suffix](path)
     except DataError:
         raise
     except Exception as exc:
@@ -146,7 +192,7 @@ def read_gene_embeddings(path: str | Path, duplicates: str = "error") -> GeneEmb
         raise DataError(f"{path}: {int(bad.sum())} embedding(s) contain NaN/inf "
                         f"(first: {', '.join(np.asarray(names)[bad][:5])}); fix or remove them")
     names, matrix = _unique(path, names, matrix, duplicates)
-    return GeneEmbeddings(names, matrix, source=str(path), provenance=provenance)
+    return GeneEmbeddings(names, matrix, source=str(path), provenance=provenance, aliases=more[0] if more else {})
 
 
 def _table(path: Path, names, matrix) -> tuple[list[str], np.ndarray]:
@@ -296,12 +342,14 @@ def _read_torch(path: Path):
 
 def _read_npz(path: Path):
     with np.load(path, allow_pickle=False) as z:
-        missing = [k for k in ("names", "embeddings") if k not in z.files]
+        packed = all(k in z.files for k in COMPRESSED_KEYS)  # ptrag genes build --compress (codec.py)
+        missing = [k for k in ("names", "embeddings") if k not in z.files and not (packed and k == "embeddings")]
         if missing:
             raise DataError(f"{path}: .npz needs arrays 'names' and 'embeddings'; it has {', '.join(z.files)}")
         try:
             names = [str(n) for n in np.atleast_1d(z["names"])]
-            matrix = z["embeddings"]
+            matrix = decode(z, str(path)) if packed else z["embeddings"]
+            aliases = _npz_aliases(path, z)
         except ValueError as exc:  # object arrays (a DataFrame or lists saved with np.savez) need pickle
             raise DataError(f"{path}: its arrays hold Python objects ({exc}); save 'names' as strings and "
                             "'embeddings' as a numeric [genes x dims] array, or a DataFrame as .parquet / .pkl"
@@ -312,7 +360,18 @@ def _read_npz(path: Path):
                 provenance = json.loads(str(z["provenance"]))
             except json.JSONDecodeError:
                 provenance = {"text": str(z["provenance"])}
-    return names, matrix, provenance
+    return names, matrix, provenance, aliases
+
+
+def _npz_aliases(path: Path, z) -> dict[str, str]:
+    """``alias_names`` [A] -> ``alias_targets`` [A], when the file has them (``ptrag genes build --aliases``)."""
+    if "alias_names" not in z.files:
+        return {}
+    names, targets = np.atleast_1d(z["alias_names"]), np.atleast_1d(z.get("alias_targets", np.array([])))
+    if names.shape != targets.shape:
+        raise DataError(f"{path}: 'alias_names' and 'alias_targets' must have one entry each per alias "
+                        f"(got {names.shape} and {targets.shape})")
+    return dict(zip((str(a) for a in names), (str(t) for t in targets), strict=True))
 
 
 def _read_table(path: Path):
@@ -334,23 +393,59 @@ def _read_parquet(path: Path):
 
 
 def default_embeddings(genes: list[str]) -> GeneEmbeddings:
-    """The packaged GenePT-style table when it ships, else the labelled random stand-in."""
+    """The packaged demo table when it ships, else the labelled random stand-in."""
     if BUILTIN_EMBEDDINGS.is_file():
-        return read_gene_embeddings(BUILTIN_EMBEDDINGS)
+        return builtin_embeddings("demo")
     return random_embeddings(genes, seed=0)
+
+
+_BUILTIN: dict[str, GeneEmbeddings] = {}
+
+
+def builtin_embeddings(name: str) -> GeneEmbeddings:
+    """A packaged table by name (``demo``, ``human``), read once per process."""
+    if name not in BUILTIN_TABLES:
+        raise ConfigError(f"data.gene_embeddings={'builtin:' + name!r}: no such built-in table; use "
+                          f"{', '.join('builtin:' + n for n in BUILTIN_TABLES)}, {AUTO} (or empty), or a file")
+    if name not in _BUILTIN:
+        path = BUILTIN_TABLES[name]
+        if not path.is_file():
+            raise DataError(f"{path}: the built-in table builtin:{name} is not installed with this copy of ptrag; "
+                            "reinstall ptrag, or give a file (`ptrag genes build`)")
+        table = read_gene_embeddings(path)
+        table.label = f"builtin:{name}"
+        _BUILTIN[name] = table
+    return _BUILTIN[name]
+
+
+def auto_embeddings(genes: list[str]) -> GeneEmbeddings:
+    """``data.gene_embeddings`` empty or ``auto``: the demo table when it covers every perturbed gene
+    (the built-in data keeps its exact vectors), else the human protein-coding table."""
+    demo = default_embeddings(genes)
+    covered = sum(demo.has(g) for g in genes)
+    if covered == len(genes) or not HUMAN_EMBEDDINGS.is_file():
+        return demo
+    human = copy.copy(builtin_embeddings("human"))
+    found = sum(human.has(g) for g in genes)
+    human.chosen = (f"data.gene_embeddings={AUTO}: builtin:demo covers {covered} of {len(genes)} perturbed genes, "
+                    f"builtin:human {found}; using builtin:human")
+    return human
 
 
 _CACHE: dict[tuple, GeneEmbeddings] = {}
 
 
 def load_gene_embeddings(path: str | None, genes: list[str], duplicates: str = "error") -> GeneEmbeddings:
-    """``data.gene_embeddings`` resolved: a file, or the built-in default when empty.
+    """``data.gene_embeddings`` resolved: a file, ``builtin:NAME``, or ``auto`` when empty (module docstring).
 
-    The last table read is kept (keyed by path, size and mtime): a run asks twice, once to drop
+    The last file read is kept (keyed by path, size and mtime): a run asks twice, once to drop
     groups without an embedding and once for the vectors, and GenePT's pickle is 1.5 GB.
     """
-    if not path:
-        return default_embeddings(genes)
+    spec = str(path).strip() if path else ""
+    if not spec or spec.lower() == AUTO:
+        return auto_embeddings(genes)
+    if spec.lower().startswith("builtin:"):
+        return builtin_embeddings(spec.split(":", 1)[1].strip().lower())
     p = Path(path)
     key = (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns, duplicates) if p.is_file() else None
     if key is not None and key in _CACHE:

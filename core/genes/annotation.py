@@ -1,7 +1,8 @@
 """One fact record per gene, read from org.Hs.eg.sqlite (genes, names, aliases, GO) and GO.sqlite (terms).
 
 Tables are joined on AnnotationDbi's internal ``_id``. Which genes: protein-coding plus any gene
-with a GO annotation (``types="protein-coding"``, ~22.5k), every gene (``"all"``), or an explicit
+with a GO annotation (``types="protein-coding"``, ~22.5k), protein-coding genes only
+(``"protein-coding-only"``, ~20.6k: the shipped human table), every gene (``"all"``), or an explicit
 list resolved by symbol, then by unambiguous alias; what could not be found is reported.
 """
 
@@ -17,7 +18,7 @@ from ..data.gene_modules import NULL_GENES, all_module_genes
 from ..errors import ConfigError, DataError
 
 ONTOLOGIES = ("MF", "BP", "CC")
-TYPES = ("protein-coding", "all")
+TYPES = ("protein-coding", "protein-coding-only", "all")
 
 _ORG_SCHEMA = {
     "genes": ("_id", "gene_id"),
@@ -145,7 +146,8 @@ def load_gene_facts(orgdb: Path, godb: Path, types: str = "protein-coding",
     if genes is not None:
         return _select_requested(genes, info, aliases, facts_of)
 
-    chosen = [i for i in info if types == "all" or gtype.get(i) == "protein-coding" or i in evidence]
+    chosen = [i for i in info if types == "all" or gtype.get(i) == "protein-coding"
+              or (types == "protein-coding" and i in evidence)]
     by_symbol: dict[str, int] = {}
     duplicates = []
     for i in chosen:  # one row per symbol: prefer protein-coding, then the better annotated entry
@@ -187,3 +189,21 @@ def _select_requested(genes, info, aliases, facts_of) -> GeneSelection:
         else:
             not_found.append(gene)
     return GeneSelection(facts, not_found, via_alias, requested=len(dict.fromkeys(genes)))
+
+
+def unambiguous_aliases(orgdb: Path) -> dict[str, str]:
+    """Alias -> official symbol, for each alias that names exactly one gene and is no gene's official
+    symbol (both case-insensitively): a screen's old name (KIAA1804) that cannot mean another gene."""
+    org = _connect(orgdb, _ORG_SCHEMA, "Bioconductor's org.Hs.eg.sqlite (package org.Hs.eg.db)")
+    with org:
+        symbol = dict(org.execute("SELECT _id, symbol FROM gene_info"))
+        rows = org.execute("SELECT _id, alias_symbol FROM alias ORDER BY _id, alias_symbol").fetchall()
+    official = {s.upper() for s in symbol.values()}
+    genes_of: dict[str, set[int]] = defaultdict(set)
+    spelling: dict[str, str] = {}
+    for i, alias in rows:
+        key = alias.upper()
+        genes_of[key].add(i)
+        spelling.setdefault(key, alias)
+    return {spelling[key]: symbol[next(iter(ids))] for key, ids in sorted(genes_of.items())
+            if len(ids) == 1 and key not in official and next(iter(ids)) in symbol}

@@ -59,6 +59,9 @@ CASES = [
     Case("run-embeddings-unknown-format", ["run", "--preset", "linear", *TINY, "--set",
                                            "data.gene_embeddings={file}", "--out", "{new}"],
          "unknown gene-embedding format"),
+    Case("run-embeddings-unknown-builtin", ["run", "--preset", "linear", *TINY, "--set",
+                                            "data.gene_embeddings=builtin:mouse", "--out", "{new}"],
+         "no such built-in table; use builtin:demo, builtin:human"),
     # ---------------------------------------------------------------- run: the data
     Case("run-raw-counts", ["run", *PM, "--data", "{counts}", "--out", "{new}"], "looks like raw counts"),
     Case("run-not-log-transformed", ["run", *PM, "--data", "{cp10k}", "--out", "{new}"],
