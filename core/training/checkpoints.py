@@ -53,8 +53,9 @@ def _read(path: Path, what: str) -> Any:
         refused = torch_refusal(exc)
         if refused is not None:
             raise ConfigError(f"{path}: not loaded: it holds more than tensors, numbers and strings ({refused[1]}), "
-                              f"and loading that could run code in it; ptrag reads {what} with torch's "
-                              "weights-only loader, never in full: use a run folder that ptrag made") from None
+                              "and loading that could run code in it; ptrag reads checkpoints and their meta.pt "
+                              "with torch's weights-only loader, never in full: use a run folder that ptrag made") \
+                from None
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ConfigError(f"{path}: cannot read the {what} ({type(exc).__name__}: {first})") from None
 

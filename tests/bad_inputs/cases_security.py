@@ -67,7 +67,7 @@ def _crafted_checkpoint(source: str, target: Path, payload: Path) -> str:
 
     shutil.copytree(source, target)
     checkpoint = torch.load(target / "checkpoint.pt", weights_only=False)  # the test's own file
-    checkpoint["meta"]["note"] = _touch(payload)
+    checkpoint["note"] = _touch(payload)
     torch.save(checkpoint, target / "checkpoint.pt")
     return str(target)
 
