@@ -10,7 +10,8 @@ split holds out part of that line's perturbations (``--test-fraction``, ``--val-
 other line trains. Then, through ptrag's own commands:
 
 - ``ptrag ablate`` runs every preset on every (line, seed) into ``OUT/<preset>@<line>-s<seed>``;
-  finished runs are skipped, so an interrupted benchmark continues;
+  finished runs are skipped, so an interrupted benchmark continues; ``state`` is the stack's member,
+  trained once inside each ``ptrag-stack`` run and reported beside the others;
 - the modality is declared (``data.modality_col=perturbation_type``): K562's activation responses
   are never pooled as evidence for an interference line (``gene-other-lines-pooled`` shows what
   pooling them does); pairs ``A+B`` are left out with one note (ptrag predicts single genes);
@@ -33,8 +34,8 @@ import pandas as pd
 import yaml
 from scipy.stats import wilcoxon
 
-PRESETS = ["gene-other-lines", "neighbour-mean", "linear", "pert-mean", "state", "ptrag-evidence", "ptrag-stack",
-           "ptrag"]
+PRESETS = ["gene-other-lines", "neighbour-mean", "linear", "pert-mean", "ptrag-evidence", "ptrag-stack", "ptrag"]
+MEMBERS = ("state",)  # trained inside each ptrag-stack run (its compare/ folder), reported as runs of their own
 HEADLINE = {"energy": "lower", "pearson-delta": "higher"}
 
 
@@ -51,12 +52,13 @@ def grid(args: argparse.Namespace) -> dict:
 def per_perturbation(out: Path) -> pd.DataFrame:
     """Every finished run's per-perturbation headline scores: run, line, seed, pert, metric, value."""
     frames = []
-    for folder in sorted(out.glob("*@*-s*")):
+    members = [(m, f / "compare" / m) for f in sorted(out.glob("ptrag-stack@*-s*")) for m in MEMBERS]
+    for name, folder in [(f.name.partition("@")[0], f) for f in sorted(out.glob("*@*-s*"))] + members:
         metrics = folder / "metrics.csv"
         if not metrics.is_file():
             continue
-        name, _, rest = folder.name.partition("@")
-        line, _, seed = rest.rpartition("-s")
+        top = folder if folder.parent.name != "compare" else folder.parent.parent
+        line, _, seed = top.name.partition("@")[2].rpartition("-s")
         table = pd.read_csv(metrics)
         table = table[table.metric.isin(HEADLINE)]
         frames.append(table.assign(run=name, line=line, seed=int(seed)))

@@ -43,11 +43,11 @@ def _other_rank() -> bool:
 
 def console() -> Console:
     # created per call so test runners that swap sys.stdout capture the output
-    return Console(file=sys.stdout, soft_wrap=True, highlight=False, quiet=_other_rank())
+    return Console(file=sys.stdout, soft_wrap=True, highlight=False, emoji=False, quiet=_other_rank())
 
 
 def error_console() -> Console:
-    return Console(file=sys.stderr, soft_wrap=True, highlight=False, quiet=_other_rank())
+    return Console(file=sys.stderr, soft_wrap=True, highlight=False, emoji=False, quiet=_other_rank())
 
 
 def escape(text: Any) -> str:
