@@ -134,8 +134,9 @@ def test_a_write_over_a_file_the_marker_does_not_list_is_refused(run):
 def test_a_report_inside_a_run_is_listed_so_overwrite_clears_it(run):
     assert invoke("report", run).exit_code == 0  # default: <run>/report
     assert "report" in marker.read(run).files
+    (run / "report" / "stale.png").write_bytes(b"")  # left there: the old report's
     assert invoke("run", "--preset", "control", *TINY, "--out", run, "--overwrite").exit_code == 0
-    assert not (run / "report").exists()
+    assert not (run / "report" / "stale.png").exists()  # cleared with the run (ptrag run writes a new report)
 
 
 def test_predicts_default_folder_goes_with_its_run(run, tmp_path):
