@@ -100,6 +100,7 @@ def check(folder: Path, metrics: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path)
+    parser.add_argument("--csv", type=Path, default=None, help="also write the table here")
     args = parser.parse_args()
     runs = stack_runs(args.paths)
     if not runs:
@@ -112,6 +113,8 @@ def main() -> None:
         metrics = build_metrics([ComponentChoice(name=n) for n in HEADLINE], manager, ctx)
         rows.append(check(folder, metrics))
     table = pd.DataFrame(rows)
+    if args.csv:
+        table.to_csv(args.csv, index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 40, "display.float_format", "{:.4f}".format):
         print(table.to_string(index=False))
 
