@@ -6,15 +6,15 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..data.loading import read_anndata
 from ..errors import DataError
 from ..evaluation.aggregate import fmt
 from ..files import atomic_write
-from ..markup import load_yaml, read_json_file, read_json_lines
-from ..runs.results import run_label
+from ..markup import load_yaml, read_json_lines, read_text
+from ..runs.results import run_label, run_record
 from ..runs.trace import KEEP_THRESHOLD
 from .folders import directions, per_perturbation, select_runs
 
@@ -174,7 +174,7 @@ def mean_changes(folder: Path, pert_col: str = "gene", context_col: str = "cell_
     """Predicted and real mean change from control per (perturbation, cell line) x gene."""
     out = []
     for name in ("predictions", "real"):
-        adata = ad.read_h5ad(folder / f"{name}.h5ad")
+        adata = read_anndata(folder / f"{name}.h5ad")
         X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
         frame = pd.DataFrame(X, columns=adata.var_names)
         keys = adata.obs[pert_col].astype(str).to_numpy(), adata.obs[context_col].astype(str).to_numpy()
@@ -190,16 +190,19 @@ def mean_changes(folder: Path, pert_col: str = "gene", context_col: str = "cell_
 def _columns(folder: Path) -> dict[str, str]:
     """The run's obs column names and control label, from its config.yaml."""
     path = folder / "config.yaml"
-    data = (load_yaml(path.read_text(), str(path)) or {}).get("data", {}) if path.is_file() else {}
+    data = (load_yaml(read_text(path), str(path)) or {}).get("data", {}) if path.is_file() else {}
     return {"pert_col": data.get("pert_col", "gene"), "context_col": data.get("context_col", "cell_line"),
             "control": data.get("control_label", "non-targeting")}
 
 
 def check_genes(folder: Path, genes: Sequence[str]) -> None:
-    """``--genes`` must name features of the run (checked before a report writes anything)."""
-    if not (folder / "real.h5ad").is_file():
-        return
-    features = ad.read_h5ad(folder / "real.h5ad", backed="r").var_names
+    """``--genes`` must name features of the run (checked before a report writes anything), whose
+    predicted and real cells the mean-change figure plots: a run without them is one line."""
+    missing = [name for name in ("predictions.h5ad", "real.h5ad") if not (folder / name).is_file()]
+    if missing:
+        raise DataError(f"{folder}: --genes plots predicted against real mean changes, and it has no "
+                        f"{' or '.join(missing)}; report it without --genes, or restore the file(s)")
+    features = read_anndata(folder / "real.h5ad", backed="r").var_names
     unknown = [g for g in genes if g not in features]
     if unknown:
         raise DataError(f"{folder / 'real.h5ad'}: unknown gene(s) {', '.join(unknown)}; first features: "
@@ -271,7 +274,7 @@ def selection_aucs(folders: Sequence[Path]) -> pd.DataFrame:
     """Per run and cell line the selection AUC from metrics.json (runs with keep decisions only)."""
     rows = []
     for f in folders:
-        run = (read_json_file(Path(f) / "metrics.json").get("run") or {})
+        run = run_record(f)
         for line, auc in ((run.get("retrieval") or {}).get("selection_auc") or {}).items():
             if auc is not None and math.isfinite(auc):
                 rows.append({"run": run_label(Path(f))[0], "line": line, "auc": float(auc)})

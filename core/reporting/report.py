@@ -13,8 +13,8 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..evaluation.verdict import describe_fit, start_name
-from ..files import read_json, write_csv
-from ..runs.results import comparability, comparison_table, require_same_data, run_label
+from ..files import write_csv
+from ..runs.results import comparability, comparison_table, require_same_data, run_label, run_record
 from .against import headline, settings_table, summary_table
 from .figures import (
     check_genes,
@@ -74,7 +74,7 @@ def fit_texts(folders: Sequence[Path]) -> list[str]:
     """Per run that fitted an ensemble or protected its start: what it fitted and kept, in words."""
     out = []
     for folder in folders:
-        run = (read_json(folder / "metrics.json") or {}).get("run") or {}
+        run = run_record(folder)
         said = describe_fit(run_label(folder)[0], run.get("training"), start_name(run.get("members") or []))
         if said:
             out.append(said)

@@ -15,6 +15,7 @@ import numpy as np
 from .. import __version__
 from ..components.guards import calling
 from ..files import announce, write_csv, write_json
+from . import marker
 from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
 from .evaluate import Evaluation
 from .fingerprints import fingerprint_summary
@@ -69,6 +70,7 @@ def write_results(prep: Prepared, evaluation: Evaluation, training: dict[str, An
     announce(run_dir / "retriever")  # a folder the plugin writes: listed in the run folder's marker first
     with calling(prep.components.retriever, "save"):
         prep.components.retriever.save(run_dir / "retriever")
+    marker.seal(run_dir / "retriever", "retriever")  # its files, told apart from any added later
     info = run_info(prep, training)
     cells = cell_eval_data(evaluation.predictions, prep.data, where=run_dir)
     info["outputs"] = cells.write(run_dir)  # predictions.h5ad, real.h5ad

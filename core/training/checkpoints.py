@@ -48,7 +48,14 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 def load_weights(model: nn.Module, state: dict[str, Any], path: Path) -> None:
-    """``model.load_state_dict`` with one line instead of torch's traceback when they differ."""
+    """``model.load_state_dict`` with one line instead of torch's traceback when they differ; weights
+    that are not finite (a checkpoint ptrag never writes: training keeps its last finite best) are
+    named, not left to fail later as some component's NaN output."""
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ConfigError(f"{path}: weights {', '.join(bad[:3])}{' and more' if len(bad) > 3 else ''} hold NaN or "
+                          "inf; ptrag never saves such weights, so the file was changed or damaged: use the run folder "
+                          "as ptrag left it, or run it again")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:
