@@ -335,13 +335,19 @@ def legacy_message(path: Path, flag: str, what: str = "run") -> str:
             "(ptrag report, ptrag predict --run) but never resumes, reuses or overwrites it; choose another folder")
 
 
-def _replaceable(path: Path, identity: Mapping[str, Any], flag: str) -> None:
-    """--overwrite replaces a run or a prediction, never a grid of runs, never the user's files."""
+def _same_family(path: Path, identity: Mapping[str, Any], flag: str) -> None:
+    """A run, a prediction and an in-silico screen may replace one another (with --overwrite);
+    a grid, a report or a saved retriever never is replaced by, nor replaces, anything else."""
     mark = marker.read(path, flag)
     if mark is not None and mark.kind != identity["kind"] and \
             not {mark.kind, identity["kind"]} <= set(marker.REPLACEABLE):
         raise RunFolderError(f"{flag} {path}: holds a ptrag {mark.kind}, not a {identity['kind']}; --overwrite "
                              "never replaces one with the other: choose another folder")
+
+
+def _replaceable(path: Path, identity: Mapping[str, Any], flag: str) -> None:
+    """--overwrite replaces a run or a prediction, never a grid of runs, never the user's files."""
+    _same_family(path, identity, flag)
     _only_ptrags(path, flag, "--overwrite")
 
 
@@ -387,6 +393,8 @@ class RunFolder:
                                  f"({state.differences[0]}); choose a new or empty folder")
         if state.kind == "legacy":
             raise RunFolderError(legacy_message(path, flag))
+        if state.kind == "new-kind":
+            _same_family(path, identity, flag)  # refused before suggesting --overwrite
         if overwrite:
             _replaceable(path, identity, flag)
             return cls(path, identity, "overwrite", state.stored, flag)
