@@ -73,7 +73,9 @@ def fail(message: str, code: int = 1) -> typer.Exit:
 
 def write_output(path: Path, write: Callable[[Path], Any], flag: str = "-o") -> Path:
     """Write a user-named output file whole or not at all (temporary name, then rename), with a
-    filesystem failure as one line naming the option and the file (and the folders made for it gone)."""
+    filesystem failure as one line naming the option and the file (and the folders made for it gone).
+    The file is new: ptrag never writes over a file, nor into a folder that ptrag marked."""
+    api.require_new_file(path, flag)
     made = [p for p in (path.parent, *path.parent.parents) if not p.exists()]  # leaf first
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ def synth(
                                "docs/data.md)."),
 ) -> None:
     """Write a built-in Replogle-like screen (real schema, ground truth in uns['ptrag_synth'])."""
+    if out.suffix.lower() != ".h5ad":
+        raise api.ConfigError(f"-o {out}: write the screen as .h5ad")
     started = time.perf_counter()
     adata = api.data.synth(preset, seed, family)
     write_output(out, api.with_room(adata.write_h5ad, api.h5ad_bytes(adata)))  # HDF5 crashes on a full disk
@@ -60,8 +62,9 @@ def prepare(
     """Log-normalise a raw-count screen for ptrag: X = log1p(counts scaled to --target-sum per
     cell), the counts kept in layers['counts'], every cell and obs column kept. Then: ptrag run
     --data OUT --embed-key X (docs/own-data.md)."""
-    if out.exists():
-        raise api.ConfigError(f"-o {out}: exists; ptrag never overwrites a file: give a new name")
+    if out.suffix.lower() != ".h5ad":
+        raise api.ConfigError(f"-o {out}: write the prepared screen as .h5ad")
+    api.require_new_file(out)
     started = time.perf_counter()
     done = api.data.prepare(file, pert_col=pert_col, counts_layer=counts_layer, target_sum=target_sum,
                             n_top_genes=n_top_genes)

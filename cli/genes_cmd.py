@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from ptrag.core.api import require_new_file
 from ptrag.core.api.genes import DEFAULT_MODEL, build_gene_embeddings, go_gene_sets, locate_sources, write_gmt
 
 from .common import console, error_console, escape, friendly_errors
@@ -114,6 +115,7 @@ def build(
 
     Writes the table plus provenance (sources and their dates, model, text recipe, command).
     """
+    require_new_file(out)  # checked before hours of embedding: never over an existing file
     command = _command_line(out, types, model, orgdb, godb, from_dir, fetch, genes, batch_size, threads, dtype,
                             compress, aliases)
     err = error_console()
@@ -154,6 +156,7 @@ def sets(
 
     Direct annotations of one ontology, sized between --min-size and --max-size genes.
     """
+    require_new_file(out)
     err = error_console()
     sources = locate_sources(orgdb, godb, from_dir, fetch)
     result = go_gene_sets(sources, ontology, min_size=min_size, max_size=max_size, evidence=evidence)

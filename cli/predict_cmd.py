@@ -47,7 +47,15 @@ def predict(
     """
     con = console()
     if genes is not None or line is not None:
+        unused = [flag for flag, value in (("--gene-sets", gene_sets), ("--control-labels", control_labels),
+                                           ("--allow-control-like", allow_control_like)) if value]
+        if unused:
+            raise api.ConfigError(f"{', '.join(unused)}: not used by an in-silico screen (--genes/--line), which reads "
+                                  "the run's own data settings; leave them out, or predict a file with --data")
         return _knockdowns(con, run, genes, line, data, cells, out, check_device(device), overwrite)
+    if cells is not None:
+        raise api.ConfigError("--cells goes with --genes and --line (cells per in-silico knock-down); a prediction "
+                              "of --data predicts every cell of each group")
     if data is None:
         raise api.ConfigError("--data: give the .h5ad to predict, or --genes A,B --line L for an in-silico screen")
     out = out or run / f"predict-{data.stem}"

@@ -28,7 +28,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .errors import ConfigError
-from .markup import load_yaml
+from .markup import load_yaml, read_text
 from .registry import Registry, load_registry
 
 COMPONENT_SECTIONS = ("retriever", "selector", "generator")
@@ -152,6 +152,15 @@ class DataConfig(_Strict):
             raise PydanticCustomError("control_like", "label(s) {both} are in both data.control_labels and "
                                       "data.allow_control_like; a label is either control cells or a perturbation",
                                       {"both": ", ".join(map(repr, both))})
+        roles = {"data.pert_col": self.pert_col, "data.context_col": self.context_col,
+                 "data.batch_col": self.batch_col, "data.modality_col": self.modality_col}
+        named = [(key, col) for key, col in roles.items() if col is not None]
+        for i, (key, col) in enumerate(named):
+            other = next((k for k, c in named[:i] if c == col), None)
+            if other is not None:
+                raise PydanticCustomError("same_column", "{other} and {key} both name obs column {col}; each "
+                                          "role (perturbation, cell line, batch, modality) needs its own column",
+                                          {"other": other, "key": key, "col": repr(col)})
         return self
 
 
@@ -280,7 +289,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        data = load_yaml(path.read_text(), str(path))
+        data = load_yaml(read_text(path, ConfigError, "a YAML file"), str(path))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
@@ -331,6 +340,23 @@ def format_validation_error(exc: ValidationError, where: str) -> str:
     return f"{where}: {loc}: {first['msg']}{shown}{more}"
 
 
+def _named_by_set(preset: str | None, budget: str | None, sets: list[str] | tuple[str, ...]
+                  ) -> tuple[str | None, str | None, list[str]]:
+    """``--set preset=NAME`` and ``--set budget=NAME`` choose the preset and budget as ``--preset``
+    and ``--budget`` do (and win over them, as --set wins over every flag): set as plain keys
+    after the preset was merged, they only relabelled the run as another preset's."""
+    rest = []
+    for expr in sets:
+        parts, value = parse_set(expr)
+        if parts in (["preset"], ["budget"]):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"--set {expr!r}: {parts[0]} must be a name (ptrag plugins --presets lists them)")
+            preset, budget = (value, budget) if parts == ["preset"] else (preset, value)
+        else:
+            rest.append(expr)
+    return preset, budget, rest
+
+
 def resolve_config(
     config_path: str | Path | dict[str, Any] | None = None,
     *,
@@ -351,6 +377,7 @@ def resolve_config(
     registry = (registry or load_registry()).with_plugin_presets(manager)
     mapping = isinstance(config_path, dict)
     user = copy.deepcopy(config_path) if mapping else read_yaml(config_path) if config_path else {}
+    preset, budget, sets = _named_by_set(preset, budget, sets)
     preset_name = preset or user.get("preset") or registry.default_preset
     preset_config = dict(registry.preset(preset_name).config)
     preset_budget = preset_config.pop("budget", None)

@@ -208,6 +208,7 @@ def read_json(path: Path) -> dict[str, Any] | None:
     """The JSON object in ``path``, or None when it is missing or unreadable (nested beyond
     :data:`ptrag.core.markup.MAX_DEPTH` included)."""
     try:
-        return load_json(Path(path).read_text(), str(path))
+        value = load_json(Path(path).read_text(), str(path))
     except (OSError, ValueError, PtragError):
         return None
+    return value if isinstance(value, dict) else None  # a list or a number where ptrag writes an object

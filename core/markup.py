@@ -6,7 +6,10 @@ walks it. YAML aliases add two more: an alias inside its own anchor makes a docu
 itself, and aliases of aliases (the "billion laughs") make a few lines expand to billions of
 values. Every file a user hands ptrag (configs, split files, grid files, --set values, run-folder
 records) is parsed here, and each of those is one line naming the file. Syntax errors are left to
-the callers, whose messages name the line.
+the callers, whose messages name the line. Two more rules: a file that is not UTF-8 text (a
+binary, a UTF-16 export) is one line naming it (:func:`read_text`), and a YAML mapping that gives
+one key twice is a syntax error: PyYAML keeps the last silently, so a second ``train:`` section
+would replace the first one whole.
 """
 
 from __future__ import annotations
@@ -82,15 +85,47 @@ def check_limits(value: Any, where: str, error: type[PtragError] = ConfigError) 
     return value
 
 
+def read_text(path: str | Path, error: type[PtragError] = ConfigError, what: str = "a text file") -> str:
+    """A file people write (a config, a split, a grid, a run's record) as text, or one line naming
+    it when it is not UTF-8 (a binary file, a spreadsheet, a UTF-16 export)."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); "
+                    f"expected {what}; save it as UTF-8") from None
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a mapping giving one key twice (merge keys ``<<`` may
+    still be overridden, as YAML intends)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line)
+            except TypeError:  # an unhashable key: the constructor words it
+                continue
+            if first != key_node.start_mark.line:
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping", node.start_mark,
+                    f"the key {key!r} is given twice (first on line {first + 1}); the second would silently replace "
+                    "the first: keep one", key_node.start_mark)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _too_deep(where: str, error: type[PtragError]) -> PtragError:
     return error(f"{where}: nested too deeply to parse (sections, lists or brackets inside each other, more than "
                  f"the {MAX_DEPTH} levels ptrag reads); check its brackets and indentation")
 
 
 def load_yaml(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
-    """``yaml.safe_load`` within the limits (``yaml.YAMLError`` is the caller's to word)."""
+    """``yaml.safe_load`` within the limits, each key once (``yaml.YAMLError`` is the caller's to word)."""
     try:
-        value = yaml.safe_load(text)
+        value = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
     except RecursionError:
         raise _too_deep(where, error) from None
     return check_limits(value, where, error)
@@ -116,12 +151,12 @@ def load_json(text: str, where: str, error: type[PtragError] = ConfigError) -> A
 
 def read_json_file(path: str | Path, error: type[PtragError] = ConfigError) -> Any:
     """A JSON file (a run folder's record), within the limits; invalid JSON is one line naming it."""
-    return _json_or_error(Path(path).read_text(), str(path), error)
+    return _json_or_error(read_text(path, error, "JSON"), str(path), error)
 
 
 def read_json_lines(path: str | Path, error: type[PtragError] = ConfigError) -> list[Any]:
     """The records of a JSON-lines file (log.jsonl), each within the limits; blank lines skipped."""
-    lines = Path(path).read_text().splitlines()
+    lines = read_text(path, error, "JSON lines").splitlines()
     return [_json_or_error(line, f"{path} line {i}", error) for i, line in enumerate(lines, 1) if line.strip()]
 
 

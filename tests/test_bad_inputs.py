@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from bad_inputs import (
+    cases_adversarial,
     cases_core,
     cases_data,
     cases_fenced,
@@ -39,7 +40,7 @@ DOC = ROOT / "docs" / "bad-inputs.md"
 
 #: each: CASES and prepare(root, env)
 FAMILIES = [cases_core, cases_runs, cases_data, cases_plugins, cases_security, cases_robustness, cases_folders,
-            cases_fenced, cases_labels]
+            cases_fenced, cases_labels, cases_adversarial]
 CASES: list[Case] = [case for family in FAMILIES for case in family.CASES]
 
 

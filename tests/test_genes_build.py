@@ -345,7 +345,9 @@ def test_cli_writes_go_sets_as_gmt(annotation, tmp_path):
     assert result.exit_code == 0, result.output
     assert "2 GO CC sets covering 3 genes" in result.output
     assert read_gmt(out).shared("rpl7", "RPL5") == {"GO:0022625", "GO:0005634"}
-    bad = runner.invoke(app, ["genes", "sets", "--orgdb", str(org), "--godb", str(go), "-o", str(out),
+    again = runner.invoke(app, ["genes", "sets", "--orgdb", str(org), "--godb", str(go), "-o", str(out)])
+    assert again.exit_code == 1 and "exists; ptrag never overwrites a file" in again.output  # -o is a new file
+    bad = runner.invoke(app, ["genes", "sets", "--orgdb", str(org), "--godb", str(go), "-o", str(tmp_path / "b.gmt"),
                               "--min-size", "1"])
     assert bad.exit_code == 1 and "--min-size 1" in bad.output
 

@@ -14,6 +14,7 @@ from ..evaluation.aggregate import fmt
 from ..files import atomic_write, h5ad_bytes, with_room
 from ..hookspecs import KINDS
 from ..progress import library_note, warning_line
+from ..runs.marker import require_new_file
 from ..runs.results import RunResult
 from . import data, genes, reports
 from .boundary import RunInterrupted
@@ -31,5 +32,5 @@ __all__ = [
     "__version__", "ConfigError", "DataError", "os_error_message", "fmt", "atomic_write", "with_room", "h5ad_bytes",
     "KINDS", "DEVICES", "RUN_OPTIONS", "BY_NAME", "CONFIG", "SET", "OVERWRITE", "Option", "build_manager",
     "builtin_components", "presets", "preset_list", "is_main_process", "data", "genes", "reports", "warning_line",
-    "library_note",
+    "library_note", "require_new_file",
 ]

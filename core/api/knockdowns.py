@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,7 +64,10 @@ def predict_knockdowns(
     run was trained on). With ``out``, writes predictions.h5ad, effects.csv and mean_change.csv."""
     if device not in DEVICES:
         raise ConfigError(f"device {device!r} is not one of {', '.join(DEVICES)}")
-    genes = [g for g in genes.split(",")] if isinstance(genes, str) else list(genes)
+    if not isinstance(genes, (str, Iterable)):
+        raise ConfigError(f"genes: expected gene symbols, as a list or one comma-separated string, got "
+                          f"{type(genes).__name__}")
+    genes = genes.split(",") if isinstance(genes, str) else list(genes)
     manager, log = manager or build_manager(), default_log(log)
     run_dir = Path(run.run_dir if isinstance(run, RunResult) else run)
     loaded = load_run(run_dir, manager, device=device)

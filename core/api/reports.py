@@ -28,6 +28,7 @@ def report(runs: Sequence[str | os.PathLike], out: str | os.PathLike, *, compare
     report that fails (a bad run, a full disk) removes the files it wrote and the folders it made."""
     marker.adopt(Path(out))  # <run>/report (ptrag report's default) goes with its run
     with occupied(Path(out), keep_changed=True):
+        marker.take(Path(out), "report")  # the user's files there stay, and are never written over
         return build_report(runs, out, compare=compare, genes=genes, against=against)
 
 

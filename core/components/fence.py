@@ -8,6 +8,7 @@ stay ptrag's:
   descriptor 1 is beyond Python's reach);
 - the exit: ``sys.exit`` (``SystemExit``) in plugin code is that plugin's failure, one line
   naming it, never a silent end of the run with exit status 0;
+- other ``BaseException`` subclasses (``GeneratorExit``, a class of its own) are its failure too;
 - Ctrl-C: a ``KeyboardInterrupt`` that plugin code raises itself is its failure too; one that
   comes from the user's Ctrl-C passes unchanged (a run stops and keeps its checkpoint). The two
   are told apart by counting SIGINTs: ptrag puts a handler in front of Python's default one that
@@ -85,4 +86,7 @@ class fenced:  # noqa: N801 (used as a context manager, like contextlib's)
         if kind is not None and issubclass(kind, KeyboardInterrupt) and not from_the_user(self.mark):
             raise FencedError(f"{self.label}: {self.what} failed (it raised KeyboardInterrupt though nobody pressed "
                               "Ctrl-C; a plugin must raise an exception, never stop the process)") from None
+        if kind is not None and not issubclass(kind, (Exception, KeyboardInterrupt)):
+            raise FencedError(f"{self.label}: {self.what} failed (it raised {kind.__name__}: {exc}, which is not an "
+                              "Exception; a plugin must raise an exception, never stop the process)") from None
         return False

@@ -283,6 +283,8 @@ def check_metric_value(value: Any, label: str, where: str = "") -> float:
         array = np.asarray(value, dtype=float)
     except (TypeError, ValueError):
         raise _fail(label, f"compute{on} returned {type(value).__name__}, not a number") from None
+    except OverflowError:  # an int beyond a float's range
+        raise _fail(label, f"compute{on} returned a number too large for a float; a value must be finite") from None
     if array.size != 1:
         raise _fail(label, f"compute{on} returned {array.size} values (shape {array.shape}); a metric "
                            "returns one number per group")
@@ -300,8 +302,8 @@ def check_set_values(values: Any, n: int, label: str, where: str = "") -> np.nda
         values = values.detach().cpu().numpy()
     try:
         out = np.asarray(values, dtype=float)
-    except (TypeError, ValueError):
-        raise _fail(label, f"compute_set{on} returned {type(values).__name__}, not numbers") from None
+    except (TypeError, ValueError, OverflowError):
+        raise _fail(label, f"compute_set{on} returned {type(values).__name__}, not finite numbers") from None
     if out.ndim > 1 or out.size != n:
         raise _fail(label, f"compute_set{on} returned {out.size} values (shape {out.shape}) for {n} groups; "
                            "give one per group, in the order of line.groups")

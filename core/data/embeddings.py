@@ -192,6 +192,11 @@ def read_gene_embeddings(path: str | Path, duplicates: str = "error") -> GeneEmb
         raise DataError(f"{path}: {int(bad.sum())} embedding(s) contain NaN/inf "
                         f"(first: {', '.join(np.asarray(names)[bad][:5])}); fix or remove them")
     names, matrix = _unique(path, names, matrix, duplicates)
+    if len(matrix) > 1 and np.ptp(matrix, axis=0).max() == 0:
+        same = "all zeros" if not matrix.any() else "one vector"
+        raise DataError(f"{path}: every gene has the same embedding ({same} for {len(names)} genes), so similar "
+                        "genes cannot be told apart; check the file (or leave data.gene_embeddings empty for the "
+                        "built-in table)")
     return GeneEmbeddings(names, matrix, source=str(path), provenance=provenance, aliases=more[0] if more else {})
 
 
@@ -200,6 +205,8 @@ def _table(path: Path, names, matrix) -> tuple[list[str], np.ndarray]:
     names = [str(n) for n in names]
     if len(names) == 0:
         raise DataError(f"{path}: the gene-embedding table is empty")
+    if np.iscomplexobj(matrix):
+        raise DataError(f"{path}: the gene embeddings are complex numbers; expected real numbers, {SHAPE}")
     try:
         matrix = np.asarray(matrix, dtype=np.float32)
     except (TypeError, ValueError):
@@ -377,13 +384,13 @@ def _npz_aliases(path: Path, z) -> dict[str, str]:
 def _read_table(path: Path):
     sep = "\t" if ".tsv" in path.name.lower() else ","
     df = pd.read_csv(path, sep=sep, header=None, low_memory=False)
-    first = pd.to_numeric(df.iloc[0, 1:], errors="coerce")
-    if first.isna().any():  # a header row
+    first = df.iloc[0, 1:]
+    if first.notna().all() and pd.to_numeric(first, errors="coerce").isna().all():  # a header row: all text
         df = df.iloc[1:]
     values = df.iloc[:, 1:].apply(pd.to_numeric, errors="coerce")
     bad = values.isna().any(axis=1).to_numpy()
     if bad.any():
-        raise DataError(f"{path}: {int(bad.sum())} row(s) have non-numeric values "
+        raise DataError(f"{path}: {int(bad.sum())} row(s) have missing or non-numeric values "
                         f"(first: {', '.join(df.iloc[:, 0].astype(str)[bad][:5])})")
     return df.iloc[:, 0].astype(str).tolist(), values.to_numpy(np.float32), None
 

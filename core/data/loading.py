@@ -90,6 +90,13 @@ def read_screen(path: str | Path, cfg: Any, *, control_like: str = "error") -> P
     return _finish(X, labels, plan, features, cfg, source, check, info, feature_note, truth, means)
 
 
+def read_anndata(path: str | Path, **kwargs: Any) -> ad.AnnData:
+    """``anndata.read_h5ad`` of a file ptrag wrote or reads back (a run's predictions.h5ad), a
+    damaged or foreign file being one line naming it (:func:`_reading`)."""
+    with _reading(Path(path)):
+        return ad.read_h5ad(path, **kwargs)
+
+
 @contextlib.contextmanager
 def _reading(path: Path) -> Iterator[None]:
     """Any failure of h5py or anndata while reading ``path`` as one line naming the file (a

@@ -76,8 +76,8 @@ def prepare_counts(adata: ad.AnnData, *, source: str, pert_col: str = "gene", la
     if pert_col not in adata.obs:
         raise DataError(f"{source}: obs has no perturbation column {pert_col!r}; columns: "
                         f"{', '.join(map(str, adata.obs.columns)) or 'none'} (--pert-col)")
-    if target_sum <= 0:
-        raise DataError(f"--target-sum {target_sum:g}: must be above 0 (10,000 is the usual)")
+    if not target_sum > 0 or not np.isfinite(target_sum):  # NaN compares false both ways
+        raise DataError(f"--target-sum {target_sum:g}: must be a finite number above 0 (10,000 is the usual)")
     counts, where = _counts(adata, layer, source)
     _check_counts(counts, where, source)
     normalised = log_normalise(counts, target_sum)

@@ -310,11 +310,18 @@ def _pick_dataset(names: list[str], wanted: str | None, data: PerturbationData, 
                     f"say which one this data is with data.split_dataset")
 
 
+def toml_string(text: str) -> str:
+    """``text`` as a TOML basic string: JSON's escapes are TOML's (``\\n``, ``\\"``, ``\\u00XX``), and
+    DEL, which JSON leaves as it is, is escaped too; other characters stay themselves (UTF-8)."""
+    return json.dumps(str(text), ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
 def split_to_toml(split: Split, dataset: str, data_path: str) -> str:
     """A STATE-format TOML for a few-shot/zero-shot split (what `ptrag data split` writes)."""
-    q = json.dumps  # TOML basic strings accept JSON's escapes for these names
-    lines = [f"# {split.description}", "[datasets]", f"{dataset} = {q(str(data_path))}", "",
-             "[training]", f"{dataset} = \"train\"", "", "[zeroshot]", "", "[fewshot]"]
+    q = toml_string
+    comment = " ".join(split.description.split())  # a label's newline must not end the comment
+    lines = [f"# {comment}", "[datasets]", f"{q(dataset)} = {q(str(data_path))}", "",
+             "[training]", f"{q(dataset)} = \"train\"", "", "[zeroshot]", "", "[fewshot]"]
     contexts = sorted({c for _, c in split.val + split.test})
     for context in contexts:
         val = sorted(p for p, c in split.val if c == context)

@@ -286,9 +286,10 @@ class ValueCheck:
     def expression_problem(self) -> str | None:
         """One line when the matrix cannot be log-normalised expression (raw counts, values too
         large for log1p data, all zeros, one constant value), else None."""
-        if not self._values:
-            return None
         head = f"{self.source}: {self.where}"
+        if not self._values:
+            return (f"{head} holds no values (no features, or no cells), so there is nothing to learn or score; "
+                    "check data.embed_key (the matrix ptrag reads)")
         if self.vmax == self.vmin == 0:
             return (f"{head} is all zeros, so there is nothing to learn or score; "
                     "check data.embed_key (the matrix ptrag reads)")

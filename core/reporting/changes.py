@@ -11,11 +11,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
-from ..markup import load_yaml
+from ..data.loading import read_anndata
+from ..markup import load_yaml, read_text
 
 
 @dataclass
@@ -38,14 +38,14 @@ class Changes:
 def run_columns(folder: Path) -> dict[str, str]:
     """The run's obs column names and control label, from its config.yaml."""
     path = Path(folder) / "config.yaml"
-    data = (load_yaml(path.read_text(), str(path)) or {}).get("data", {}) if path.is_file() else {}
+    data = (load_yaml(read_text(path), str(path)) or {}).get("data", {}) if path.is_file() else {}
     return {"pert_col": data.get("pert_col") or "gene", "context_col": data.get("context_col") or "cell_line",
             "control": data.get("control_label") or "non-targeting"}
 
 
 def _means(path: Path, pert_col: str, context_col: str, control: str) -> tuple[dict, dict, list[str]]:
     """(group -> mean cell, cell line -> mean control cell, genes) of one cell file."""
-    adata = ad.read_h5ad(path)
+    adata = read_anndata(path)
     X = adata.X.toarray() if hasattr(adata.X, "toarray") else np.asarray(adata.X)
     perts = adata.obs[pert_col].astype(str).to_numpy()
     lines = adata.obs[context_col].astype(str).to_numpy()

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..markup import read_json_file, read_json_lines
+from ..markup import read_json_lines
+from ..runs.results import run_record
 from .folders import directions, per_perturbation, select_runs
 from .labels import RunKey
 from .plotting import grid, name_points, pick_extremes, plt_module, save
@@ -159,7 +160,7 @@ def selection_aucs(folders: Sequence[Path], names: Mapping[Path, str]) -> pd.Dat
     """Per run and cell line the selection AUC from metrics.json (runs with keep decisions only)."""
     rows = []
     for f in folders:
-        run = (read_json_file(Path(f) / "metrics.json").get("run") or {})
+        run = run_record(f)
         for line, auc in ((run.get("retrieval") or {}).get("selection_auc") or {}).items():
             if auc is not None and math.isfinite(auc):
                 rows.append({"run": names[f], "line": line, "auc": float(auc)})

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import yaml
 
 from ..errors import ConfigError, DataError, PtragError
 from ..evaluation.paired import paired_tests
-from ..markup import load_yaml, read_json_file
-from ..runs.results import require_same_data
+from ..files import read_json
+from ..markup import load_yaml, read_json_file, read_text
+from ..runs.folder import RESUME_MAY_CHANGE, differences
+from ..runs.results import read_run, require_same_data, run_label
 from .labels import RunKey, label_runs
 
 
@@ -22,15 +25,56 @@ def expand_runs(paths: Sequence[str | Path]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if (path / "ablation.json").is_file():
-            body = read_json_file(path / "ablation.json")
-            out += [path / f for r in body["runs"] for f in r["folders"] if (path / f / "metrics.json").is_file()]
+            out += [path / f for f in grid_folders(path) if (path / f / "metrics.json").is_file()]
         elif (path / "metrics.json").is_file():
             out += with_comparisons(path)
         elif path.is_dir() and (found := sorted(p.parent for p in path.glob("*/metrics.json"))):
             out += [run for f in found for run in with_comparisons(f)]
         else:
             raise ConfigError(f"{path}: not a run folder (no metrics.json), an ablation folder or a folder of runs")
-    return list(dict.fromkeys(out))
+    unique: dict[Path, Path] = {}
+    for p in out:  # each folder once, as first named
+        unique.setdefault(p.resolve() if p.exists() else p, p)
+    return _named_apart(list(unique.values()))
+
+
+def grid_folders(path: Path) -> list[str]:
+    """The run folders an ablation folder's ablation.json lists, or one line when it is not the
+    record ptrag writes ({"runs": [{"folders": [...]}, ...]})."""
+    body = read_json_file(path / "ablation.json")
+    runs = body.get("runs") if isinstance(body, dict) else None
+    if not isinstance(runs, list) or not all(isinstance(r, dict) and isinstance(r.get("folders"), list)
+                                             and all(isinstance(f, str) for f in r["folders"]) for r in runs):
+        raise ConfigError(f"{path / 'ablation.json'}: not an ablation.json ptrag wrote (expected "
+                          '{"runs": [{"folders": [...]}, ...]}); restore it, or report the run folders themselves')
+    return [f for r in runs for f in r["folders"]]
+
+
+def _named_apart(folders: list[Path]) -> list[Path]:
+    """The runs, once each; two runs that the report would take for one (the same name and seed,
+    or the same name and different configurations: averaged as seeds of one) are one line."""
+    by_label: dict[tuple[str, int | None], Path] = {}
+    configs: dict[str, tuple[Path, Any]] = {}
+    for folder in folders:
+        name, seed = run_label(folder)
+        recorded = _recorded(folder)
+        seed = seed if seed is not None else (recorded or {}).get("seed")
+        other = by_label.setdefault((name, seed), folder)
+        first = configs.setdefault(name, (folder, recorded))
+        if other != folder or (recorded is not None and first[1] is not None and
+                               differences(first[1], recorded, ignore=RESUME_MAY_CHANGE + ("seed", "output"))):
+            twin = other if other != folder else first[0]
+            why = "the same seed" if other != folder else "different configurations"
+            raise ConfigError(f"{twin} and {folder} are both run {name!r} with {why}: the report would average them "
+                              "as seeds of one configuration; report them separately, or rename one folder")
+    return folders
+
+
+def _recorded(folder: Path) -> dict[str, Any] | None:
+    """The configuration a run recorded (fingerprint.json), None when it has none."""
+    body = read_json(Path(folder) / "fingerprint.json")
+    config = (body or {}).get("config")
+    return config if isinstance(config, dict) else None
 
 
 def with_comparisons(folder: Path) -> list[Path]:
@@ -41,7 +85,7 @@ def with_comparisons(folder: Path) -> list[Path]:
     found = {p.name: p for p in sorted((folder / "compare").glob("*")) if (p / "metrics.json").is_file()}
     try:
         path = folder / "config.yaml"
-        listed = list((load_yaml(path.read_text(), str(path)) or {}).get("compare") or [])
+        listed = list((load_yaml(read_text(path), str(path)) or {}).get("compare") or [])
     except (OSError, yaml.YAMLError, PtragError):
         listed = []
     order = [n for n in listed if n in found] + [n for n in found if n not in listed]
@@ -76,7 +120,7 @@ def select_runs(name: str, folders: Sequence[Path], keys: Mapping[Path, RunKey] 
 def directions(folders: Sequence[Path]) -> dict[str, str]:
     out: dict[str, str] = {}
     for f in folders:
-        for metric, agg in read_json_file(Path(f) / "metrics.json")["metrics"].items():
+        for metric, agg in read_run(f)["metrics"].items():
             out.setdefault(metric, agg["direction"])
     return out
 

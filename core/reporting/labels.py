@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import PtragError
-from ..markup import load_yaml
+from ..markup import load_yaml, read_text
 from ..runs.results import run_label
 
 
@@ -41,7 +41,7 @@ def tree_top(folder: Path) -> Path:
 
 def _config(folder: Path) -> dict:
     try:
-        return load_yaml((folder / "config.yaml").read_text(), str(folder / "config.yaml")) or {}
+        return load_yaml(read_text(folder / "config.yaml"), str(folder / "config.yaml")) or {}
     except (OSError, yaml.YAMLError, PtragError):
         return {}
 

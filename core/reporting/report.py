@@ -17,8 +17,8 @@ import pandas as pd
 from ..errors import ConfigError, DataError
 from ..evaluation.de_table import de_table
 from ..evaluation.verdict import describe_fit, start_name
-from ..files import read_json, write_csv
-from ..runs.results import comparability, comparison_table, require_same_data, run_label
+from ..files import write_csv
+from ..runs.results import comparability, comparison_table, require_same_data, run_label, run_record
 from .against import headline, settings_table, summary_table
 from .bottom import bottom_lines
 from .changes import Changes, read_changes
@@ -124,7 +124,7 @@ def fit_texts(folders: Sequence[Path], names: Mapping[Path, str]) -> list[str]:
     """Per run that fitted an ensemble or protected its start: what it fitted and kept, in words."""
     out = []
     for folder in folders:
-        run = (read_json(folder / "metrics.json") or {}).get("run") or {}
+        run = run_record(folder)
         seed = run_label(folder)[1]
         label = names[folder] if seed is None or f"s{seed}" in names[folder] else f"{names[folder]} (seed {seed})"
         said = describe_fit(label, run.get("training"), start_name(run.get("members") or []))

@@ -84,8 +84,12 @@ def parse_grid(raw: dict[str, Any], source: str = "<grid>") -> Grid:
                           "e.g. runs: [{preset: ptrag}, {preset: state}]")
     seeds = raw.get("seeds", [0])
     seeds = [seeds] if isinstance(seeds, int) else seeds
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool)
+                                                            for s in seeds):
         raise ConfigError(f"{source}: 'seeds' must be a list of integers, e.g. seeds: [0, 1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{source}: 'seeds' lists {sorted({s for s in seeds if seeds.count(s) > 1})} more than once; "
+                          "each seed runs once")
     base = raw.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{source}: 'base' must be a mapping of config overrides")

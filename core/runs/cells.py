@@ -22,9 +22,11 @@ import numpy as np
 import pandas as pd
 
 from ..data.dataset import BATCH, CONTEXT, PERT, PerturbationData
+from ..data.loading import read_anndata
 from ..errors import DataError
 from ..files import write_csv, write_h5ad, write_json
 from ..interfaces import CELL_EVAL_MAX as CLIP_MAX
+from .fingerprints import file_digest
 
 
 def write_metrics(run_dir: str | Path, table: pd.DataFrame, summary: Mapping[str, Any],
@@ -42,6 +44,8 @@ COMPRESSION = "gzip"
 
 #: predictions.h5ad's column naming each predicted cell's matched control cell (as STATE's output does)
 CONTROL_CELL = "ctrl_cell_barcode"
+#: metrics.json's run.outputs key holding predictions.h5ad's content hash
+PREDICTIONS_DIGEST = "predictions_digest"
 
 
 def column_names(data: PerturbationData) -> dict[str, str]:
@@ -75,10 +79,12 @@ class CellEvalData:
     info: dict[str, Any]
 
     def write(self, run_dir: str | Path) -> dict[str, Any]:
+        """Both files; what was written, with predictions.h5ad's content hash (``predictions_digest``:
+        an ensemble reuses a member's predicted cells only from the file its run wrote)."""
         run_dir = Path(run_dir)
         write_h5ad(run_dir / "predictions.h5ad", self.predictions, compression=COMPRESSION)
         write_h5ad(run_dir / "real.h5ad", self.real, compression=COMPRESSION)
-        return self.info
+        return {**self.info, PREDICTIONS_DIGEST: file_digest(run_dir / "predictions.h5ad")}
 
 
 class HeldCells:
@@ -103,7 +109,7 @@ class HeldCells:
         if self.folder is None or not path.is_file():
             raise DataError(f"{path}: not found, and the result holds no cells (keep_cells=False); "
                             "run it again with keep_cells=True")
-        return ad.read_h5ad(path)
+        return read_anndata(path)
 
 
 def write_cell_eval_files(run_dir: str | Path, predictions: Sequence[Any], data: PerturbationData) -> dict[str, Any]:

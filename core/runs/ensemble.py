@@ -14,18 +14,20 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from ..components.guards import calling, check_combined, who
 from ..data.dataset import CONTEXT, PERT, PerturbationData
+from ..data.loading import read_anndata
 from ..data.split import Group
 from ..evaluation.scoring import GroupPrediction
 from ..files import write_csv
 from ..interfaces import Generator, MemberCells
-from .cells import CONTROL_CELL, column_names
+from .cells import CONTROL_CELL, PREDICTIONS_DIGEST, column_names
+from .fingerprints import file_digest
 from .reload import LoadedRun, predict_loaded
+from .results import run_record
 from .trace import TRACE_COLUMNS
 
 Log = Callable[[str], None]
@@ -40,7 +42,7 @@ class GroupMembers:
     def __init__(self, runs: dict[str, LoadedRun], data: PerturbationData, *, reuse_saved: bool,
                  log: Log = lambda message: None, sizes: dict[Group, int] | None = None):
         self.runs, self.data, self.log, self.sizes = runs, data, log, sizes  # sizes: unmeasured groups
-        self.saved = {preset: saved_predictions(run.run_dir, data) if reuse_saved else {}
+        self.saved = {preset: saved_predictions(run.run_dir, data, log) if reuse_saved else {}
                       for preset, run in runs.items()}
         self._predicted: dict[tuple[str, Group, int], GroupPrediction] = {}
         self.drops: list[dict] = []
@@ -76,14 +78,22 @@ class GroupMembers:
         return out
 
 
-def saved_predictions(run_dir: Path, data: PerturbationData) -> dict[Group, GroupPrediction]:
+def saved_predictions(run_dir: Path, data: PerturbationData, log: Log = lambda message: None
+                      ) -> dict[Group, GroupPrediction]:
     """A finished run's predicted cells per group, from its predictions.h5ad, with the matched
     control cells it names; a group whose cells do not match ``data`` (another screen, a file
-    written before ptrag named the controls) is not reused."""
+    written before ptrag named the controls, matched "controls" that are not control cells of the
+    group's line) is not reused, and none is when the file is not the one the run wrote (its hash
+    in metrics.json differs: edited by hand): the member predicts those groups again."""
     path = Path(run_dir) / "predictions.h5ad"
     if not path.is_file():
         return {}
-    pred = ad.read_h5ad(path)
+    recorded = (run_record(run_dir).get("outputs") or {}).get(PREDICTIONS_DIGEST)
+    if recorded and file_digest(path) != recorded:
+        log(f"note: {path} is not the file its run wrote (its content changed since), so the ensemble does not "
+            "reuse it: the member predicts its groups again")
+        return {}
+    pred = read_anndata(path)
     names = column_names(data)
     if CONTROL_CELL not in pred.obs or list(pred.var_names) != [str(f) for f in data.features]:
         return {}
@@ -96,7 +106,8 @@ def saved_predictions(run_dir: Path, data: PerturbationData) -> dict[Group, Grou
         at = np.sort(rows[group])
         ctrl_index = cell_row.get_indexer(pred.obs[CONTROL_CELL].iloc[at].astype(str))
         real_idx = data.group_indices(*group)
-        if len(at) != len(real_idx) or (ctrl_index < 0).any():
+        if len(at) != len(real_idx) or (ctrl_index < 0).any() or \
+                not np.isin(ctrl_index, data.control_indices(group[1])).all():
             continue
         out[group] = GroupPrediction(group[0], group[1], np.asarray(pred.X[at], dtype=np.float32),
                                      data.X[real_idx], data.control_cells(group[1]), ctrl_index)

@@ -30,6 +30,15 @@ def _digest(*parts: bytes | str) -> str:
     return h.hexdigest()
 
 
+def file_digest(path: str | Path) -> str:
+    """A file's content hash (what a run recorded of an output it wrote, to know it unchanged)."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 def config_identity(config: Any) -> dict[str, Any]:
     """The configuration as a plain mapping, without ``output``."""
     out = config.to_yaml_dict()

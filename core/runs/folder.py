@@ -49,7 +49,7 @@ import yaml
 
 from ..errors import PtragError, RunFolderError
 from ..files import announce, json_safe, read_json, write_json, write_text
-from ..markup import load_yaml
+from ..markup import load_yaml, read_text
 from ..training.distributed import SINGLE, Dist, on_main
 from . import lock, marker
 from .marker import MARKER
@@ -57,6 +57,8 @@ from .marker import MARKER
 CONFIG = "config.yaml"
 FINGERPRINT = "fingerprint.json"
 FINISHED = "metrics.json"
+#: the file a folder's invocation writes last, where it is not metrics.json (an in-silico screen)
+FINISHED_AS = {"knockdowns": "knockdowns.json"}
 CHECKPOINT = "checkpoint.pt"
 META = "meta.pt"  # a model without weights of its own: what predict reads in place of a checkpoint
 #: what a run writes into its folder (its marker lists each as it is written, runs/marker.py)
@@ -133,6 +135,14 @@ class FolderState:
     stored: dict[str, Any] | None = None
 
 
+def config_yaml(path: Path) -> dict[str, Any]:
+    """A run folder's config.yaml as a mapping ({} when empty); yaml.YAMLError is the caller's to word."""
+    config = load_yaml(read_text(path / CONFIG, RunFolderError, "YAML"), str(path / CONFIG), RunFolderError) or {}
+    if not isinstance(config, dict):
+        raise RunFolderError(f"{path / CONFIG}: expected a mapping at the top level, got {type(config).__name__}")
+    return config
+
+
 def stored_identity(path: Path) -> dict[str, Any] | None:
     """fingerprint.json, or for a run folder from before fingerprints, its config.yaml."""
     body = read_json(path / FINGERPRINT)
@@ -140,7 +150,7 @@ def stored_identity(path: Path) -> dict[str, Any] | None:
         return body
     if (path / CONFIG).is_file():
         try:
-            config = load_yaml((path / CONFIG).read_text(), str(path / CONFIG), RunFolderError) or {}
+            config = config_yaml(path)
         except (yaml.YAMLError, RunFolderError):
             return None
         config.pop("output", None)
@@ -168,8 +178,11 @@ def inspect_folder(path: str | Path, identity: Mapping[str, Any], flag: str = "-
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
         return FolderState("legacy" if is_legacy(path) else "foreign", [shown])
     stored = stored_identity(path)
+    finished = path / FINISHED_AS.get(mark.kind, FINISHED)
     if mark.kind != identity["kind"]:
         return FolderState("new-kind", [f"it holds a ptrag {mark.kind}"], stored)
+    if stored is None and (finished.is_file() or (path / CHECKPOINT).is_file()):  # its records deleted by hand
+        return FolderState("different", [f"its {CONFIG} and {FINGERPRINT} are missing, so what made it is unknown"])
     if stored is None:  # marked, stopped before its fingerprint was written: nothing of value
         return FolderState("stopped", [], None)
     diffs = differences(stored.get("config") or {}, identity["config"])
@@ -179,7 +192,7 @@ def inspect_folder(path: str | Path, identity: Mapping[str, Any], flag: str = "-
         diffs += _input_differences(stored["inputs"], identity.get("inputs") or {})
     if diffs:
         return FolderState("different", diffs, stored)
-    if (path / FINISHED).is_file():
+    if finished.is_file():
         return FolderState("finished", [], stored)
     if (path / CHECKPOINT).is_file():
         return FolderState("checkpoint", [], stored)
@@ -251,6 +264,7 @@ def _discard(path: Path, before: dict[str, tuple[int, ...]], keep_changed: bool)
 @contextlib.contextmanager
 def _occupied_here(path: Path, flag: str, keep_changed: bool, clean: bool) -> Iterator[None]:
     """:func:`occupied` in the process that holds the folder."""
+    marker.require_outside(path, flag)
     for folder in reversed(_missing(path)):  # made inside a held run folder (compare/): listed there first
         announce(folder)
     created = make_folder(path, flag)
@@ -323,12 +337,19 @@ def legacy_message(path: Path, flag: str, what: str = "run") -> str:
             "(ptrag report, ptrag predict --run) but never resumes, reuses or overwrites it; choose another folder")
 
 
-def _replaceable(path: Path, identity: Mapping[str, Any], flag: str) -> None:
-    """--overwrite replaces a run or a prediction, never a grid of runs, never the user's files."""
+def _same_family(path: Path, identity: Mapping[str, Any], flag: str) -> None:
+    """A run, a prediction and an in-silico screen may replace one another (with --overwrite);
+    a grid, a report or a saved retriever never is replaced by, nor replaces, anything else."""
     mark = marker.read(path, flag)
-    if mark is not None and "ablation" in (mark.kind, identity["kind"]) and mark.kind != identity["kind"]:
+    if mark is not None and mark.kind != identity["kind"] and \
+            not {mark.kind, identity["kind"]} <= set(marker.REPLACEABLE):
         raise RunFolderError(f"{flag} {path}: holds a ptrag {mark.kind}, not a {identity['kind']}; --overwrite "
                              "never replaces one with the other: choose another folder")
+
+
+def _replaceable(path: Path, identity: Mapping[str, Any], flag: str) -> None:
+    """--overwrite replaces a run or a prediction, never a grid of runs, never the user's files."""
+    _same_family(path, identity, flag)
     _only_ptrags(path, flag, "--overwrite")
 
 
@@ -374,6 +395,8 @@ class RunFolder:
                                  f"({state.differences[0]}); choose a new or empty folder")
         if state.kind == "legacy":
             raise RunFolderError(legacy_message(path, flag))
+        if state.kind == "new-kind":
+            _same_family(path, identity, flag)  # refused before suggesting --overwrite
         if overwrite:
             _replaceable(path, identity, flag)
             return cls(path, identity, "overwrite", state.stored, flag)
@@ -396,7 +419,7 @@ class RunFolder:
             raise RunFolderError(f"--resume {path}: nothing to resume (no checkpoint.pt: the run stopped before its "
                                  f"first checkpoint); start it again with --out {path} --overwrite")
         try:
-            resolved = load_yaml((path / CONFIG).read_text(), str(path / CONFIG), RunFolderError) or {}
+            resolved = config_yaml(path)
         except yaml.YAMLError as exc:
             raise RunFolderError(f"--resume {path}: config.yaml is not valid YAML ({exc})") from None
         resolved.pop("output", None)
@@ -442,18 +465,32 @@ class RunFolder:
 
 
 
-def _refuse_edited_config(path: Path, config_yaml: Mapping[str, Any], stored: Mapping[str, Any]) -> None:
+def _refuse_edited_config(path: Path, config_yaml: Mapping[str, Any], stored: Mapping[str, Any],
+                          flag: str = "--resume ") -> None:
     """config.yaml as fingerprint.json recorded it when the run began (its ``resolved`` config), or
-    one line naming the edited keys: a resume reads config.yaml, so a hand edit would train the
-    checkpoint on with values the run's record does not hold (the same change by flags is refused)."""
+    one line naming the edited keys: a resume or a prediction reads config.yaml, so a hand edit
+    would train the checkpoint on, or predict, with values the run's record does not hold (the same
+    change by flags is refused)."""
     recorded = stored.get("resolved")
     if not isinstance(recorded, Mapping):
         return  # a folder from before fingerprints recorded it: nothing to compare with
     edited = differences(recorded, config_yaml, ignore=RESUME_MAY_CHANGE)
     if edited:
-        raise RunFolderError(f"--resume {path}: {path / CONFIG} was edited since the run began ({_shown(edited)}); "
+        where = f"{flag}{path}: {path / CONFIG}" if flag else str(path / CONFIG)
+        raise RunFolderError(f"{where} was edited since the run began ({_shown(edited)}); "
                              f"the checkpoint was trained with the values {FINGERPRINT} records: restore them, or "
                              f"run the edited file as a new run (ptrag run --config {path / CONFIG} --out NEW)")
+
+
+def require_unedited(path: Path) -> None:
+    """Before a finished run predicts (``ptrag predict --run``, an ensemble's members): its
+    config.yaml must be what the run ran with (:func:`_refuse_edited_config`)."""
+    try:
+        config = config_yaml(path)
+    except yaml.YAMLError:
+        return  # resolve_config words it
+    config.pop("output", None)
+    _refuse_edited_config(path, config, stored_identity(path) or {}, flag="")
 
 
 def new_run_dir(config: Any) -> Path:

@@ -20,6 +20,7 @@ import pandas as pd
 
 from ..data.dataset import PerturbationData
 from ..data.split import Group
+from ..data.validation import looks_like_control, spelling
 from ..errors import ConfigError, DataError
 from ..evaluation.scoring import GroupPrediction
 from .ensemble import GroupMembers, combine_groups
@@ -42,9 +43,7 @@ class KnockdownPlan:
 def plan_knockdowns(run: LoadedRun, data: PerturbationData, genes: Sequence[str], line: str,
                     cells: int | None) -> KnockdownPlan:
     """Check the request against the run and the screen holding the line's control cells."""
-    wanted = list(dict.fromkeys(g.strip() for g in genes if g.strip()))
-    if not wanted:
-        raise ConfigError("--genes: no gene given; list gene symbols separated by commas (--genes MAPK1,TP53)")
+    wanted = requested_genes(run, data, genes)
     lines = list(run.meta["contexts"])
     if line not in lines:
         raise ConfigError(f"--line {line}: the run was trained on {', '.join(lines)}; predict one of those lines")
@@ -56,12 +55,45 @@ def plan_knockdowns(run: LoadedRun, data: PerturbationData, genes: Sequence[str]
     if cells is not None and cells < 1:
         raise ConfigError(f"--cells {cells}: predict at least one cell per knock-down")
     n = cells or _typical_group_size(data, line)
+    if n * len(wanted) * data.n_features > MAX_PREDICTED_VALUES:
+        raise ConfigError(f"--cells {n:,} x {len(wanted):,} gene(s) x {data.n_features:,} features is more than the "
+                          f"{MAX_PREDICTED_VALUES:,} values one in-silico screen predicts; ask for fewer cells "
+                          "(the line's median group size is the default) or fewer genes at a time")
     trained = {(p, c) for p, c in zip(run.database.perts, run.database.contexts, strict=True)}
     measured = set(data.groups)
     status = {g: "in training" if (g, line) in trained else "held out" if (g, line) in measured else "in silico"
               for g in wanted}
     groups = [(g, line) for g in wanted]
     return KnockdownPlan(groups, dict.fromkeys(groups, n), status)
+
+
+#: the most values (cells x genes x features) one in-silico screen predicts: beyond, memory, not a request
+MAX_PREDICTED_VALUES = 2_000_000_000
+
+
+def requested_genes(run: LoadedRun, data: PerturbationData, genes: Sequence[str]) -> list[str]:
+    """The genes asked for, each once and spelled as the run or the screen spells it (``cct7`` is
+    the run's ``CCT7``: one label per gene, data/validation.py); a control label, a label that looks
+    like a control or a combination (``A+B``) is refused: none of them is one gene's knock-down."""
+    kinds = sorted({type(g).__name__ for g in genes if not isinstance(g, str)})
+    if kinds:
+        raise ConfigError(f"genes: expected gene symbols (text), got {', '.join(kinds)}")
+    cfg = run.config.data
+    known = {spelling(p): p for p in [*run.meta["perts"], *run.database.perts, *(p for p, _ in data.groups)]}
+    wanted = list(dict.fromkeys(known.get(spelling(g), g.strip()) for g in genes if g.strip()))
+    if not wanted:
+        raise ConfigError("--genes: no gene given; list gene symbols separated by commas (--genes MAPK1,TP53)")
+    controls = {spelling(c) for c in [cfg.control_label, *cfg.control_labels]}
+    allowed = {spelling(c) for c in cfg.allow_control_like}
+    sep = cfg.combination_sep
+    for gene in wanted:
+        if spelling(gene) in controls or (looks_like_control(gene) and spelling(gene) not in allowed):
+            raise ConfigError(f"--genes {gene}: a control label (or one that looks like it), not a gene to knock "
+                              "down: a knock-down starts from the line's control cells")
+        if sep and sep in gene:
+            raise ConfigError(f"--genes {gene}: a combination of genes (joined by {sep!r}); ptrag predicts single-gene "
+                              "knock-downs: list the genes one by one")
+    return wanted
 
 
 def _typical_group_size(data: PerturbationData, line: str) -> int:

@@ -35,7 +35,10 @@ from ..files import before_write, read_json, temporary_name, write_json
 from . import lock
 
 MARKER = ".ptrag-run"
-KINDS = ("run", "prediction", "knockdowns", "ablation")  # RunFolder identities' kinds, and a grid
+#: RunFolder identities' kinds, a grid, a report folder and a run's saved retriever (its own files)
+KINDS = ("run", "prediction", "knockdowns", "ablation", "report", "retriever")
+#: kinds that --overwrite may replace with one another (a folder of one run's results)
+REPLACEABLE = ("run", "prediction", "knockdowns")
 #: ptrag's own bookkeeping in any folder: the marker and the lock (runs/lock.py)
 BOOKKEEPING = frozenset({MARKER, lock.LOCK, lock.HOLDER})
 
@@ -133,6 +136,91 @@ def adopt(folder: Path) -> None:
             record(folder.parent, [folder.name])
 
 
+def seal(folder: Path, kind: str) -> None:
+    """After a component wrote ``folder`` (a run's ``retriever/``): a marker listing what is there
+    now, so that a file added later (the user's) is told apart from the component's files."""
+    folder = Path(folder)
+    if folder.is_dir():
+        names = sorted(e.name for e in _scan(folder))
+        with _LOCK:
+            _write(folder, Marker(kind, uuid.uuid4().hex, datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                                  __version__, names))
+
+
+def listed_in_parent(folder: Path) -> bool:
+    """``folder`` is an entry its parent's (readable) marker lists: ptrag wrote it there."""
+    try:
+        mark = read(Path(folder).parent)
+    except RunFolderError:
+        return False
+    return mark is not None and Path(folder).name in mark.files
+
+
+def take(folder: Path, kind: str, flag: str = "--out") -> None:
+    """Mark a folder that holds one output of ``kind`` (a report) beside whatever else is there:
+    refused when ptrag marked it for something else; a folder ptrag made before such markers
+    (a run's ``report/``, listed in the run's marker) is marked with what it holds. Its files are
+    then listed as they are written, and a write over a file it does not list is refused."""
+    mark = read(folder, flag)
+    if mark is not None and mark.kind != kind:
+        raise RunFolderError(f"{flag} {folder}: holds a ptrag {mark.kind}; a {kind} goes in a folder of its own "
+                             f"(ptrag's default: <first run>/{kind})")
+    if mark is None:
+        seal(folder, kind) if listed_in_parent(folder) else create(folder, kind)
+
+
+def enclosing(path: Path) -> tuple[Path, Marker | None] | None:
+    """The nearest folder above ``path`` that ptrag marked, and its marker (None: a marker ptrag
+    did not write), or None."""
+    for parent in Path(path).absolute().parents:
+        if (parent / MARKER).exists() or (parent / MARKER).is_symlink():
+            try:
+                return parent, read(parent)
+            except RunFolderError:
+                return parent, None
+    return None
+
+
+def derived(path: Path, kind: str) -> bool:
+    """``path`` is a folder ptrag's own defaults make directly inside a ``kind`` folder
+    (``<run>/report``, ``<run>/predict-<data>``, ``<grid>/report``, ...)."""
+    return kind in ("run", "ablation") and any(path.name == d or (d.endswith("-") and path.name.startswith(d))
+                                               for d in DERIVED)
+
+
+def require_outside(path: str | Path, flag: str = "--out") -> None:
+    """Refuse a new output (a folder this invocation makes its own, or a new file) inside an
+    entry that ptrag wrote into a marked folder (a run's ``compare/`` or ``retriever/``, a grid's
+    runs), unless this process holds that folder (a run's comparisons, a grid's runs) or the output
+    is the entry itself as ptrag's defaults make it (``<run>/report``): a grid written into a run's
+    compare/ or a report into its retriever/ would mix it. Beside ptrag's entries (``<run>/mine``)
+    an output is the user's, which --overwrite of the run then names and keeps."""
+    given, path = path, Path(path).absolute()
+    if (path / MARKER).is_file():
+        return  # ptrag's own folder: its marker decides what may happen there
+    found = enclosing(path)
+    if found is None:
+        return
+    top, mark = found
+    entry = path.relative_to(top).parts[0]
+    if _key(top) in _HELD or (mark is not None and (not ptrags(entry, mark) or
+                                                    (path.parent == top and derived(path, mark.kind)))):
+        return
+    what = f"a ptrag {mark.kind}" if mark is not None else "a folder with a .ptrag-run marker ptrag did not write"
+    raise RunFolderError(f"{flag} {given}: {top / entry} belongs to {top} ({what}), and ptrag adds nothing to it; "
+                         f"choose a path outside {top}, or beside its entries")
+
+
+def require_new_file(path: str | Path, flag: str = "-o") -> None:
+    """An output file a command writes (a screen, a split, a table) is a new file, outside any
+    folder ptrag marked: ptrag never writes over a file, the user's or a run's."""
+    path = Path(path)
+    if path.exists() or path.is_symlink():
+        raise RunFolderError(f"{flag} {path}: exists; ptrag never overwrites a file: give a new name (or move the "
+                             "old file away first)")
+    require_outside(path, flag)
+
+
 def hold(folder: Path) -> None:
     """This process writes into ``folder`` until :func:`release`: list what it writes there."""
     with _LOCK:
@@ -197,15 +285,21 @@ def not_ptrags(folder: Path, mark: Marker) -> list[str]:
     return out
 
 
+#: listed folders that ptrag versions before inner markers left without one: their writer's
+UNMARKED = ("retriever", "report")
+
+
 def _inside(folder: Path) -> list[str]:
-    """A marked folder answers for itself; a folder of marked folders (``compare/``) holds only
-    those (and folders left empty); any other listed folder (``retriever/``) is its writer's."""
+    """A marked folder (a comparison, a report, a saved retriever) answers for itself; a folder
+    of marked folders (``compare/``) holds only those (and folders left empty); a ``retriever/``
+    or ``report/`` of a ptrag before inner markers is its writer's. Anything else inside a
+    listed entry (a file ptrag wrote, now a folder of the user's) is the user's."""
     mark = read(folder)
     if mark is not None:
         return not_ptrags(folder, mark)
     entries = _scan(folder)
     marked = [e for e in entries if e.is_dir(follow_symlinks=False) and (Path(e.path) / MARKER).is_file()]
-    if not marked:
+    if not marked and folder.name in UNMARKED:
         return []
     out = []
     for entry in entries:

@@ -81,6 +81,36 @@ def run_meta(vocab: Vocab, database: ResponseDatabase, features: list[str]) -> d
     }
 
 
+def meta_problem(ck: Any) -> str | None:
+    """What is wrong with a checkpoint's structure (as :func:`run_meta` and the trainer write it),
+    None when nothing: a checkpoint edited or from elsewhere is one line, never a KeyError."""
+    if not isinstance(ck, dict):
+        return "not a mapping"
+    weights = [ck.get(k) for k in ("model", "best_model")]
+    if not all(w is None or isinstance(w, dict) for w in weights):
+        return "its weights are not state dicts"  # None: a model without weights of its own (meta.pt alone)
+    meta = ck.get("meta")
+    if not isinstance(meta, dict):
+        return "no 'meta' record"
+    lists = ("features", "perts", "contexts", "batches")
+    missing = [k for k in (*lists, "pert_embedding", "database") if k not in meta]
+    if missing:
+        return f"meta lacks {', '.join(missing)}"
+    if not all(isinstance(meta[k], (list, tuple)) for k in lists):
+        return "its vocabularies are not lists"
+    emb = meta["pert_embedding"]
+    if emb is not None and (getattr(emb, "ndim", 0) != 2 or len(emb) != len(meta["perts"])):
+        return f"{len(meta['perts'])} perturbations but pert_embedding of shape {getattr(emb, 'shape', None)}"
+    db = meta["database"]
+    keys = ("perts", "contexts", "n_cells", "embeddings", "response", "control_mean")
+    if not isinstance(db, dict) or any(k not in db for k in keys) or not isinstance(db["control_mean"], dict):
+        return "its retrieval database is incomplete"
+    n = len(db["perts"])
+    if any(len(db[k]) != n for k in ("contexts", "n_cells", "embeddings", "response")):
+        return "its retrieval database's columns differ in length"
+    return None
+
+
 @dataclass
 class Prepared:
     """A run ready to train: its folder, data, split, components, model and samplers."""

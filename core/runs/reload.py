@@ -35,8 +35,9 @@ from ..model.compose import PtragModel
 from ..model.neighbours import NeighbourTable
 from ..training.checkpoints import load_checkpoint, load_weights
 from ..training.device import resolve_device
+from .folder import require_unedited
 from .predict import predict
-from .prepare import assemble_model, build_context, load_embeddings
+from .prepare import assemble_model, build_context, load_embeddings, meta_problem
 
 
 @dataclass
@@ -114,7 +115,12 @@ def load_run(run_dir: str | Path, manager: PluginManager, device: str = "auto") 
         raise ConfigError(f"{run_dir}: the run has not finished (no metrics.json); continue it with "
                           f"ptrag run --resume {run_dir}")
     config = resolve_config(run_dir / "config.yaml", manager=manager)
+    require_unedited(run_dir)
     ck = load_checkpoint(run_dir / "checkpoint.pt")
+    problem = meta_problem(ck)
+    if problem:
+        raise ConfigError(f"{run_dir / 'checkpoint.pt'}: not a checkpoint ptrag wrote ({problem}); use the run "
+                          "folder as ptrag left it, or run it again")
     meta, database, dev = ck["meta"], _database(ck["meta"]), resolve_device(device)
     emb = meta["pert_embedding"]
     ctx = build_context(config, features=meta["features"], contexts=meta["contexts"], n_perts=len(meta["perts"]),

@@ -59,8 +59,7 @@ class RunResult(HeldCells):
 
 def recorded_fingerprint(folder: str | Path) -> dict[str, Any] | None:
     """The hashes a finished run recorded in metrics.json (None for runs made before them)."""
-    body = read_json(Path(folder) / FINISHED) or {}
-    fingerprint = (body.get("run") or {}).get("fingerprint")
+    fingerprint = run_record(folder).get("fingerprint")
     return fingerprint if isinstance(fingerprint, dict) and fingerprint.get("data") else None
 
 
@@ -131,10 +130,46 @@ def read_result(folder: Path, config: ExperimentConfig) -> RunResult:
 
 
 def read_run(folder: str | Path) -> dict[str, Any]:
+    """A finished run's metrics.json, checked to be the record ptrag writes (``run``: a mapping;
+    ``metrics``: metric -> {mean, ci95, direction, ...}), or one line naming the file and what is
+    wrong: the file is read by people's tools too, and an edit must not end in a traceback."""
     path = Path(folder) / "metrics.json"
     if not path.is_file():
         raise ConfigError(f"{folder}: not a finished run (no metrics.json)")
-    return read_json_file(path)
+    body = read_json_file(path)
+    problem = _record_problem(body)
+    if problem:
+        raise ConfigError(f"{path}: not a metrics.json ptrag wrote ({problem}); restore it from the run (ptrag run "
+                          "writes it last) or run again")
+    return body
+
+
+def _number(value: Any) -> bool:
+    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+def _record_problem(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return f"a {type(body).__name__}, not an object"
+    if not isinstance(body.get("run", {}), dict):
+        return "'run' is not an object"
+    metrics = body.get("metrics")
+    if not isinstance(metrics, dict):
+        return "no 'metrics' object"
+    for name, agg in metrics.items():
+        ci = agg.get("ci95") if isinstance(agg, dict) else None
+        well_formed = isinstance(agg, dict) and _number(agg.get("mean")) and agg.get("direction") in ("lower", "higher")
+        if not well_formed or not (isinstance(ci, list) and len(ci) == 2 and all(map(_number, ci))):
+            return f"metric {name!r} is not {{mean, ci95: [lo, hi], direction: lower|higher}}"
+    return None
+
+
+def run_record(folder: str | Path) -> dict[str, Any]:
+    """metrics.json's ``run`` section for what reading tolerates missing (fits, figures): {} when the
+    file is missing, unreadable or not ptrag's."""
+    body = read_json(Path(folder) / FINISHED) or {}
+    run = body.get("run")
+    return run if isinstance(run, dict) else {}
 
 
 def run_label(folder: Path) -> tuple[str, int | None]:

@@ -7,12 +7,14 @@ their own seed, so every validation scores the same cells.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from ..data.cellsets import EpochSchedule, step_seed
+from ..errors import ConfigError
 from ..model.neighbours import NeighbourTable
 from ..training.checkpoints import save_checkpoint, save_meta
 from ..training.distributed import Dist, broadcast, on_main
@@ -68,10 +70,34 @@ def _trainer(prep: Prepared) -> Trainer:
     )
 
 
+def _memory() -> int | None:
+    """This machine's physical memory in bytes, where the system says."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_batch_size(prep: Prepared) -> None:
+    """One line, before any batch is drawn, when the cells of one batch alone (control and target
+    sets of train.batch_size or train.eval_batch_size sets x data.cell_set_len cells) would not fit
+    in this machine's memory: the process would swap or be killed long after it started."""
+    train, sets = prep.config.train, prep.config.data.cell_set_len
+    batch = max(train.batch_size, train.eval_batch_size)
+    need = 2 * batch * sets * prep.data.n_features * 4
+    have = _memory()
+    if have is not None and need > have // 2:
+        raise ConfigError(f"one batch of {batch} cell sets x data.cell_set_len={sets:,} cells x "
+                          f"{prep.data.n_features:,} features needs {need / 2**30:,.1f} GiB for its cells alone, more "
+                          f"than half of this machine's {have / 2**30:,.1f} GiB; lower data.cell_set_len (64 is usual) "
+                          "or train.batch_size / train.eval_batch_size")
+
+
 def train(prep: Prepared, *, resume: bool) -> dict[str, Any] | None:
     """Train a trainable model (None for one that learns only in ``fit``); a summary for metrics.json."""
     if not prep.model.trainable:
         return None
+    check_batch_size(prep)
     config, dist = prep.config, prep.dist
     trainer = _trainer(prep)
     n_params = sum(p.numel() for p in prep.model.parameters() if p.requires_grad)

@@ -18,6 +18,7 @@ from .. import __version__
 from ..components.guards import calling
 from ..files import announce, temporary_name, write_csv, write_json
 from ..training.checkpoints import keep_for_prediction
+from . import marker
 from .cells import CellEvalData, cell_eval_data, describe_cell_eval_files
 from .evaluate import Evaluation
 from .fingerprints import fingerprint_summary
@@ -89,6 +90,7 @@ def write_results(prep: Prepared, evaluation: Evaluation, training: dict[str, An
     run_dir = prep.run_dir
     write_csv(run_dir / "metrics.csv", evaluation.metrics)
     save_retriever(prep)
+    marker.seal(run_dir / "retriever", "retriever")  # its files, told apart from any added later
     info = run_info(prep, training)
     cells = cell_eval_data(evaluation.predictions, prep.data, where=run_dir)
     info["outputs"] = cells.write(run_dir)  # predictions.h5ad, real.h5ad

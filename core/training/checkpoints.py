@@ -177,6 +177,11 @@ def load_weights(model: nn.Module, state: dict[str, Any] | None, path: Path) -> 
     state (a model without weights of its own) leaves the model as ``fit`` built it."""
     if state is None:
         return
+    bad = [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise ConfigError(f"{path}: weights {', '.join(bad[:3])}{' and more' if len(bad) > 3 else ''} hold NaN or "
+                          "inf; ptrag never saves such weights, so the file was changed or damaged: use the run folder "
+                          "as ptrag left it, or run it again")
     try:
         model.load_state_dict(state)
     except RuntimeError as exc:

@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..components.guards import ContractError
 from ..data.cellsets import step_seed
-from ..errors import PtragError, TrainingError
+from ..errors import ConfigError, PtragError, TrainingError
 from ..files import announce, write_text
 from ..markup import load_json
 from ..progress import LoopProgress
@@ -165,9 +165,18 @@ class Trainer:
         """Continue from ``checkpoint.pt`` (read by rank 0, sent to the others); log records past its
         step are dropped (they re-run)."""
         ck = broadcast(load_checkpoint(self.checkpoint_path) if self.dist.is_main else None, self.dist)
+        missing = [k for k in ("model", "optimizer", "scheduler", "step", "history", "best_model")
+                   if not isinstance(ck, dict) or k not in ck]
+        if missing:
+            raise ConfigError(f"{self.checkpoint_path}: not a checkpoint to resume from (it lacks "
+                              f"{', '.join(missing)}); start the run again with --overwrite")
         load_weights(self.model, ck["model"], self.checkpoint_path)
-        self.optimizer.load_state_dict(ck["optimizer"])
-        self.scheduler.load_state_dict(ck["scheduler"])
+        try:
+            self.optimizer.load_state_dict(ck["optimizer"])
+            self.scheduler.load_state_dict(ck["scheduler"])
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise ConfigError(f"{self.checkpoint_path}: its optimiser state does not fit this model "
+                              f"({type(exc).__name__}: {exc}); start the run again with --overwrite") from None
         self.step, self.history, self.best_state = ck["step"], ck["history"], ck["best_model"]
         self.start_state = ck.get("start_model")
         self.stopping.restore(ck.get("stopping") or  # checkpoints of ptrag 0.1
