@@ -97,12 +97,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="+", type=Path)
     parser.add_argument("--models", nargs="+", default=MODELS)
+    parser.add_argument("--family", default=None, help="one label for every run (e.g. real), instead of the family "
+                        "read from grid setting names")
     args = parser.parse_args()
     manager = build_manager()
     rows = []
     for name, setting, folder in run_folders(args.paths, args.models):
         quality = rank_quality(per_perturbation(folder, manager))
-        rows.append({"preset": name, "setting": setting, "family": _family(setting), **quality})
+        rows.append({"preset": name, "setting": setting, "family": args.family or _family(setting), **quality})
     if not rows:
         sys.exit("no finished run of " + ", ".join(args.models))
     runs = pd.DataFrame(rows)
