@@ -132,11 +132,18 @@ def test_a_write_over_a_file_the_marker_does_not_list_is_refused(run):
 
 
 def test_a_report_inside_a_run_is_listed_so_overwrite_clears_it(run):
-    assert invoke("report", run).exit_code == 0  # default: <run>/report
-    assert "report" in marker.read(run).files
-    (run / "report" / "stale.png").write_bytes(b"")  # left there: the old report's
+    assert invoke("report", run, "--compare", "pert-mean", "--compare", "pert-mean").exit_code == 0  # <run>/report
+    assert "report" in marker.read(run).files and (run / "report" / "paired.csv").is_file()
     assert invoke("run", "--preset", "control", *TINY, "--out", run, "--overwrite").exit_code == 0
-    assert not (run / "report" / "stale.png").exists()  # cleared with the run (ptrag run writes a new report)
+    assert not (run / "report" / "paired.csv").exists()  # the old report's, cleared with the run
+    assert (run / "report" / "report.html").is_file()  # ptrag run wrote its own report anew
+
+
+def test_a_file_of_the_users_in_the_report_keeps_overwrite_off(run):
+    (run / "report" / "my_figure.png").write_bytes(b"mine")
+    result = invoke("run", "--preset", "control", *TINY, "--out", run, "--overwrite")
+    assert result.exit_code == 1 and "report/my_figure.png" in result.stderr
+    assert (run / "report" / "my_figure.png").read_bytes() == b"mine"
 
 
 def test_predicts_default_folder_goes_with_its_run(run, tmp_path):

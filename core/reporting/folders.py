@@ -14,7 +14,7 @@ from ..evaluation.paired import paired_tests
 from ..files import read_json
 from ..markup import load_yaml, read_json_file, read_text
 from ..runs.folder import RESUME_MAY_CHANGE, differences
-from ..runs.results import read_run, require_same_data, run_label
+from ..runs.results import read_run, require_same_data
 from .labels import RunKey, label_runs
 
 
@@ -51,21 +51,23 @@ def grid_folders(path: Path) -> list[str]:
 
 
 def _named_apart(folders: list[Path]) -> list[Path]:
-    """The runs, once each; two runs that the report would take for one (the same name and seed,
-    or the same name and different configurations: averaged as seeds of one) are one line."""
+    """The runs, once each; two runs the report would take for one (the same label and seed, or
+    the same label and different configurations: averaged as seeds of one) are one line. Labels are
+    the report's own (:func:`label_runs`: run trees of one seed are already settings apart)."""
+    keys = label_runs(folders)
     by_label: dict[tuple[str, int | None], Path] = {}
     configs: dict[str, tuple[Path, Any]] = {}
     for folder in folders:
-        name, seed = run_label(folder)
+        label = keys[folder].label
         recorded = _recorded(folder)
-        seed = seed if seed is not None else (recorded or {}).get("seed")
-        other = by_label.setdefault((name, seed), folder)
-        first = configs.setdefault(name, (folder, recorded))
+        seed = keys[folder].seed if keys[folder].seed is not None else (recorded or {}).get("seed")
+        other = by_label.setdefault((label, seed), folder)
+        first = configs.setdefault(label, (folder, recorded))
         if other != folder or (recorded is not None and first[1] is not None and
                                differences(first[1], recorded, ignore=RESUME_MAY_CHANGE + ("seed", "output"))):
             twin = other if other != folder else first[0]
             why = "the same seed" if other != folder else "different configurations"
-            raise ConfigError(f"{twin} and {folder} are both run {name!r} with {why}: the report would average them "
+            raise ConfigError(f"{twin} and {folder} are both run {label!r} with {why}: the report would average them "
                               "as seeds of one configuration; report them separately, or rename one folder")
     return folders
 

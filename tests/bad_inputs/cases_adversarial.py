@@ -116,8 +116,10 @@ CASES = [
          "its config.yaml and fingerprint.json are missing, so what made it is unknown",
          why="taken for a stopped run: its results were deleted without --overwrite"),
     Case("adv-report-two-runs-one-name", ["report", "{run_pm}", "{a_twin}/run_pm", "--out", "{new}"],
-         "are both run 'run_pm' with the same seed: the report would average them",
-         why="a neighbour-mean and a pert-mean run averaged as two seeds of one configuration"),
+         "are both run 'pert-mean@run_pm' with the same seed: the report would average them",
+         why="two pert-mean runs of one seed in folders of one name averaged as two seeds of one configuration"),
+    Case("adv-report-two-presets-one-folder-name", ["report", "{run_pm}", "{a_twin_linear}/run_pm", "--out", "{new}"],
+         "linear", code=0, why="a linear and a pert-mean run averaged as two seeds of one configuration"),
     # ---------------------------------------------------------------- the user's files and ptrag's folders
     Case("adv-overwrite-keeps-a-file-in-retriever", ["run", *PM, "--out", "{a_user_in_retriever}", "--overwrite"],
          f"{NOT_MINE} (retriever/notes.txt)", why="--overwrite deleted it with the retriever's files"),
@@ -281,9 +283,10 @@ def _records(root: Path, env: dict[str, str]) -> None:
     deleted = _copy(env, "run_pm", root, "a_records_deleted")
     (deleted / "config.yaml").unlink()
     (deleted / "fingerprint.json").unlink()
-    (root / "a_twin").mkdir()
-    shutil.copytree(env["run_linear"], root / "a_twin" / "run_pm")  # another run, under the same name
-    env["a_twin"] = str(root / "a_twin")
+    for name, source in (("a_twin", "run_pm"), ("a_twin_linear", "run_linear")):  # a run under the same name
+        (root / name).mkdir()
+        shutil.copytree(env[source], root / name / "run_pm")
+        env[name] = str(root / name)
 
 
 def _folders(root: Path, env: dict[str, str]) -> None:
