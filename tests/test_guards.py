@@ -220,10 +220,25 @@ def test_a_components_exception_becomes_one_line_and_keeps_its_cause():
                 raise passes
 
 
-def test_a_plugins_exit_or_own_interrupt_is_its_failure_a_users_ctrl_c_is_not(capsys):
+@pytest.fixture
+def sigint(monkeypatch):
+    """SIGINT set for the test as the test says (a suite started in the background inherits it
+    ignored), ptrag's counting handler offered afresh, the process's own handler restored after."""
+    import signal
+
+    from ptrag.core.components import fence
+
+    before = signal.getsignal(signal.SIGINT)
+    monkeypatch.setattr(fence, "_watching", False)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)
+
+
+def test_a_plugins_exit_or_own_interrupt_is_its_failure_a_users_ctrl_c_is_not(capsys, sigint):
     import os
     import signal
 
+    sigint(signal.default_int_handler)  # as in a terminal
     component = SimpleNamespace(_ptrag_label=LABEL)
     with pytest.raises(FencedError, match=r"search failed \(it called sys.exit\(0\)"):
         with calling(component, "search"):
@@ -241,6 +256,16 @@ def test_a_plugins_exit_or_own_interrupt_is_its_failure_a_users_ctrl_c_is_not(ca
         print("plugin chatter")
     out, err = capsys.readouterr()
     assert out == "" and err == "plugin chatter\n"  # a plugin's print never reaches stdout
+
+
+def test_with_sigint_ignored_every_keyboard_interrupt_is_the_plugins(sigint):
+    import signal
+
+    sigint(signal.SIG_IGN)  # a background job, nohup, a scheduler: no Ctrl-C can raise
+    component = SimpleNamespace(_ptrag_label=LABEL)
+    with pytest.raises(FencedError, match="raised KeyboardInterrupt though nobody pressed Ctrl-C"):
+        with calling(component, "search"):
+            raise KeyboardInterrupt
 
 
 # --------------------------------------------------------------------------- a third-party package

@@ -12,9 +12,11 @@ stay ptrag's:
 - Ctrl-C: a ``KeyboardInterrupt`` that plugin code raises itself is its failure too; one that
   comes from the user's Ctrl-C passes unchanged (a run stops and keeps its checkpoint). The two
   are told apart by counting SIGINTs: ptrag puts a handler in front of Python's default one that
-  counts and then raises as before. Where that handler cannot be installed (another handler is
-  in place) every KeyboardInterrupt is taken for the user's, as before; in a thread other than
-  the main one a KeyboardInterrupt never comes from a signal, so it is always the plugin's.
+  counts and then raises as before. Where SIGINT is ignored (a job started in the background,
+  under nohup, by a scheduler) no Ctrl-C can raise, so a KeyboardInterrupt is always the plugin's;
+  where another Python handler is in place it cannot be told, and every KeyboardInterrupt is
+  taken for the user's, as before; in a thread other than the main one a KeyboardInterrupt never
+  comes from a signal, so it is always the plugin's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 from ..errors import PluginError
 
 _received = 0  # SIGINTs seen by :func:`_count_sigint` in this process
-_watching = False  # the handler was offered once, in the main thread (signal.getsignal costs microseconds)
+_watching = False  # the counting handler is in place (until then each call looks: signal.getsignal costs microseconds)
 
 
 def _count_sigint(signum: int, frame: Any) -> None:
@@ -41,19 +43,24 @@ def _in_main_thread() -> bool:
 
 
 def _watch_ctrl_c() -> None:
-    """Count SIGINTs from now on (main thread, in front of Python's default handler only)."""
+    """Count SIGINTs from now on (main thread, in front of Python's default handler only; while
+    another handler or none is in place, look again next time)."""
     global _watching
     if not _watching and _in_main_thread():
-        _watching = True
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        handler = signal.getsignal(signal.SIGINT)
+        if handler is signal.default_int_handler:
             signal.signal(signal.SIGINT, _count_sigint)
+        _watching = handler in (signal.default_int_handler, _count_sigint)
 
 
 def from_the_user(mark: int) -> bool:
     """Whether a KeyboardInterrupt caught now came from a Ctrl-C since ``mark`` (:data:`_received`)."""
     if not _in_main_thread():
         return False
-    if signal.getsignal(signal.SIGINT) is not _count_sigint:
+    handler = signal.getsignal(signal.SIGINT)
+    if handler in (signal.SIG_IGN, signal.SIG_DFL, None):
+        return False  # SIGINT ignored, or it ends the process without an exception: no Ctrl-C raised this
+    if handler is not _count_sigint:
         return True  # someone else's handler: it cannot be told, so it is the user's (as before)
     return _received != mark
 
