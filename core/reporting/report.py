@@ -105,20 +105,21 @@ def _run_figures(firsts: Sequence[Path], changes: Mapping[Path, Changes | None],
 
 
 def check_genes(changes: Mapping[Path, Changes | None], genes: Sequence[str]) -> None:
-    """``--genes`` must name read-out genes or held-out perturbations of the runs (checked before a
-    report writes anything)."""
+    """``--genes`` must name read-out genes or held-out perturbations of the runs, and every run
+    must have the predicted and real cells its figure plots (checked before a report writes anything)."""
     for folder, change in changes.items():
         if change is None:
             missing = [n for n in ("predictions.h5ad", "real.h5ad") if not (Path(folder) / n).is_file()]
             what = " or ".join(missing) or "group scored in both predictions.h5ad and real.h5ad"
             raise DataError(f"{folder}: --genes plots predicted against real mean changes, and it has no {what}; "
                             "report it without --genes, or restore the file(s)")
-    known = dict(changes)
-    features = {g for c in known.values() for g in c.genes}
-    perturbed = {p for c in known.values() for p, _ in c.groups}
+    if not changes:
+        return
+    features = {g for c in changes.values() for g in c.genes}
+    perturbed = {p for c in changes.values() for p, _ in c.groups}
     unknown = [g for g in genes if g not in features and g not in perturbed]
     if unknown:
-        folder, first = next(iter(known.items()))
+        folder, first = next(iter(changes.items()))
         raise DataError(f"--genes: {', '.join(unknown)} in {folder}: neither a read-out gene (first: "
                         f"{', '.join(first.genes[:4])}) nor a held-out perturbation (first: "
                         f"{', '.join(sorted(perturbed)[:4])}) of the reported runs; name genes of either kind")
