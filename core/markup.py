@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -122,31 +122,28 @@ def _too_deep(where: str, error: type[PtragError]) -> PtragError:
                  f"the {MAX_DEPTH} levels ptrag reads); check its brackets and indentation")
 
 
-def load_yaml(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
-    """``yaml.safe_load`` within the limits, each key once (``yaml.YAMLError`` is the caller's to word)."""
+def _parsed(parse: Callable[[str], Any], text: str, where: str, error: type[PtragError]) -> Any:
+    """``parse(text)`` within the limits: too deep for the parser's recursion is one line too."""
     try:
-        value = yaml.load(text, Loader=_UniqueKeys)  # noqa: S506 (a SafeLoader)
+        value = parse(text)
     except RecursionError:
         raise _too_deep(where, error) from None
     return check_limits(value, where, error)
+
+
+def load_yaml(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
+    """``yaml.safe_load`` within the limits, each key once (``yaml.YAMLError`` is the caller's to word)."""
+    return _parsed(lambda t: yaml.load(t, Loader=_UniqueKeys), text, where, error)  # noqa: S506 (a SafeLoader)
 
 
 def load_toml(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
     """``tomllib.loads`` within the limits (``TOMLDecodeError`` is the caller's to word)."""
-    try:
-        value = tomllib.loads(text)
-    except RecursionError:
-        raise _too_deep(where, error) from None
-    return check_limits(value, where, error)
+    return _parsed(tomllib.loads, text, where, error)
 
 
 def load_json(text: str, where: str, error: type[PtragError] = ConfigError) -> Any:
     """``json.loads`` within the limits (``ValueError`` is the caller's to word)."""
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise _too_deep(where, error) from None
-    return check_limits(value, where, error)
+    return _parsed(json.loads, text, where, error)
 
 
 def read_json_file(path: str | Path, error: type[PtragError] = ConfigError) -> Any:
